@@ -1,0 +1,68 @@
+# Shared helpers for the set-up steps; sourced, never run.
+# Every step prints what it does, whether it came from cache, and how long it took.
+set -euo pipefail
+
+COSIM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+COSIM_CACHE="${COSIM_CACHE:-$HOME/.cache/cosim}"
+mkdir -p "$COSIM_CACHE"
+
+_step_t0=0
+step_begin() { _step_t0=$(date +%s); echo "==> $*"; }
+step_end() { echo "    done in $(( $(date +%s) - _step_t0 ))s"; }
+step_cached() { echo "==> $1: from cache ($2)"; }
+die() { echo "error: $*" >&2; exit 1; }
+
+# hash_inputs FILE_OR_STRING...: one short key for a set of files and literal strings.
+hash_inputs() {
+    local item
+    for item in "$@"; do
+        if [ -f "$item" ]; then
+            printf 'file %s\n' "$(basename "$item")"; sha256sum < "$item"
+        elif [ -d "$item" ]; then
+            (cd "$item" && find . -type f -not -path '*/.git/*' -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+        else
+            printf 'str %s\n' "$item"
+        fi
+    done | sha256sum | cut -c1-16
+}
+
+# Private apt configuration: trixie and sid sources and arm64 binaries, without touching
+# the machine's own apt setup.
+APT_DIR="$COSIM_CACHE/apt"
+apt_private_opts() {
+    echo "-o Dir::Etc::SourceList=$APT_DIR/sources.list -o Dir::Etc::SourceParts=/dev/null" \
+         "-o Dir::State::Lists=$APT_DIR/lists -o Dir::Cache=$APT_DIR/cache" \
+         "-o Dir::State::Status=$APT_DIR/status -o Debug::NoLocking=1" \
+         "-o APT::Architecture=amd64 -o APT::Architectures::=amd64 -o APT::Architectures::=arm64" \
+         "-o APT::Sandbox::User=root"
+}
+apt_private_setup() {
+    mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial"
+    touch "$APT_DIR/status"
+    local mirror="${COSIM_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+    local kr=/usr/share/keyrings/debian-archive-keyring.gpg
+    cat > "$APT_DIR/sources.list.new" <<EOS
+deb-src [signed-by=$kr] $mirror trixie main
+deb-src [signed-by=$kr] $mirror sid main
+deb [arch=arm64 signed-by=$kr] $mirror trixie main
+deb [arch=arm64 signed-by=$kr] $mirror sid main
+EOS
+    mv "$APT_DIR/sources.list.new" "$APT_DIR/sources.list"
+    # Refresh the index at most once a day: it decides versions, and so cache keys.
+    local stamp="$APT_DIR/updated"
+    if [ ! -f "$stamp" ] || [ -n "$(find "$stamp" -mmin +1440)" ]; then
+        step_begin "private apt index (trixie, sid; deb-src and arm64)"
+        # shellcheck disable=SC2046
+        apt-get $(apt_private_opts) -q update >"$APT_DIR/update.log" 2>&1 \
+            || { tail -20 "$APT_DIR/update.log" >&2; die "private apt update failed"; }
+        touch "$stamp"
+        step_end
+    fi
+}
+apt_p() { apt-get $(apt_private_opts) "$@"; }
+aptcache_p() { apt-cache $(apt_private_opts) "$@"; }
+
+# dsc_of PKG/SUITE: the .dsc file name apt would fetch, which names the exact version.
+dsc_of() {
+    apt_p source --print-uris "$1" 2>/dev/null | awk "{print \$2}" | tr -d "'" | grep '\.dsc$' | head -1
+}

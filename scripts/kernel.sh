@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Guest kernel. Usage: kernel.sh CHOICE
+#   debian-6.12       Debian trixie's linux-source-6.12, allnoconfig + kernel/cosim.config (default)
+#   debian-7.2        Debian sid's linux-source-7.2, same fragment
+#   debian-6.12-bin   Debian trixie's stock arm64 binary kernel (no iommufd, modules in initramfs)
+#   PATH/TO/Image     an arm64 Image you built
+#   PATH/TO/linux     a kernel source tree, built out of tree with the repo's fragment
+# Prints "KERNEL_DIR=<dir>" last: the dir holds Image, .config, uapi headers (include/),
+# and modules/ for the stock binary kernel.
+source "$(dirname "$0")/common.sh"
+
+CHOICE="${1:-debian-6.12}"
+FRAG="$COSIM_ROOT/kernel/cosim.config"
+CROSS=aarch64-linux-gnu-
+KMAKE=(make -s ARCH=arm64 CROSS_COMPILE=$CROSS -j"$(nproc)")
+
+# build_tree SRC OUT: allnoconfig + fragment, Image, uapi headers, into OUT.
+build_tree() {
+    local src="$1" out="$2"
+    mkdir -p "$out/build"
+    (
+        cd "$src"
+        "${KMAKE[@]}" O="$out/build" allnoconfig
+        KCONFIG_CONFIG="$out/build/.config" scripts/kconfig/merge_config.sh -m -O "$out/build" \
+            "$out/build/.config" "$FRAG" >/dev/null
+        "${KMAKE[@]}" O="$out/build" olddefconfig
+        "${KMAKE[@]}" O="$out/build" Image
+        "${KMAKE[@]}" O="$out/build" INSTALL_HDR_PATH="$out/hdr" headers_install
+    ) >"$out/build.log" 2>&1 || {
+        grep -E 'error|Error|not clean' "$out/build.log" | head -20 >&2
+        die "kernel build failed in $src (log: $out/build.log)"
+    }
+    # Tell which requested options the tree did not take (renamed or missing there).
+    local missing=""
+    while IFS= read -r line; do
+        case "$line" in CONFIG_*=y) grep -qx "$line" "$out/build/.config" || missing="$missing ${line%=y}" ;; esac
+    done < "$FRAG"
+    [ -z "$missing" ] || echo "    note: not set in this tree:$missing"
+    cp "$out/build/arch/arm64/boot/Image" "$out/Image"
+    cp "$out/build/.config" "$out/config"
+    rm -rf "$out/include"; cp -r "$out/hdr/include" "$out/include"
+}
+
+debian_source() {  # debian_source PKG SUITE
+    local pkg="$1" suite="$2" deb ver src
+    apt_private_setup
+    deb=$(apt_p download --print-uris "$pkg/$suite" 2>/dev/null | awk '{print $2}' | head -1)
+    [ -n "$deb" ] || die "$pkg not found in Debian $suite"
+    ver=${deb#"${pkg}_"}; ver=${ver%_all.deb}
+    KEY=$(hash_inputs "$pkg $ver" "$FRAG" "$0")
+    OUT="$COSIM_CACHE/kernel/$pkg-$KEY"
+    if [ -f "$OUT/Image" ]; then step_cached "kernel $pkg $ver" "$OUT"; return; fi
+    src="$COSIM_CACHE/src/$pkg-$ver"
+    if [ ! -f "$src/.unpacked" ]; then
+        step_begin "kernel: fetching $pkg $ver"
+        rm -rf "$src" "$src.dl"; mkdir -p "$src.dl"
+        (cd "$src.dl" && apt_p download "$pkg/$suite" >/dev/null 2>&1) || die "downloading $pkg failed"
+        dpkg-deb -x "$src.dl"/*.deb "$src.dl/x"
+        mkdir -p "$src"; tar -xf "$src.dl"/x/usr/src/"$pkg".tar.* -C "$src" --strip-components=1
+        rm -rf "$src.dl"; touch "$src/.unpacked"
+        step_end
+    fi
+    step_begin "kernel: building $pkg $ver (allnoconfig + kernel/cosim.config)"
+    rm -rf "$OUT.new"; build_tree "$src" "$OUT.new"
+    rm -rf "$OUT.new/build" "$OUT.new/hdr"
+    echo "$pkg $ver" >"$OUT.new/VERSION"
+    rm -rf "$OUT"; mv "$OUT.new" "$OUT"
+    step_end
+}
+
+debian_binary() {  # stock trixie arm64 kernel: metapackage -> the real image package
+    apt_private_setup
+    local real deb ver
+    real=$(aptcache_p depends "linux-image-arm64:arm64/trixie" 2>/dev/null \
+           | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    real=${real%:arm64}
+    [ -n "$real" ] || die "cannot resolve Debian trixie's linux-image-arm64"
+    deb=$(apt_p download --print-uris "$real:arm64/trixie" 2>/dev/null | awk '{print $2}' | head -1)
+    ver=${deb#"${real}_"}; ver=${ver%_arm64.deb}
+    KEY=$(hash_inputs "$real $ver" "$0")
+    OUT="$COSIM_CACHE/kernel/$real-$KEY"
+    if [ -f "$OUT/Image" ]; then step_cached "kernel $real $ver (stock binary)" "$OUT"; return; fi
+    step_begin "kernel: fetching stock binary $real $ver"
+    rm -rf "$OUT.new"; mkdir -p "$OUT.new/dl"
+    (cd "$OUT.new/dl" && apt_p download "$real:arm64/trixie" >/dev/null 2>&1) || die "downloading $real failed"
+    dpkg-deb -x "$OUT.new"/dl/*.deb "$OUT.new/x"
+    # arm64 vmlinuz is a gzip'd Image.
+    zcat "$OUT.new"/x/boot/vmlinuz-* >"$OUT.new/Image"
+    cp "$OUT.new"/x/boot/config-* "$OUT.new/config"
+    mkdir -p "$OUT.new/modules"; cp -a "$OUT.new"/x/lib/modules/. "$OUT.new/modules/" 2>/dev/null \
+        || cp -a "$OUT.new"/x/usr/lib/modules/. "$OUT.new/modules/"
+    rm -rf "$OUT.new/dl" "$OUT.new/x"
+    echo "$real $ver (stock binary)" >"$OUT.new/VERSION"
+    rm -rf "$OUT"; mv "$OUT.new" "$OUT"
+    step_end
+}
+
+user_image() {  # an arm64 Image the user built
+    local img; img=$(realpath "$1")
+    # arm64 Image header: "ARMd" magic at offset 56.
+    [ "$(dd if="$img" bs=1 skip=56 count=4 2>/dev/null)" = "ARMd" ] \
+        || die "$1 is not an arm64 kernel Image (no ARMd magic at offset 56)"
+    KEY=$(hash_inputs "$img")
+    OUT="$COSIM_CACHE/kernel/image-$KEY"
+    if [ -f "$OUT/Image" ]; then step_cached "kernel Image $1" "$OUT"; return; fi
+    step_begin "kernel: using Image $1"
+    mkdir -p "$OUT.new"; cp "$img" "$OUT.new/Image"
+    # uapi headers: the build tree's, when the Image sits in one; else the default kernel's.
+    local tree; tree=$(dirname "$(dirname "$(dirname "$(dirname "$img")")")")
+    if [ -f "$tree/.config" ]; then cp "$tree/.config" "$OUT.new/config"; fi
+    echo "Image $img" >"$OUT.new/VERSION"
+    rm -rf "$OUT"; mv "$OUT.new" "$OUT"
+    step_end
+}
+
+user_tree() {  # a kernel source tree: out-of-tree build, incremental on the next call
+    local src; src=$(realpath "$1")
+    [ -f "$src/Makefile" ] && [ -d "$src/arch/arm64" ] || die "$1 is not a kernel source tree (no Makefile or arch/arm64)"
+    [ ! -f "$src/.config" ] || die "$1 has an in-tree .config; run 'make mrproper' there (we build out of tree)"
+    # Keyed by the tree's path: kbuild itself decides what a change rebuilds.
+    OUT="$COSIM_CACHE/kernel/tree-$(hash_inputs "tree $src")"
+    step_begin "kernel: building source tree $src (incremental)"
+    build_tree "$src" "$OUT"
+    echo "tree $src $(cd "$src" && git describe --always --dirty 2>/dev/null || true)" >"$OUT/VERSION"
+    step_end
+}
+
+case "$CHOICE" in
+    debian-6.12) debian_source linux-source-6.12 trixie ;;
+    debian-7.2) debian_source linux-source-7.2 sid ;;
+    debian-6.12-bin) debian_binary ;;
+    */*|.*|~*)
+        if [ -d "$CHOICE" ]; then user_tree "$CHOICE"
+        elif [ -f "$CHOICE" ]; then user_image "$CHOICE"
+        else die "kernel path $CHOICE does not exist"; fi ;;
+    *) die "unknown kernel choice '$CHOICE' (choose debian-6.12, debian-7.2, debian-6.12-bin, or a path to an Image or a source tree)" ;;
+esac
+echo "KERNEL_DIR=$OUT"
