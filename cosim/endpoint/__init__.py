@@ -1,0 +1,1 @@
+"""cosim-pcie-ep: the ATS-capable PCIe endpoint model (docs/endpoint.md)."""
