@@ -1,0 +1,337 @@
+"""The cosim wire protocol (docs/protocol.md): every message declared once, with construct.
+
+One ZeroMQ frame is one message: a 16-byte header and a body whose layout depends on the
+type. The same declarations decode and encode; the hot ones (MMIO and DMA) are compiled.
+`decode` validates a frame completely and raises `ProtocolError` carrying the status the
+receiver replies with (or none, when the header cannot even carry a `seq`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from construct import (
+    Bytes,
+    Construct,
+    Container,
+    GreedyBytes,
+    Int8ul,
+    Int16ul,
+    Int32ul,
+    Int64ul,
+    PaddedString,
+    Padding,
+    Struct,
+    this,
+)
+
+MAGIC = 0x4353          # "CS" little-endian
+MAJOR = 1
+MINOR = 0
+HEADER_SIZE = 16
+REPLY_BIT = 0x80
+DEFAULT_MAX_DMA = 65536  # QEMU's default max-dma: longer DMA gets TOO_BIG
+RAM_PATH_LEN = 128
+NAME_LEN = 32
+MMIO_SIZES = (1, 2, 4, 8)
+
+
+class MsgType(enum.IntEnum):
+    HELLO = 0x01
+    MMIO_READ = 0x02
+    MMIO_WRITE = 0x03
+    CFG_WRITE = 0x04
+    RESET = 0x05
+    DEVICE = 0x06
+    BYE = 0x07
+    DMA_READ = 0x10
+    DMA_WRITE = 0x11
+    IRQ = 0x12
+
+
+# Requests each side sends; the other side serves them.
+QEMU_REQUESTS = frozenset({MsgType.HELLO, MsgType.MMIO_READ, MsgType.MMIO_WRITE,
+                           MsgType.CFG_WRITE, MsgType.RESET, MsgType.DEVICE, MsgType.BYE})
+MODEL_REQUESTS = frozenset({MsgType.DMA_READ, MsgType.DMA_WRITE, MsgType.IRQ})
+
+
+class Status(enum.IntEnum):
+    OK = 0
+    DECODE_ERROR = 1
+    ACCESS_ERROR = 2
+    TOO_BIG = 3
+    MALFORMED = 4
+    UNKNOWN_TYPE = 5
+    BAD_VERSION = 6
+    INTERNAL = 7
+
+
+def status_name(code: int) -> str:
+    """Name of a status code, also for codes this side does not know."""
+    try:
+        return Status(code).name
+    except ValueError:
+        return f"STATUS_{code}"
+
+
+class Caps(enum.IntFlag):
+    SHARED_RAM = 1 << 0
+
+
+class DmaFlags(enum.IntFlag):
+    MSI = 1 << 0
+
+
+class DeviceKind(enum.IntEnum):
+    SMMU = 1
+    PCIE_EP = 2
+
+
+class ResetKind(enum.IntEnum):
+    SYSTEM = 0
+    FLR = 1
+
+
+class IrqLine(enum.IntEnum):
+    EVENTQ = 0
+    PRIQ = 1
+    CMDQ_SYNC = 2
+    GERROR = 3
+
+
+class IrqLevel(enum.IntEnum):
+    LOWER = 0
+    RAISE = 1
+    PULSE = 2
+
+
+HEADER = Struct(
+    "magic" / Int16ul,
+    "major" / Int8ul,
+    "type" / Int8ul,
+    "status" / Int32ul,
+    "seq" / Int64ul,
+)
+
+EMPTY = Struct()
+
+# Bodies of requests and of OK replies, in docs/protocol.md order. Reserved fields are
+# Padding: written as zeros, ignored on receipt (so a later minor may give them a meaning).
+REQUEST_BODY: dict[MsgType, Construct] = {
+    MsgType.HELLO: Struct(
+        "minor" / Int16ul, Padding(2), "caps" / Int32ul,
+        "ram_base" / Int64ul, "ram_size" / Int64ul,
+        "ram_path" / PaddedString(RAM_PATH_LEN, "utf8"),
+    ),
+    MsgType.MMIO_READ: Struct(
+        "dev" / Int16ul, "region" / Int8ul, "size" / Int8ul, Padding(4), "offset" / Int64ul,
+    ),
+    MsgType.MMIO_WRITE: Struct(
+        "dev" / Int16ul, "region" / Int8ul, "size" / Int8ul, Padding(4), "offset" / Int64ul,
+        "value" / Int64ul,
+    ),
+    MsgType.CFG_WRITE: Struct(
+        "dev" / Int16ul, Padding(1), "size" / Int8ul, "offset" / Int32ul, "value" / Int64ul,
+    ),
+    MsgType.RESET: Struct("dev" / Int16ul, "kind" / Int16ul),
+    MsgType.DEVICE: Struct(
+        "dev" / Int16ul, "kind" / Int16ul, "rid" / Int16ul, "pcie_off" / Int16ul,
+        "ats_off" / Int16ul, "pasid_off" / Int16ul, "msix_off" / Int16ul, Padding(2),
+    ),
+    MsgType.BYE: EMPTY,
+    MsgType.DMA_READ: Struct(
+        "rid" / Int16ul, "flags" / Int16ul, "len" / Int32ul, "addr" / Int64ul,
+    ),
+    MsgType.DMA_WRITE: Struct(
+        "rid" / Int16ul, "flags" / Int16ul, "len" / Int32ul, "addr" / Int64ul,
+        "data" / Bytes(this.len),
+    ),
+    MsgType.IRQ: Struct("dev" / Int16ul, "line" / Int16ul, "level" / Int32ul),
+}
+
+REPLY_BODY: dict[MsgType, Construct] = {
+    MsgType.HELLO: Struct(
+        "minor" / Int16ul, Padding(2), "caps" / Int32ul, "max_dma" / Int32ul, Padding(4),
+        "name" / PaddedString(NAME_LEN, "utf8"),
+    ),
+    MsgType.MMIO_READ: Struct("value" / Int64ul),
+    MsgType.MMIO_WRITE: EMPTY,
+    MsgType.CFG_WRITE: EMPTY,
+    MsgType.RESET: EMPTY,
+    MsgType.DEVICE: EMPTY,
+    MsgType.BYE: EMPTY,
+    MsgType.DMA_READ: Struct("data" / GreedyBytes),  # `len` bytes: the waiter checks the length
+    MsgType.DMA_WRITE: EMPTY,
+    MsgType.IRQ: EMPTY,
+}
+
+# The hot path (every guest MMIO, every DMA) uses compiled parsers and builders.
+_HOT = (MsgType.MMIO_READ, MsgType.MMIO_WRITE, MsgType.DMA_READ, MsgType.DMA_WRITE)
+_HEADER_C = HEADER.compile()
+_REQUEST_C: dict[MsgType, Construct] = {
+    t: (REQUEST_BODY[t].compile() if t in _HOT else REQUEST_BODY[t]) for t in MsgType}
+_REPLY_C: dict[MsgType, Construct] = {
+    t: (REPLY_BODY[t].compile() if t in _HOT else REPLY_BODY[t]) for t in MsgType}
+
+# The part of a variable-length body that precedes its payload.
+_DMA_FIXED = 16
+# Exact body sizes of the fixed layouts, computed once (sizeof() walks the declaration).
+_REQUEST_SIZE = {t: REQUEST_BODY[t].sizeof() for t in MsgType if t is not MsgType.DMA_WRITE}
+_REPLY_SIZE = {t: REPLY_BODY[t].sizeof() for t in MsgType if t is not MsgType.DMA_READ}
+_BY_VALUE = {int(t): t for t in MsgType}
+
+
+def _body_size_ok(mtype: MsgType, reply: bool, body: bytes | memoryview) -> bool:
+    """True when the body has exactly the length its layout gives (no truncation, no excess)."""
+    if reply:
+        return mtype is MsgType.DMA_READ or len(body) == _REPLY_SIZE[mtype]
+    if mtype is MsgType.DMA_WRITE:
+        if len(body) < _DMA_FIXED:
+            return False
+        length = int.from_bytes(body[4:8], "little")
+        return len(body) == _DMA_FIXED + length
+    return len(body) == _REQUEST_SIZE[mtype]
+
+
+class ProtocolError(Exception):
+    """A frame that is not a valid message.
+
+    `status` is the status to reply with; `replyable` tells whether a reply can be sent at all
+    (the header must carry magic and a seq, and replies are never answered).
+    """
+
+    def __init__(self, status: Status, reason: str, *, seq: int | None = None,
+                 type_byte: int | None = None, major: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.seq = seq
+        self.type_byte = type_byte
+        self.major = major
+
+    @property
+    def is_reply(self) -> bool:
+        return self.type_byte is not None and bool(self.type_byte & REPLY_BIT)
+
+    @property
+    def replyable(self) -> bool:
+        return self.seq is not None and not self.is_reply
+
+
+@dataclass
+class Message:
+    """One decoded message. `body` holds the fields of the layout (empty for error replies)."""
+
+    type: MsgType
+    seq: int
+    reply: bool = False
+    status: int = Status.OK
+    body: Container | None = None
+    major: int = MAJOR
+
+    @property
+    def ok(self) -> bool:
+        return self.status == Status.OK
+
+    def __getattr__(self, name: str) -> Any:
+        # Body fields read as attributes (msg.offset); only called for names not found above.
+        body = self.__dict__.get("body")
+        if body is not None and name in body:
+            return body[name]
+        raise AttributeError(name)
+
+    def describe(self) -> str:
+        kind = "reply" if self.reply else "request"
+        fields = ""
+        if self.body:
+            fields = " " + " ".join(
+                f"{k}={_fmt(v)}" for k, v in self.body.items() if not k.startswith("_"))
+        status = f" status={status_name(self.status)}" if self.reply else ""
+        return f"{self.type.name} {kind} seq={self.seq}{status}{fields}"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, int):
+        return hex(value)
+    if isinstance(value, bytes | bytearray):
+        return f"<{len(value)} bytes>"
+    return repr(value)
+
+
+def decode(frame: bytes | memoryview) -> Message:
+    """Decode and validate one frame; raise ProtocolError naming the problem."""
+    n = len(frame)
+    if n < HEADER_SIZE:
+        raise ProtocolError(Status.MALFORMED, f"truncated header: {n} bytes, need {HEADER_SIZE}")
+    hdr = _HEADER_C.parse(frame[:HEADER_SIZE])
+    if hdr.magic != MAGIC:
+        raise ProtocolError(Status.MALFORMED, f"bad magic {hdr.magic:#06x} (want {MAGIC:#06x})")
+    seq = hdr.seq
+    type_byte = hdr.type
+    reply = bool(type_byte & REPLY_BIT)
+    base = type_byte & ~REPLY_BIT
+
+    def fail(status: Status, reason: str) -> ProtocolError:
+        return ProtocolError(status, reason, seq=seq, type_byte=type_byte, major=hdr.major)
+
+    if hdr.major != MAJOR:
+        # Only HELLO can negotiate; any other message from a different major is garbage here.
+        if base == MsgType.HELLO and not reply:
+            raise fail(Status.BAD_VERSION,
+                       f"protocol major {hdr.major} not supported (model speaks {MAJOR})")
+        raise fail(Status.MALFORMED, f"major version {hdr.major} in a session of major {MAJOR}")
+    mtype = _BY_VALUE.get(base)
+    if mtype is None:
+        raise fail(Status.UNKNOWN_TYPE, f"unknown message type {type_byte:#04x}")
+    body = frame[HEADER_SIZE:]
+    if not reply and hdr.status != Status.OK:
+        raise fail(Status.MALFORMED, f"{mtype.name} request with nonzero status {hdr.status}")
+    if reply and hdr.status != Status.OK:
+        if len(body):
+            raise fail(Status.MALFORMED,
+                       f"{mtype.name} error reply ({status_name(hdr.status)}) with a "
+                       f"{len(body)}-byte body")
+        return Message(mtype, seq, True, hdr.status, None, hdr.major)
+    if not _body_size_ok(mtype, reply, body):
+        kind = "reply" if reply else "request"
+        raise fail(Status.MALFORMED, f"{mtype.name} {kind} body of {len(body)} bytes does not "
+                                     f"match its layout")
+    table = _REPLY_C if reply else _REQUEST_C
+    try:
+        fields = table[mtype].parse(bytes(body))
+    except Exception as e:  # construct errors, bad UTF-8 in a string field
+        raise fail(Status.MALFORMED, f"{mtype.name} body does not decode: {e}") from None
+    return Message(mtype, seq, reply, hdr.status, fields, hdr.major)
+
+
+def encode(mtype: MsgType, seq: int, *, reply: bool = False, status: int = Status.OK,
+           major: int = MAJOR, **fields: Any) -> bytes:
+    """Encode one message. An error reply (status != OK) has an empty body."""
+    type_byte = int(mtype) | (REPLY_BIT if reply else 0)
+    head = _HEADER_C.build(dict(magic=MAGIC, major=major, type=type_byte, status=int(status),
+                                seq=seq))
+    if reply and status != Status.OK:
+        return head
+    table = _REPLY_C if reply else _REQUEST_C
+    return head + table[mtype].build(fields)
+
+
+def encode_request(mtype: MsgType, seq: int, **fields: Any) -> bytes:
+    return encode(mtype, seq, **fields)
+
+
+def encode_reply(mtype: MsgType, seq: int, status: int = Status.OK, **fields: Any) -> bytes:
+    return encode(mtype, seq, reply=True, status=status, **fields)
+
+
+def error_reply(err: ProtocolError) -> bytes | None:
+    """The reply to send for a bad request, or None when none can be sent."""
+    if not err.replyable:
+        return None
+    assert err.seq is not None and err.type_byte is not None
+    # Echo the request's type byte even when we do not know it, so the sender can match it.
+    head = _HEADER_C.build(dict(magic=MAGIC, major=MAJOR, type=err.type_byte | REPLY_BIT,
+                                status=int(err.status), seq=err.seq))
+    return head
