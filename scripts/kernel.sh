@@ -10,6 +10,7 @@
 source "$(dirname "$0")/common.sh"
 
 CHOICE="${1:-debian-6.12}"
+KEY_ONLY=""; [ "${2:-}" = "--key" ] && KEY_ONLY=1
 FRAG="$COSIM_ROOT/kernel/cosim.config"
 CROSS=aarch64-linux-gnu-
 KMAKE=(make -s ARCH=arm64 CROSS_COMPILE=$CROSS -j"$(nproc)")
@@ -49,6 +50,7 @@ debian_source() {  # debian_source PKG SUITE
     ver=${deb#"${pkg}_"}; ver=${ver%_all.deb}
     KEY=$(hash_inputs "$pkg $ver" "$FRAG" "$0")
     OUT="$COSIM_CACHE/kernel/$pkg-$KEY"
+    if [ -n "$KEY_ONLY" ]; then echo "KEY=$KEY"; exit 0; fi
     if [ -f "$OUT/Image" ]; then step_cached "kernel $pkg $ver" "$OUT"; return; fi
     src="$COSIM_CACHE/src/$pkg-$ver"
     if [ ! -f "$src/.unpacked" ]; then

@@ -13,6 +13,7 @@ PATCHES="$COSIM_ROOT/qemu-patches"
 KEY=$(hash_inputs "qemu $VER" "$PATCHES" "$0")
 OUT="$COSIM_CACHE/qemu/$KEY"
 BIN="$OUT/qemu-system-aarch64"
+if [ "${1:-}" = "--key" ]; then echo "KEY=$KEY"; exit 0; fi
 if [ -x "$BIN" ]; then
     step_cached "qemu $VER + $(grep -cv '^\s*\(#\|$\)' "$PATCHES/series" 2>/dev/null || echo 0) patches" "$OUT"
     echo "$BIN"; exit 0

@@ -1,0 +1,46 @@
+# The two commands a user needs: `make run` and `make test`. Both set everything up themselves.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KERNEL ?= debian-6.12
+export COSIM_CACHE ?= $(HOME)/.cache/cosim
+PYTEST_ARGS ?=
+
+.PHONY: all setup run test unit e2e bench lint clean-runs
+
+all: run
+
+$(VENV)/.stamp: pyproject.toml
+	@bash scripts/host-packages.sh
+	@echo "==> python venv ($(VENV))"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip -q install --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	@$(PY) -c 'import zmq, construct, pexpect, hypothesis' || { echo "venv set-up failed"; exit 1; }
+	@touch $@
+
+setup: $(VENV)/.stamp
+	@$(PY) -m cosim setup --kernel $(KERNEL)
+
+# Boot the guest with the model and run the hitless suite, then the trace analysis.
+run: $(VENV)/.stamp
+	@$(PY) -m cosim run --kernel $(KERNEL) --tests all
+
+# Every test, unit and end-to-end. pytest's exit 5 (nothing collected) is a failure here.
+test: $(VENV)/.stamp setup
+	@$(PY) -m pytest -ra $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; exit 1; fi; exit $$rc
+
+unit: $(VENV)/.stamp
+	@$(PY) -m pytest -ra -m "not e2e" $(PYTEST_ARGS)
+
+e2e: $(VENV)/.stamp setup
+	@$(PY) -m pytest -ra -m e2e $(PYTEST_ARGS)
+
+bench: $(VENV)/.stamp
+	@$(PY) bench/run.py
+
+lint: $(VENV)/.stamp
+	@$(VENV)/bin/ruff check cosim tests bench
+
+clean-runs:
+	rm -rf runs

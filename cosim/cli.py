@@ -1,0 +1,145 @@
+"""The `cosim` command: run, model, analyze, setup."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import launcher
+from .setup import KERNEL_CHOICES, SetupError, check_kernel_choice, ensure
+
+
+def _tests_arg(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if names == ["all"]:
+        return list(launcher.AREAS)
+    bad = [n for n in names if n not in launcher.AREAS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown test area(s) {', '.join(bad) or '(none)'}; choose from "
+            f"{', '.join(launcher.AREAS)} or 'all'")
+    return names
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="cosim", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="boot the guest against the model and run guest tests")
+    r.add_argument("--kernel", default="debian-6.12",
+                   help=f"{', '.join(KERNEL_CHOICES)}, or a path to an arm64 Image or to a "
+                        "kernel source tree (built with kernel/cosim.config)")
+    r.add_argument("--tests", type=_tests_arg, default=list(launcher.AREAS),
+                   help=f"comma-separated areas: {', '.join(launcher.AREAS)} (default all)")
+    r.add_argument("--smmu", choices=("cosim", "builtin"), default="cosim",
+                   help="cosim: the Python SMMU model and endpoint (default); "
+                        "builtin: QEMU's own smmuv3, no endpoint")
+    r.add_argument("--interactive", action="store_true", help="leave the user at the guest shell")
+    r.add_argument("--timeout", type=_positive, default=900.0, help="whole-run timeout, seconds")
+    r.add_argument("--boot-timeout", type=_positive, default=180.0)
+    r.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    r.add_argument("--smp", type=int, default=2)
+    r.add_argument("--replaces", type=int, default=200, help="replaces in the 'replace' area")
+    r.add_argument("--append", default="", help="extra kernel command line")
+    r.add_argument("--model-arg", action="append", default=[], metavar="ARG",
+                   help="pass ARG to the model (repeatable), e.g. --model-arg=--inv-ignore")
+    r.add_argument("--quiet-setup", action="store_true", help="print set-up output only on failure")
+
+    m = sub.add_parser("model", help="run the model process (the launcher starts it for you)")
+    try:
+        from .backend import add_model_arguments
+        add_model_arguments(m)
+    except ImportError as e:
+        m.set_defaults(_model_missing=str(e))
+
+    a = sub.add_parser("analyze", help="check a trace against the invariants")
+    a.add_argument("args", nargs=argparse.REMAINDER)
+
+    s = sub.add_parser("setup", help="build (or take from cache) QEMU, kernel and initramfs")
+    s.add_argument("--kernel", default="debian-6.12")
+    return ap
+
+
+def print_summary(out: launcher.RunOutcome) -> None:
+    print()
+    print(f"Run: {out.run_dir}")
+    print(f"Guest: {out.guest}")
+    width = max((len(r.name) for r in out.results), default=10)
+    for r in out.results:
+        line = f"  {r.status.upper():11s} {r.name:{width}s}"
+        if r.reason:
+            line += f"  {r.reason}"
+        print(line)
+        if r.status in ("fail", "error"):
+            for o in r.output[-15:]:
+                print(f"      | {o}")
+    counts = {}
+    for r in out.results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    print("Results: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) if counts
+          else "Results: none")
+    if out.analysis is not None:
+        print(f"Analysis: {out.analysis.get('verdict')}"
+              + (f" ({out.analysis.get('why')})" if out.analysis.get("why") else ""))
+        rep = out.run_dir / "report.txt"
+        if rep.exists():
+            print(f"  report: {rep}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.cmd == "run":
+        try:
+            check_kernel_choice(args.kernel)
+            products = ensure(args.kernel, quiet=args.quiet_setup)
+        except SetupError as e:
+            print(f"cosim run: {e}", file=sys.stderr)
+            return 2
+        cfg = launcher.RunConfig(products=products, tests=args.tests, smmu=args.smmu,
+                                 timeout=args.timeout, boot_timeout=args.boot_timeout,
+                                 interactive=args.interactive, runs_dir=args.runs_dir,
+                                 smp=args.smp, model_args=args.model_arg, append=args.append,
+                                 test_args={"replace": f"--count {args.replaces}"})
+        try:
+            out = launcher.execute(cfg)
+        except launcher.RunError as e:
+            print(f"cosim run: {e}", file=sys.stderr)
+            return 2
+        print_summary(out)
+        return out.exit_code
+    if args.cmd == "model":
+        if getattr(args, "_model_missing", None):
+            print(f"cosim model: the model backend is not available: {args._model_missing}",
+                  file=sys.stderr)
+            return 2
+        from .backend import run_model
+        return run_model(args)
+    if args.cmd == "analyze":
+        try:
+            from .analyzer.cli import main as analyze_main
+        except ImportError as e:
+            print(f"cosim analyze: the analyzer is not available: {e}", file=sys.stderr)
+            return 2
+        return analyze_main(args.args)
+    if args.cmd == "setup":
+        try:
+            p = ensure(args.kernel)
+        except SetupError as e:
+            print(f"cosim setup: {e}", file=sys.stderr)
+            return 2
+        print(f"qemu:      {p.qemu}\nkernel:    {p.image} ({p.kernel_version})\n"
+              f"initramfs: {p.initramfs}")
+        return 0
+    return 2

@@ -1,0 +1,419 @@
+"""`cosim run`: start the model, boot the guest in the patched QEMU, run guest tests over the
+serial console, stop everything, and write the run directory.
+
+Process hygiene is the point of this module: QEMU and the model each run in their own session
+(process group) and are killed as groups on every exit path, so nothing outlives `cosim run`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pexpect
+
+from . import tap
+from .setup import Products
+
+READY = "COSIM-GUEST-READY"
+PROMPT_MARK = "COSIM-EXIT"
+PANIC_PATTERNS = ["Kernel panic - not syncing", "---[ end Kernel panic"]
+
+# Guest test names -> binaries in /tests; "kunit" is read from the boot log instead.
+AREAS = ["probe", "dma", "replace", "blocked", "unmap", "pasid", "kunit"]
+
+
+class RunError(Exception):
+    """A run could not be performed (bad option, missing product); no traceback for users."""
+
+
+@dataclass
+class TestResult:
+    name: str
+    status: str  # pass | fail | skip | unsupported | error
+    reason: str = ""
+    output: list[str] = field(default_factory=list)
+    area: str = ""
+
+
+@dataclass
+class RunConfig:
+    products: Products
+    tests: list[str]
+    smmu: str = "cosim"  # "cosim" (the Python model) or "builtin" (QEMU's own smmuv3)
+    timeout: float = 600.0  # whole run, seconds
+    boot_timeout: float = 180.0
+    interactive: bool = False
+    runs_dir: Path = Path("runs")
+    smp: int = 2
+    memory_mb: int = 1024
+    model_args: list[str] = field(default_factory=list)
+    test_args: dict[str, str] = field(default_factory=dict)
+    append: str = ""
+    echo: bool = True  # print console progress lines
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    guest: str  # booted | panic | hang | qemu-exit | model-exit | timeout | interrupted
+    results: list[TestResult]
+    analysis: dict | None
+    exit_code: int
+
+
+def _new_run_dir(base: Path) -> Path:
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run = base / stamp
+    n = 1
+    while run.exists():
+        run = base / f"{stamp}-{n}"
+        n += 1
+    run.mkdir()
+    latest = base / "latest"
+    tmp = base / f".latest.{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(run.name)
+    os.replace(tmp, latest)
+    return run
+
+
+def _kill_group(proc_pid: int | None, grace: float = 5.0) -> None:
+    """TERM then KILL a whole process group; waits so nothing is left behind."""
+    if not proc_pid:
+        return
+    try:
+        pgid = os.getpgid(proc_pid)
+    except ProcessLookupError:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+
+class Run:
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.dir = _new_run_dir(cfg.runs_dir)
+        self.runtime = Path(tempfile.mkdtemp(prefix="cosim-", dir=os.environ.get("XDG_RUNTIME_DIR")))
+        os.chmod(self.runtime, 0o700)
+        self.model: subprocess.Popen | None = None
+        self.qemu: pexpect.spawn | None = None
+        self.console = open(self.dir / "console.log", "w", encoding="utf-8", errors="replace")
+        self.boot_log = ""
+        self.deadline = time.monotonic() + cfg.timeout
+
+    # -- processes ---------------------------------------------------------------------------
+    def qemu_cmdline(self) -> list[str]:
+        p = self.cfg.products
+        append = "console=ttyAMA0 earlycon rdinit=/init panic=-1 " + self.cfg.append
+        cmd = [str(p.qemu), "-M", "virt,gic-version=3", "-cpu", "max", "-accel", "tcg,thread=multi",
+               "-smp", str(self.cfg.smp), "-nodefaults", "-display", "none", "-serial", "stdio",
+               "-monitor", "none", "-no-reboot", "-kernel", str(p.image), "-initrd", str(p.initramfs),
+               "-append", append.strip()]
+        mem = f"{self.cfg.memory_mb}M"
+        if self.cfg.smmu == "builtin":
+            cmd[2] += ",iommu=smmuv3"
+            cmd += ["-m", mem]
+        else:
+            ram = self.runtime / "ram"
+            cmd[2] += ",iommu=smmuv3-cosim,memory-backend=ram"
+            cmd += ["-m", mem,
+                    "-object", f"memory-backend-file,id=ram,size={mem},mem-path={ram},share=on",
+                    "-object", f"cosim-link,id=cosim,addr={self.link_addr},timeout=30000,"
+                               "on-timeout=exit,memdev=ram",
+                    "-device", "cosim-pcie-ep,link=cosim,addr=2.0"]
+        return cmd
+
+    @property
+    def link_addr(self) -> str:
+        return f"ipc://{self.runtime}/link"
+
+    def start_model(self) -> None:
+        cmd = [sys.executable, "-m", "cosim", "model", "--addr", self.link_addr,
+               "--trace", str(self.dir / "trace.jsonl"), "--log", str(self.dir / "model.log"),
+               *self.cfg.model_args]
+        (self.dir / "model-cmdline.txt").write_text(shlex.join(cmd) + "\n")
+        self.model = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL,
+                                      stdout=open(self.dir / "model.out", "w"),
+                                      stderr=subprocess.STDOUT)
+        # The model binds before QEMU connects; wait for the socket file to appear.
+        sock = self.runtime / "link"
+        deadline = time.monotonic() + 30
+        while not sock.exists():
+            if self.model.poll() is not None:
+                out = (self.dir / "model.out").read_text()[-2000:]
+                raise RunError(f"the model exited at start (status {self.model.returncode}):\n{out}")
+            if time.monotonic() > deadline:
+                raise RunError("the model did not open its socket within 30 s")
+            time.sleep(0.05)
+
+    def start_qemu(self) -> None:
+        cmd = self.qemu_cmdline()
+        (self.dir / "qemu-cmdline.txt").write_text(shlex.join(cmd) + "\n")
+        self.qemu = pexpect.spawn(cmd[0], cmd[1:], encoding="utf-8", codec_errors="replace",
+                                  timeout=None, maxread=65536, echo=False,
+                                  dimensions=(50, 200))
+        self.qemu.logfile_read = _Tee(self.console)
+
+    def stop(self) -> None:
+        """Stop QEMU (gracefully if possible) and the model; idempotent; nothing survives."""
+        if self.qemu is not None:
+            if self.qemu.isalive():
+                _kill_group(self.qemu.pid, grace=5.0)
+            try:
+                self.qemu.close(force=True)
+            except Exception:  # noqa: BLE001 - close of a dead pty may fail; the group is gone
+                pass
+        if self.model is not None:
+            if self.model.poll() is None:
+                # QEMU's BYE normally ends the model; give it time to flush its trace.
+                try:
+                    self.model.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+            _kill_group(self.model.pid, grace=5.0)
+            try:
+                self.model.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.console.flush()
+        for f in self.runtime.glob("*"):
+            try:
+                f.unlink()
+            except OSError:
+                pass
+        try:
+            self.runtime.rmdir()
+        except OSError:
+            pass
+
+    # -- console -----------------------------------------------------------------------------
+    def _remaining(self) -> float:
+        return max(1.0, self.deadline - time.monotonic())
+
+    def boot(self) -> str:
+        assert self.qemu is not None
+        idx = self.qemu.expect([READY, *PANIC_PATTERNS, pexpect.EOF, pexpect.TIMEOUT],
+                               timeout=min(self.cfg.boot_timeout, self._remaining()))
+        self.boot_log = self.qemu.before or ""
+        if idx == 0:
+            self.qemu.expect(r"\r?\n")
+            self.boot_log += READY + (self.qemu.before or "")
+            return "booted"
+        if idx in (1, 2):
+            try:
+                self.qemu.expect(pexpect.EOF, timeout=10)
+            except pexpect.TIMEOUT:
+                pass
+            return "panic"
+        if idx == 3:
+            return self._why_gone()
+        return "hang"
+
+    def _why_gone(self) -> str:
+        if self.model is not None and self.model.poll() is not None:
+            return "model-exit"
+        return "qemu-exit"
+
+    def run_command(self, command: str, timeout: float) -> tuple[str, int | None, str]:
+        """Run one shell command in the guest; returns (output, exit status, state)."""
+        assert self.qemu is not None
+        token = f"{PROMPT_MARK}-{time.monotonic_ns()}"
+        self.qemu.sendline(f"{command}; echo {token} $?")
+        # The echo of our own command line also contains the token, followed by ' $?'.
+        pattern = token + r" (\d+)\r?\n"
+        idx = self.qemu.expect([pattern, *PANIC_PATTERNS, pexpect.EOF, pexpect.TIMEOUT],
+                               timeout=min(timeout, self._remaining()))
+        out = self.qemu.before or ""
+        if idx == 0:
+            status = int(self.qemu.match.group(1))
+            lines = out.splitlines()
+            # Drop the echoed command line.
+            lines = [ln for ln in lines if token not in ln]
+            return "\n".join(lines), status, "ok"
+        if idx in (1, 2):
+            return out, None, "panic"
+        if idx == 3:
+            return out, None, self._why_gone()
+        return out, None, "hang"
+
+    def last_console_lines(self, n: int = 25) -> list[str]:
+        self.console.flush()
+        try:
+            text = (self.dir / "console.log").read_text(errors="replace")
+        except OSError:
+            return []
+        return [ln.rstrip("\r") for ln in text.splitlines()[-n:]]
+
+
+class _Tee:
+    """pexpect logfile that writes the console to the run's console.log."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+
+    def write(self, s: str) -> None:
+        self.f.write(s)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def _analyze(run_dir: Path) -> dict | None:
+    trace = run_dir / "trace.jsonl"
+    if not trace.exists():
+        return None
+    try:
+        from .analyzer import analyze_path  # type: ignore[attr-defined]
+    except ImportError:
+        return {"verdict": "unavailable", "why": "cosim.analyzer is not installed"}
+    try:
+        return analyze_path(trace, report_path=run_dir / "report.txt")
+    except Exception as e:  # noqa: BLE001 - a broken analysis must not lose the run's results
+        return {"verdict": "error", "why": f"{type(e).__name__}: {e}"}
+
+
+def execute(cfg: RunConfig) -> RunOutcome:
+    """Perform one run; always writes summary.json; never leaves a process behind."""
+    run = Run(cfg)
+    results: list[TestResult] = []
+    guest = "not-started"
+    interrupted = False
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    say = print if cfg.echo else (lambda *a, **k: None)
+    try:
+        if cfg.smmu == "cosim":
+            say(f"==> model: starting (log {run.dir / 'model.log'})")
+            run.start_model()
+        say(f"==> guest: booting {cfg.products.kernel_version} "
+            f"({'cosim SMMU + endpoint' if cfg.smmu == 'cosim' else 'QEMU built-in smmuv3'})")
+        t0 = time.monotonic()
+        run.start_qemu()
+        guest = run.boot()
+        say(f"    guest: {guest} in {time.monotonic() - t0:.1f}s")
+        if guest == "booted":
+            if cfg.interactive:
+                say("==> interactive: you are at the guest shell; Ctrl-] leaves and stops the run")
+                assert run.qemu is not None
+                run.qemu.logfile_read = None
+                run.qemu.sendline("")
+                run.qemu.interact(escape_character="\x1d")
+            else:
+                results = _run_tests(run, cfg, say)
+                guest = _final_state(run, results)
+                _poweroff(run)
+        else:
+            results = [TestResult("boot", "error", guest, run.last_console_lines())]
+    except KeyboardInterrupt:
+        interrupted = True
+        guest = "interrupted"
+    finally:
+        run.stop()
+        for s, h in old.items():
+            signal.signal(s, h)
+
+    if "kunit" in cfg.tests and guest not in ("not-started",):
+        results += _kunit_results(run)
+    analysis = _analyze(run.dir) if cfg.smmu == "cosim" else None
+    failed = [r for r in results if r.status in ("fail", "error")]
+    exit_code = 130 if interrupted else (1 if failed or guest != "booted" else 0)
+    if analysis and analysis.get("verdict") == "violations":
+        exit_code = exit_code or 1
+    summary = {
+        "run_dir": str(run.dir),
+        "kernel": cfg.products.kernel_version,
+        "smmu": cfg.smmu,
+        "guest": guest,
+        "tests": [asdict(r) for r in results],
+        "counts": {s: sum(1 for r in results if r.status == s)
+                   for s in ("pass", "fail", "skip", "unsupported", "error")},
+        "analysis": analysis,
+        "exit_code": exit_code,
+        "last_console_lines": run.last_console_lines() if guest != "booted" else [],
+    }
+    tmp = run.dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, run.dir / "summary.json")
+    return RunOutcome(run.dir, guest, results, analysis, exit_code)
+
+
+def _final_state(run: Run, results: list[TestResult]) -> str:
+    for r in results:
+        if r.status == "error" and r.reason in ("panic", "hang", "qemu-exit", "model-exit"):
+            return r.reason
+    return "booted"
+
+
+def _run_tests(run: Run, cfg: RunConfig, say) -> list[TestResult]:
+    results: list[TestResult] = []
+    listing, status, state = run.run_command("ls /tests", timeout=30)
+    present = set(listing.split()) if state == "ok" else set()
+    for area in cfg.tests:
+        if area == "kunit":
+            continue
+        binary = f"cosim_{area}"
+        if binary not in present:
+            results.append(TestResult(area, "error", f"guest test binary {binary} is absent from "
+                                      "the initramfs (guest-tests/ does not build it)", area=area))
+            say(f"    {area}: absent")
+            continue
+        args = cfg.test_args.get(area, "")
+        say(f"==> guest test: {binary} {args}".rstrip())
+        out, code, state = run.run_command(f"/tests/{binary} {args}".strip(), timeout=cfg.timeout)
+        if state != "ok":
+            results.append(TestResult(area, "error", state,
+                                      out.splitlines()[-40:] + run.last_console_lines(), area=area))
+            say(f"    {area}: {state}")
+            break
+        rep = tap.parse_tap(out)
+        for r in rep.results:
+            results.append(TestResult(f"{area}/{r.name}", r.status, r.reason, r.output, area))
+            say(f"    {r.status:11s} {area}/{r.name}" + (f"  ({r.reason})" if r.reason else ""))
+        for prob in rep.problems:
+            results.append(TestResult(f"{area}/tap", "fail", prob, out.splitlines()[-40:], area))
+        if code not in (0, None) and all(r.status != "fail" for r in rep.results):
+            results.append(TestResult(f"{area}/exit", "fail", f"exit status {code}",
+                                      out.splitlines()[-40:], area))
+    return results
+
+
+def _kunit_results(run: Run) -> list[TestResult]:
+    cases = tap.parse_kunit(run.boot_log or "")
+    if not cases:
+        return [TestResult("kunit", "fail", "no arm-smmu-v3 KUnit results in the boot log "
+                           "(is CONFIG_ARM_SMMU_V3_KUNIT_TEST set in this kernel?)", area="kunit")]
+    return [TestResult(f"kunit/{c.name}", c.status, c.reason, area="kunit") for c in cases]
+
+
+def _poweroff(run: Run) -> None:
+    assert run.qemu is not None
+    try:
+        run.qemu.sendline("poweroff -f")
+        run.qemu.expect(pexpect.EOF, timeout=30)
+    except (pexpect.TIMEOUT, OSError):
+        pass

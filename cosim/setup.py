@@ -1,0 +1,87 @@
+"""Build products for a run: QEMU, the guest kernel and the initramfs, via scripts/.
+
+Each step is a shell script that prints its progress (from cache or built, and how long) and
+ends with one `NAME=value` line naming its product; this module runs them and reads that line.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+KERNEL_CHOICES = ("debian-6.12", "debian-7.2", "debian-6.12-bin")
+
+
+class SetupError(Exception):
+    """A set-up step failed; the message says which and why (the script printed details)."""
+
+
+@dataclass(frozen=True)
+class Products:
+    qemu: Path
+    kernel_dir: Path
+    initramfs: Path
+
+    @property
+    def image(self) -> Path:
+        return self.kernel_dir / "Image"
+
+    @property
+    def kernel_version(self) -> str:
+        f = self.kernel_dir / "VERSION"
+        return f.read_text().strip() if f.exists() else "unknown"
+
+
+def check_kernel_choice(choice: str) -> None:
+    """Refuse an unknown kernel choice before any build starts."""
+    if choice in KERNEL_CHOICES:
+        return
+    if "/" in choice or choice.startswith((".", "~")):
+        p = Path(choice).expanduser()
+        if not p.exists():
+            raise SetupError(f"--kernel {choice}: no such file or directory")
+        return
+    raise SetupError(f"--kernel {choice!r} is not a known kernel (choose one of "
+                     f"{', '.join(KERNEL_CHOICES)}, or a path to an arm64 Image or a kernel "
+                     "source tree)")
+
+
+def run_step(script: str, *args: str, quiet: bool = False) -> str:
+    """Run scripts/<script> ARGS, echo its progress, return the value of its last KEY=VALUE line."""
+    cmd = ["bash", str(SCRIPTS / script), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    last = ""
+    tail: list[str] = []
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        tail = (tail + [line])[-30:]
+        if "=" in line and line.split("=", 1)[0].isupper() and not line.startswith(" "):
+            last = line.split("=", 1)[1]
+        elif line.startswith("/") and script == "qemu.sh":
+            last = line
+        elif not quiet:
+            print(line, flush=True)
+    rc = proc.wait()
+    if rc != 0:
+        if quiet:
+            print("\n".join(tail), file=sys.stderr)
+        raise SetupError(f"set-up step {script} {' '.join(args)} failed (exit {rc})")
+    if not last:
+        raise SetupError(f"set-up step {script} printed no product path")
+    return last
+
+
+def ensure(kernel: str = "debian-6.12", quiet: bool = False) -> Products:
+    """Build (or take from cache) everything a run needs."""
+    check_kernel_choice(kernel)
+    if subprocess.run(["bash", str(SCRIPTS / "host-packages.sh")]).returncode != 0:
+        raise SetupError("set-up step host-packages.sh failed")
+    qemu = Path(run_step("qemu.sh", quiet=quiet))
+    kdir = Path(run_step("kernel.sh", kernel, quiet=quiet))
+    initrd = Path(run_step("initramfs.sh", str(kdir), quiet=quiet))
+    return Products(qemu, kdir, initrd)

@@ -1,0 +1,66 @@
+"""Cache keys: a change rebuilds exactly what depends on it (checked on the keys themselves)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _copy_repo(dst: Path) -> Path:
+    for part in ("scripts", "qemu-patches", "guest-tests", "guest", "kernel"):
+        src = ROOT / part
+        if src.exists():
+            shutil.copytree(src, dst / part, ignore=shutil.ignore_patterns("out", "*.o"))
+    return dst
+
+
+def _key(repo: Path, *args: str) -> str:
+    out = subprocess.run(["bash", *args], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    keys = [ln for ln in out.stdout.splitlines() if ln.startswith("KEY=")]
+    assert keys, out.stdout
+    return keys[-1][4:]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return _copy_repo(tmp_path / "repo")
+
+
+def _fake_kernel_dir(tmp: Path) -> Path:
+    k = tmp / "kdir"
+    (k / "include/linux").mkdir(parents=True)
+    (k / "Image").write_bytes(b"\0" * 64)
+    for h in ("version.h", "iommufd.h", "vfio.h"):
+        (k / "include/linux" / h).write_text(f"/* {h} */\n")
+    return k
+
+
+def test_changed_patch_changes_qemu_key(repo: Path) -> None:
+    before = _key(repo, "scripts/qemu.sh", "--key")
+    assert before == _key(repo, "scripts/qemu.sh", "--key"), "key must be stable"
+    (repo / "qemu-patches" / "0099-extra.patch").write_text("--- a/x\n+++ b/x\n")
+    assert _key(repo, "scripts/qemu.sh", "--key") != before
+
+
+def test_changed_guest_test_changes_only_initramfs_key(repo: Path, tmp_path: Path) -> None:
+    kdir = _fake_kernel_dir(tmp_path)
+    q0 = _key(repo, "scripts/qemu.sh", "--key")
+    k0 = _key(repo, "scripts/kernel.sh", "debian-6.12", "--key")
+    i0 = _key(repo, "scripts/initramfs.sh", str(kdir), "--key")
+    (repo / "guest-tests" / "new_test.c").write_text("int main(void) { return 0; }\n")
+    assert _key(repo, "scripts/initramfs.sh", str(kdir), "--key") != i0
+    assert _key(repo, "scripts/qemu.sh", "--key") == q0
+    assert _key(repo, "scripts/kernel.sh", "debian-6.12", "--key") == k0
+
+
+def test_changed_config_fragment_changes_kernel_key(repo: Path) -> None:
+    k0 = _key(repo, "scripts/kernel.sh", "debian-6.12", "--key")
+    with open(repo / "kernel" / "cosim.config", "a") as f:
+        f.write("CONFIG_PRINTK_CALLER=y\n")
+    assert _key(repo, "scripts/kernel.sh", "debian-6.12", "--key") != k0
