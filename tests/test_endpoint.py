@@ -653,3 +653,35 @@ def test_records_serialise_through_trace_writer(tmp_path: Any) -> None:
         assert k in kinds, k
     assert json.loads(path.read_text().splitlines()[-1])["k"] == "atc_inv_cpl"
     assert smmu.devices[RID] is ep
+
+
+# -- the SMMU's own ATS classes ----------------------------------------------------------------
+
+def test_real_atc_invalidation_and_completion_classes() -> None:
+    ats = pytest.importorskip("cosim.smmu.ats")
+    rig = mapped_rig()
+    warm(rig, 2)
+    done: list[Any] = []
+    base, span = ats.atc_range(0x11000, 0)
+    inv = ats.AtcInvalidation(RID, None, base, span, False, inv_id=17, on_complete=done.append)
+    rig.ep.ats_invalidate(inv)
+    assert done == [inv] and inv.done
+    assert rig.trace.of("atc_inv_rx")[0]["inv_id"] == 17
+    assert [e.iova for e in rig.ep.atc.entries()] == [0x10000]
+    whole = ats.AtcInvalidation(RID, None, *ats.atc_range(0, ats.ATC_SIZE_MAX), False,
+                                inv_id=18)
+    rig.ep.ats_invalidate(whole)
+    assert whole.done and len(rig.ep.atc) == 0
+
+    class RealCompletions(FakeSmmu):
+        def ats_translate(self, sid: int, ssid: int | None, iova: int, access: Any) -> Any:
+            if iova == 0x10000:
+                return ats.AtsCompletion(ats.SUCCESS, 0x200000, K4, "rx", dom="s1:cd7")
+            return ats.AtsCompletion(ats.UR, fault="F_TRANSLATION")
+
+    rig2 = Rig(smmu=RealCompletions())
+    st, _ = rig2.dma(int(regs.DmaOp.COMPARE), 0x10000, 0x10000, 8, flags=ATS_FLAG)
+    assert st == DONE and rig2.trace.of("atc_insert")[0]["dom"] == "s1:cd7"
+    assert rig2.trace.of("atc_insert")[0]["perm"] == "r"
+    st, _ = rig2.dma(int(regs.DmaOp.FILL), dst=0x20000, length=8, flags=ATS_FLAG)
+    assert err_code(st) == regs.DmaErr.ATS

@@ -171,7 +171,9 @@ class Endpoint:
         """An ATS Invalidate Request: drop the entries now, complete once nothing in flight
         still uses them (PCIe ATS invalidation ordering) and any injected delay has passed."""
         self.regs["CNT_INV_REQ"] += 1
-        inv_id = next(self._inv_ids)
+        # The SMMU's own invalidation id when it gives one, so the trace correlates both sides.
+        smmu_id = getattr(inv, "id", None)
+        inv_id = smmu_id if isinstance(smmu_id, int) and smmu_id > 0 else next(self._inv_ids)
         ssid = getattr(inv, "ssid", None)
         addr = int(getattr(inv, "addr", 0) or 0)
         size = getattr(inv, "size", None)
