@@ -504,9 +504,10 @@ def test_generator_records_wrap_and_counters() -> None:
     assert struct.unpack("<QQQQ", rig.mem.read(0x200060, 32))[1] == 3
     tg = [d for d in rig.trace.of("dma") if d["src"] == "tg"]
     assert [d["seq"] for d in tg if d["rw"] == "w"] == list(range(6))
+    assert rig.ep.busy
     rig.w("TG_CTRL", 0)
     rig.ep.poll()
-    assert rig.r("TG_SEQ") == 6
+    assert rig.r("TG_SEQ") == 6 and not rig.ep.busy
 
 
 def test_generator_readback_mismatch() -> None:

@@ -199,6 +199,11 @@ class Endpoint:
         self._progress_invalidations()
 
     @property
+    def busy(self) -> bool:
+        """True while the device makes progress on its own (the backend then polls at once)."""
+        return self.tg.running
+
+    @property
     def pending_invalidations(self) -> int:
         return len(self._pending)
 
