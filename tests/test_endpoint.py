@@ -686,3 +686,10 @@ def test_real_atc_invalidation_and_completion_classes() -> None:
     assert rig2.trace.of("atc_insert")[0]["perm"] == "r"
     st, _ = rig2.dma(int(regs.DmaOp.FILL), dst=0x20000, length=8, flags=ATS_FLAG)
     assert err_code(st) == regs.DmaErr.ATS
+
+
+def test_generator_rate_capped_per_poll() -> None:
+    rig = mapped_rig()
+    start_tg(rig, int(regs.TgCtrl.RUN), size=K4, rate=0xFFFFFFFF)
+    rig.ep.poll()
+    assert rig.r("TG_SEQ") == 4096

@@ -30,6 +30,10 @@ MSI_DATA_BYTES = 4
 # Size of an invalidation at or above which it covers the whole address space.
 WHOLE_SPACE = 1 << 64
 
+# Records per poll at most: the model is single-threaded, so one poll must stay short enough
+# for QEMU's requests (and its link timeout) whatever TG_RATE the guest writes.
+TG_MAX_RATE = 4096
+
 _RESET_VALUES = {"TG_STRIDE": regs.TG_RECORD_SIZE}
 
 
@@ -160,7 +164,7 @@ class Endpoint:
         """Idle-loop progress: delayed invalidation completions, then one generator burst."""
         self._progress_invalidations()
         if self.tg.running:
-            self.tg.step(self.regs, self.regs["TG_RATE"] or 1)
+            self.tg.step(self.regs, min(self.regs["TG_RATE"] or 1, TG_MAX_RATE))
             if not self.tg.running:
                 self.regs["TG_CTRL"] &= ~regs.TgCtrl.RUN
         self._progress_invalidations()
