@@ -9,6 +9,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cosim.endpoint import regs
 from cosim.endpoint.endpoint import RESET_FLR, Endpoint, EndpointOptions
@@ -693,3 +695,20 @@ def test_generator_rate_capped_per_poll() -> None:
     start_tg(rig, int(regs.TgCtrl.RUN), size=K4, rate=0xFFFFFFFF)
     rig.ep.poll()
     assert rig.r("TG_SEQ") == 4096
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["r", "w", "c"]), st.integers(0, 3),
+                          st.integers(0, 0x1000), st.sampled_from([1, 2, 3, 4, 8, 16]),
+                          st.integers(0, (1 << 64) - 1)), max_size=30))
+def test_random_guest_accesses_never_raise(ops: list) -> None:
+    rig = mapped_rig(msix=True)
+    for kind, region, off, size, value in ops:
+        if kind == "r":
+            v = rig.ep.mmio_read(region, off, size)
+            assert 0 <= v < (1 << 64)
+        elif kind == "w":
+            rig.ep.mmio_write(region, off, size, value)
+        else:
+            rig.ep.cfg_write(off, size, value)
+        rig.ep.poll()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cosim.endpoint.atc import Atc
 
@@ -87,3 +89,22 @@ def test_bad_configuration_rejected() -> None:
         Atc(0)
     with pytest.raises(ValueError):
         Atc(4, "random")
+
+_pasid = st.one_of(st.none(), st.integers(0, 3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_pasid, st.integers(0, 63), st.sampled_from([K4, 2 * K4, 8 * K4]))),
+       _pasid, st.integers(0, 63), st.integers(1, 16), st.booleans())
+def test_invalidation_leaves_nothing_in_scope(inserts: list, pasid: int | None, page: int,
+                                              pages: int, g: bool) -> None:
+    atc = Atc(16)
+    for p, pg, size in inserts:
+        atc.insert(p, pg * K4, size, 0, True, True, "d")
+        assert len(atc) <= 16
+    before = {e.id for e in atc.entries()}
+    dropped = atc.invalidate(pasid, page * K4, pages * K4, all_pasids=g)
+    for e in atc.entries():
+        in_scope = pasid is None or g or e.pasid == pasid
+        assert not (in_scope and e.overlaps(page * K4, pages * K4))
+    assert {e.id for e in dropped} | {e.id for e in atc.entries()} == before
