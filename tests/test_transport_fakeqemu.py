@@ -80,6 +80,8 @@ class ThreadedQemu(threading.Thread):
         self.before_reply: Callable[[Message], list[bytes]] | None = None
         self.status_for: Callable[[Message], Status] | None = None
         self.silent = False   # never reply (timeout tests)
+        # Like QEMU (requests only under the BQL): one request of ours outstanding at a time.
+        self.awaiting = 0
         self.seq = itertools.count(1)
         self._stop_evt = threading.Event()
         self._ready = threading.Event()
@@ -104,12 +106,14 @@ class ThreadedQemu(threading.Thread):
         self._ready.set()
         try:
             while not self._stop_evt.is_set():
-                while not self.outbox.empty():
+                if not self.awaiting and not self.outbox.empty():
                     sock.send(self.outbox.get())
+                    self.awaiting += 1
                 if not sock.poll(5, zmq.POLLIN):
                     continue
                 msg = decode(sock.recv())
                 if msg.reply:
+                    self.awaiting -= 1
                     self.replies.put(msg)
                     continue
                 self.requests.append(msg)
