@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Area 3: hitless replace of one iommufd paging domain by another under traffic.
+ *
+ * Two IOAS map the same IOVA window to different buffers A and B; a HWPT is allocated from
+ * each. The traffic generator writes sequence-numbered records across the window while the
+ * device's RID is replaced A->B->A... --count times. After each VFIO_DEVICE_ATTACH_IOMMUFD_PT
+ * returns, TG_SEQ is read at once (S). Then, once the generator has written --settle more
+ * records:
+ *  - invariant 1/2: no record with seq >= S is in the old buffer (nothing reached the
+ *    detached domain, neither through the SMMU nor through a stale ATC entry);
+ *  - traffic flows in the new domain: the new buffer holds a record with seq >= S;
+ *  - invariant 3: TG_XLATE_FAIL, TG_ABORTS and TG_ATS_ERR are still 0;
+ *  - every record sits at the slot its iova field names (no translation to a wrong page).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cosim.h"
+
+struct stats {
+	uint64_t min_ms, max_ms, sum_ms;
+};
+
+static enum result check_after_switch(unsigned i, const char *label, const struct domain *old,
+				      const struct domain *new, uint64_t seq_at_return,
+				      const struct tg_counters *now, uint32_t stride)
+{
+	struct tg_scan so, sn;
+
+	tg_scan(old->buf, old->len, old->iova, stride, &so);
+	tg_scan(new->buf, new->len, new->iova, stride, &sn);
+	vdiag("replace %u %s: TG_SEQ at return %llu, now %llu; old: %llu records max seq %llu; "
+	      "new: %llu records max seq %llu", i, label, (unsigned long long)seq_at_return,
+	      (unsigned long long)now->seq, (unsigned long long)so.records,
+	      (unsigned long long)so.max_seq, (unsigned long long)sn.records,
+	      (unsigned long long)sn.max_seq);
+	if (so.records && so.max_seq >= seq_at_return) {
+		tg_diag("counters", now);
+		return fail("replace %u (%s): record seq %llu (tag %llu) landed in the OLD buffer "
+			    "at offset 0x%llx (IOVA 0x%llx) after the attach returned with TG_SEQ "
+			    "%llu", i, label, (unsigned long long)so.max_seq,
+			    (unsigned long long)so.max_seq_tag, (unsigned long long)so.max_seq_off,
+			    (unsigned long long)(old->iova + so.max_seq_off),
+			    (unsigned long long)seq_at_return);
+	}
+	if (tg_failures(now)) {
+		tg_diag("counters", now);
+		return fail("replace %u (%s): the device saw translation failures or aborts",
+			    i, label);
+	}
+	if (!sn.records || sn.max_seq < seq_at_return) {
+		tg_diag("counters", now);
+		return fail("replace %u (%s): no record with seq >= %llu reached the NEW buffer "
+			    "(%llu records, max seq %llu) though TG_SEQ is %llu", i, label,
+			    (unsigned long long)seq_at_return, (unsigned long long)sn.records,
+			    (unsigned long long)sn.max_seq, (unsigned long long)now->seq);
+	}
+	if (so.misplaced || sn.misplaced)
+		return fail("replace %u (%s): records at the wrong slot: old %llu (first at 0x%llx), "
+			    "new %llu (first at 0x%llx)", i, label,
+			    (unsigned long long)so.misplaced,
+			    (unsigned long long)so.first_misplaced_off,
+			    (unsigned long long)sn.misplaced,
+			    (unsigned long long)sn.first_misplaced_off);
+	return R_PASS;
+}
+
+static enum result replace(const struct opts *o, bool ats)
+{
+	static const char *const name[2] = { "A", "B" };
+	struct ep ep;
+	struct domain dom[2];
+	struct tg_counters tc, ret;
+	struct ep_counters k0, k1;
+	struct stats st = { .min_ms = UINT64_MAX };
+	struct tg_cfg cfg = { .base = IOVA_BASE, .size = o->size, .stride = o->stride,
+			      .rate = o->rate, .ats = ats };
+	unsigned cur = 0;
+	enum result res;
+
+	TRY("open endpoint", ep_open_vfio(&ep, o->bdf));
+	TRY("domain A", ep_domain(&ep, &dom[0], IOVA_BASE, o->size, 0));
+	TRY("domain B", ep_domain(&ep, &dom[1], IOVA_BASE, o->size, 0));
+	TRY("attach A", ep_attach(&ep, dom[0].hwpt));
+	TRY("bus master on", ep_bus_master(&ep, true));
+	diag("HWPT A %u (IOAS %u), HWPT B %u (IOAS %u), window IOVA 0x%llx + 0x%llx, stride %u, "
+	     "rate %u, %s", dom[0].hwpt, dom[0].ioas, dom[1].hwpt, dom[1].ioas,
+	     (unsigned long long)IOVA_BASE, (unsigned long long)o->size, o->stride, o->rate,
+	     ats ? "ATS" : "untranslated");
+
+	ep_marker(&ep, COSIM_EP_MARKER_TAG_TEST_BEGIN, o->count, ats ? "replace ats" : "replace");
+	ep_tg_start(&ep, &cfg);
+	TRY("generator warm-up in A", ep_tg_wait_seq(&ep, o->settle, o->timeout_ms, &tc));
+	ep_tg_read(&ep, &tc);
+	if ((res = check_after_switch(0, "start in A", &dom[1], &dom[0], 0, &tc, o->stride)) != R_PASS)
+		return res;
+	ep_counters_read(&ep, &k0);
+
+	for (unsigned i = 1; i <= o->count; i++) {
+		unsigned nxt = cur ^ 1;
+		char label[16];
+		uint64_t t0, dt;
+		int rc;
+
+		snprintf(label, sizeof(label), "%s->%s", name[cur], name[nxt]);
+		ep_marker(&ep, COSIM_EP_MARKER_TAG_ATTACH_BEGIN, i, label);
+		t0 = now_ms();
+		rc = ep_attach(&ep, dom[nxt].hwpt);
+		/* The reference point: everything the generator issues from here on must go
+		 * through the new domain. */
+		ep_tg_read(&ep, &ret);
+		dt = now_ms() - t0;
+		ep_marker(&ep, COSIM_EP_MARKER_TAG_ATTACH_END, i, label);
+		if (rc) {
+			diag("replace %u (%s) failed", i, label);
+			return lib_result(rc, "VFIO_DEVICE_ATTACH_IOMMUFD_PT (replace)");
+		}
+		ep_wr64(&ep, COSIM_EP_TG_TAG, i);
+		st.sum_ms += dt;
+		st.min_ms = dt < st.min_ms ? dt : st.min_ms;
+		st.max_ms = dt > st.max_ms ? dt : st.max_ms;
+		TRY("generator progress after replace",
+		    ep_tg_wait_seq(&ep, ret.seq + o->settle, o->timeout_ms, &tc));
+		if ((res = check_after_switch(i, label, &dom[cur], &dom[nxt], ret.seq, &tc,
+					      o->stride)) != R_PASS)
+			return res;
+		cur = nxt;
+	}
+
+	ep_tg_stop(&ep);
+	ep_marker(&ep, COSIM_EP_MARKER_TAG_TEST_END, o->count, NULL);
+	ep_tg_read(&ep, &tc);
+	ep_counters_read(&ep, &k1);
+	tg_diag("final", &tc);
+	counters_diag("final", &k1);
+	if (o->count)
+		diag("%u replaces, attach ioctl ms min %llu avg %llu max %llu; ATC invalidations "
+		     "during the loop %llu requested, %llu completed", o->count,
+		     (unsigned long long)st.min_ms, (unsigned long long)(st.sum_ms / o->count),
+		     (unsigned long long)st.max_ms,
+		     (unsigned long long)(k1.inv_req - k0.inv_req),
+		     (unsigned long long)(k1.inv_cpl - k0.inv_cpl));
+	EXPECT(!tg_failures(&tc), "failures after the generator stopped");
+	EXPECT(k1.inv_cpl == k1.inv_req, "the endpoint received %llu ATS invalidation requests "
+	       "but returned %llu completions", (unsigned long long)k1.inv_req,
+	       (unsigned long long)k1.inv_cpl);
+	if (ats)
+		EXPECT(k1.ats_req > 0, "the generator ran with ATS but CNT_ATS_REQ is 0");
+	return R_PASS;
+}
+
+static enum result replace_ats(const struct opts *o)
+{
+	return o->ats ? replace(o, true) : skip("--no-ats");
+}
+
+static enum result replace_untranslated(const struct opts *o)
+{
+	return replace(o, false);
+}
+
+static const struct tcase cases[] = {
+	{ "replace_ats", replace_ats,
+	  "replace A<->B --count times under ATS traffic: nothing reaches the old domain" },
+	{ "replace_untranslated", replace_untranslated,
+	  "the same with untranslated traffic" },
+};
+
+int main(int argc, char **argv)
+{
+	static const struct suite s = {
+		.prog = "cosim_replace",
+		.summary = "Hitless paging->paging replace (VFIO_DEVICE_ATTACH_IOMMUFD_PT) under "
+			   "traffic-generator load.",
+		.params = "--count --settle --timeout-ms --rate --stride --size --no-ats --bdf",
+		.cases = cases,
+		.ncases = sizeof(cases) / sizeof(cases[0]),
+		.defaults = { .count = 200, .settle = 16, .timeout_ms = 10000, .rate = 4,
+			      .stride = 64, .pasid = 1, .case_timeout_s = 1800, .size = 0x10000,
+			      .ats = true },
+	};
+
+	return suite_main(&s, argc, argv);
+}
