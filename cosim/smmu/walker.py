@@ -113,7 +113,7 @@ _VALID = VALID.in_place
 _TYPE = TYPE.in_place
 _AF = S1_LEAF.AF.in_place
 assert _AF == S2_LEAF.AF.in_place
-_AP_SHIFT, _AP_MASK = S1_LEAF.AP.lsb, S1_LEAF.AP.mask
+_AP_SHIFT, _AP_MASK, _AP_WIDTH = S1_LEAF.AP.lsb, S1_LEAF.AP.mask, S1_LEAF.AP.width
 _PXN = S1_LEAF.PXN.in_place
 _UXN = S1_LEAF.UXN.in_place
 _S2AP_SHIFT, _S2AP_MASK = S2_LEAF.S2AP.lsb, S2_LEAF.S2AP.mask
@@ -124,11 +124,18 @@ _UXNTABLE = TABLE.UXNTABLE.in_place
 _APTABLE_SHIFT, _APTABLE_MASK = TABLE.APTABLE.lsb, TABLE.APTABLE.mask
 _OA_HI_SHIFT, _OA_HI_MASK = OA_HI_64K.lsb, OA_HI_64K.mask
 
-# Table-descriptor restrictions accumulated down a stage 1 walk (hierarchical permissions).
-_H_NO_EL0 = APTABLE_NO_EL0
-_H_NO_WRITE = APTABLE_NO_WRITE
-_H_PXN = 4
-_H_UXN = 8
+# Table-descriptor restrictions accumulated down a stage 1 walk (hierarchical permissions):
+# the walk ORs the table descriptors together and keeps the contiguous field run
+# PXNTable..APTable as one small number, whose bits are these.
+_HIER_LSB = TABLE.PXNTABLE.lsb
+_HIER_MASK = (1 << (TABLE.APTABLE.lsb + TABLE.APTABLE.width - _HIER_LSB)) - 1
+_H_PXN = 1 << (TABLE.PXNTABLE.lsb - _HIER_LSB)
+_H_UXN = 1 << (TABLE.UXNTABLE.lsb - _HIER_LSB)
+_H_NO_EL0 = APTABLE_NO_EL0 << (TABLE.APTABLE.lsb - _HIER_LSB)
+_H_NO_WRITE = APTABLE_NO_WRITE << (TABLE.APTABLE.lsb - _HIER_LSB)
+_HIER_BITS = _HIER_MASK.bit_length()
+_PERM_PXN_BIT = 1 << (_AP_WIDTH + _HIER_BITS)
+_PERM_UXN_BIT = _PERM_PXN_BIT << 1
 
 
 def _s1_rights(ap: int, hier: int, pxn: bool, uxn: bool) -> tuple[int, int]:
@@ -149,9 +156,11 @@ def _s1_rights(ap: int, hier: int, pxn: bool, uxn: bool) -> tuple[int, int]:
 
 
 # Every combination of the stage 1 leaf's permission inputs, computed once:
-# index = ap | hier << 2 | pxn << 6 | uxn << 7 -> (priv, unpriv).
+# index = AP | hier << 2 | PXN << 6 | UXN << 7 -> (privileged, unprivileged) permission sets.
 _S1_PERM_TABLE = tuple(
-    _s1_rights(i & 3, (i >> 2) & 0xF, bool(i & 0x40), bool(i & 0x80)) for i in range(256)
+    _s1_rights(i & _AP_MASK, (i >> _AP_WIDTH) & _HIER_MASK,
+               bool(i & _PERM_PXN_BIT), bool(i & _PERM_UXN_BIT))
+    for i in range(_PERM_UXN_BIT << 1)
 )
 
 
@@ -294,9 +303,9 @@ def _fault(kind: str, stage: int, level: int, reads: list, ipa: int | None = Non
 def _walk(mem, p: _WalkParams, ia: int, reads: list, s2p: _WalkParams | None):
     """Walk one stage. Returns a WalkResult on fault, else (out, size, level, desc, hier)."""
     table = p.ttb
-    stage = p.stage
     read = mem.read
-    hier = 0
+    append = reads.append
+    tables_ored = 0
     for level, shift, idx_mask, addr_mask, block_ok in p.levels:
         daddr = table | (((ia >> shift) & idx_mask) << DESC_SIZE_LOG2)
         if s2p is not None:
@@ -308,34 +317,38 @@ def _walk(mem, p: _WalkParams, ia: int, reads: list, s2p: _WalkParams | None):
         try:
             desc = int.from_bytes(read(daddr, DESC_BYTES), "little")
         except BusError:
-            return _fault(F_WALK_EABT, stage, level, reads, ia if stage == 2 else None)
-        reads.append((daddr, desc))
+            return _stage_fault(F_WALK_EABT, p, level, reads, ia)
+        append((daddr, desc))
         if not desc & _VALID:
-            return _fault(F_TRANSLATION, stage, level, reads, ia if stage == 2 else None)
+            return _stage_fault(F_TRANSLATION, p, level, reads, ia)
         if desc & _TYPE and level != FINAL_LEVEL:
-            nxt = desc & p.table_mask
+            table = desc & p.table_mask
             if p.lpa64:
-                nxt |= ((desc >> _OA_HI_SHIFT) & _OA_HI_MASK) << OA_HI_64K_DEST
-            if nxt >= p.oa_limit:
-                return _fault(F_ADDR_SIZE, stage, level, reads, ia if stage == 2 else None)
-            if stage == 1:
-                hier |= (((desc >> _APTABLE_SHIFT) & _APTABLE_MASK)
-                         | (_H_PXN if desc & _PXNTABLE else 0)
-                         | (_H_UXN if desc & _UXNTABLE else 0))
-            table = nxt
+                table |= ((desc >> _OA_HI_SHIFT) & _OA_HI_MASK) << OA_HI_64K_DEST
+            if table >= p.oa_limit:
+                return _stage_fault(F_ADDR_SIZE, p, level, reads, ia)
+            tables_ored |= desc
             continue
         if not (desc & _TYPE or block_ok):
             # Block at a level that has none, or TYPE=0 at level 3: reserved, i.e. invalid.
-            return _fault(F_TRANSLATION, stage, level, reads, ia if stage == 2 else None)
-        size = 1 << shift
+            return _stage_fault(F_TRANSLATION, p, level, reads, ia)
         oa = desc & addr_mask
         if p.lpa64:
             oa |= ((desc >> _OA_HI_SHIFT) & _OA_HI_MASK) << OA_HI_64K_DEST
         if oa >= p.oa_limit:
-            return _fault(F_ADDR_SIZE, stage, level, reads, ia if stage == 2 else None)
-        return (oa | (ia & (size - 1)), size, level, desc, hier)
+            return _stage_fault(F_ADDR_SIZE, p, level, reads, ia)
+        size = 1 << shift
+        return (oa | (ia & (size - 1)), size, level, desc,
+                (tables_ored >> _HIER_LSB) & _HIER_MASK)
     # Unreachable: level 3 always ends the loop; kept so a bad table still yields a result.
-    return _fault(F_TRANSLATION, stage, FINAL_LEVEL, reads)
+    return _stage_fault(F_TRANSLATION, p, FINAL_LEVEL, reads, ia)
+
+
+def _stage_fault(kind: str, p: _WalkParams, level: int, reads: list, ia: int) -> WalkResult:
+    # Stage 2 faults report the IPA being translated (event record IPA field, §7.3).
+    stage = p.stage
+    return WalkResult(False, 0, 0, "", level, kind, stage, ia if stage == 2 else None,
+                      False, reads)
 
 
 def _s2_perm(desc: int) -> int:
@@ -435,10 +448,10 @@ def _translate_stage1(mem, regime: Stage1Regime, va: int, access: Access,
     # Access flag before permission, without hardware AF update (CD.HA not modelled).
     if not (desc & _AF or p.affd):
         return _fault(F_ACCESS, 1, level, reads)
-    idx = (((desc >> _AP_SHIFT) & _AP_MASK) | hier << 2
-           | (0x40 if desc & _PXN else 0) | (0x80 if desc & _UXN else 0))
+    idx = (((desc >> _AP_SHIFT) & _AP_MASK) | hier << _AP_WIDTH
+           | (_PERM_PXN_BIT if desc & _PXN else 0) | (_PERM_UXN_BIT if desc & _UXN else 0))
     perm = _S1_PERM_TABLE[idx][0 if access.priv else 1]
-    need = _need(access)
+    need = (access.read and P_R) | (access.write and P_W) | (access.exec and P_X)
     if need & ~perm:
         return _fault(F_PERMISSION, 1, level, reads)
     if s2p is None:
@@ -446,6 +459,7 @@ def _translate_stage1(mem, regime: Stage1Regime, va: int, access: Access,
     r = _stage2(mem, s2p, out, need, reads)
     if type(r) is WalkResult:
         return r
-    pa, s2size, s2level, s2desc = r
+    # Nested result: both stages' permissions, the smaller size, stage 1's leaf level.
+    pa, s2size, _s2level, s2desc = r
     return WalkResult(True, pa, min(size, s2size), _PERM_STR[perm & _s2_perm(s2desc)],
-                      s2level, None, None, None, False, reads)
+                      level, None, None, None, False, reads)
