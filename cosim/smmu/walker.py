@@ -119,9 +119,6 @@ _UXN = S1_LEAF.UXN.in_place
 _S2AP_SHIFT, _S2AP_MASK = S2_LEAF.S2AP.lsb, S2_LEAF.S2AP.mask
 _S2XN = S2_LEAF.XN.in_place
 _S2MEMATTR_SHIFT, _S2MEMATTR_MASK = S2_LEAF.MEMATTR.lsb, S2_LEAF.MEMATTR.mask
-_PXNTABLE = TABLE.PXNTABLE.in_place
-_UXNTABLE = TABLE.UXNTABLE.in_place
-_APTABLE_SHIFT, _APTABLE_MASK = TABLE.APTABLE.lsb, TABLE.APTABLE.mask
 _OA_HI_SHIFT, _OA_HI_MASK = OA_HI_64K.lsb, OA_HI_64K.mask
 
 # Table-descriptor restrictions accumulated down a stage 1 walk (hierarchical permissions):
