@@ -1,0 +1,186 @@
+"""Context descriptor tables and CD decode (Arm IHI 0070 §3.3.2, §5.3, §5.4).
+
+`select_substream` applies the SubstreamID rules of the STE (S1CDMax, S1DSS); `cd_address`
+walks a linear or 2-level CD table (fetch faults -> F_CD_FETCH, invalid L1CD ->
+C_BAD_SUBSTREAMID); `decode_cd` checks a CD against §5.4's validity rules (-> C_BAD_CD).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cosim.memory import BusError, GuestMemory
+
+from .bitfield import Layout
+from .event_queue import EventRecord
+from .options import SmmuOptions
+from .stream_table import (
+    S1DSS_BYPASS,
+    S1DSS_SSID0,
+    S1DSS_TERMINATE,
+    S1FMT_4K_L2,
+    S1FMT_64K_L2,
+    TG0_GRANULE,
+    Ste,
+    effective_oas,
+)
+from .walker import Stage1Regime, StageConfig, stage1_config_legal
+
+CD_BYTES = 64
+L1CD_BYTES = 8
+
+# §5.4: the CD as one 512-bit value.
+CD = Layout("CD", 512, {
+    "T0SZ": (5, 0), "TG0": (7, 6), "IR0": (9, 8), "OR0": (11, 10), "SH0": (13, 12),
+    "EPD0": 14, "ENDI": 15, "T1SZ": (21, 16), "TG1": (23, 22), "IR1": (25, 24),
+    "OR1": (27, 26), "SH1": (29, 28), "EPD1": 30, "V": 31, "IPS": (34, 32), "AFFD": 35,
+    "WXN": 36, "UWXN": 37, "TBI": (39, 38), "PAN": 40, "AA64": 41, "HD": 42, "HA": 43,
+    "S": 44, "R": 45, "A": 46, "ASET": 47, "ASID": (63, 48),
+    "NSCFG0": 64, "HAD0": 65, "E0PD0": 66, "TTB0": (115, 68),
+    "NSCFG1": 128, "HAD1": 129, "E0PD1": 130, "TTB1": (179, 132),
+    "MAIR": (255, 192), "AMAIR": (319, 256), "IMPDEF": (383, 320), "PARTID": (399, 384),
+    "PMG": (407, 400),
+})
+# §5.3: Level 1 Context Descriptor.
+L1CD = Layout("L1CD", 64, {"V": 0, "L2Ptr": (51, 12)})
+
+# CD.TG1 uses a different encoding from TG0 (§5.4).
+TG1_GRANULE = {1: 16384, 2: 4096, 3: 65536}
+# Number of SSID bits indexing a leaf table, by S1Fmt (§5.2 S1Fmt).
+LEAF_BITS = {S1FMT_4K_L2: 6, S1FMT_64K_L2: 10}
+
+
+@dataclass
+class SubstreamChoice:
+    """What to do for a transaction's (SubstreamID-present?, value) under this STE."""
+
+    index: int | None           # CD index to use, or None
+    bypass_s1: bool = False     # S1DSS=bypass: no stage 1 for non-substream traffic
+    event: EventRecord | None = None
+
+
+def select_substream(ste: Ste, sid: int, ssid: int | None) -> SubstreamChoice:
+    """§3.3.2 / §5.2 S1DSS and S1CDMax: which CD (if any) this transaction uses."""
+    if ssid is None:
+        if ste.s1cdmax == 0:
+            return SubstreamChoice(0)
+        if ste.s1dss == S1DSS_TERMINATE:
+            # Non-substream traffic is terminated and reported (S1DSS=0b00).
+            return SubstreamChoice(None, event=EventRecord("F_STREAM_DISABLED", sid, None))
+        if ste.s1dss == S1DSS_BYPASS:
+            return SubstreamChoice(None, bypass_s1=True)
+        return SubstreamChoice(0)   # S1DSS_SSID0
+    if ste.s1cdmax == 0 or ssid >= (1 << ste.s1cdmax):
+        return SubstreamChoice(None, event=EventRecord("C_BAD_SUBSTREAMID", sid, ssid))
+    if ssid == 0 and ste.s1dss == S1DSS_SSID0:
+        # With S1DSS=0b10 CD 0 belongs to non-substream traffic; SSID 0 itself is bad.
+        return SubstreamChoice(None, event=EventRecord("C_BAD_SUBSTREAMID", sid, ssid))
+    return SubstreamChoice(ssid)
+
+
+@dataclass
+class CdLocation:
+    addr: int | None
+    event: EventRecord | None = None
+    l1_addr: int | None = None
+
+
+def cd_address(mem: GuestMemory, ste: Ste, sid: int, ssid: int | None, index: int,
+               ipa_to_pa=None) -> CdLocation:
+    """Address of CD `index` (§3.3.2); `ipa_to_pa` maps table addresses under nesting.
+
+    `ipa_to_pa(ipa) -> (pa | None, event | None)` performs the stage 2 translation of a CD
+    table address when stage 2 is enabled (CD table pointers are IPAs, §3.3.2).
+    """
+    def xl(addr: int) -> tuple[int | None, EventRecord | None]:
+        return (addr, None) if ipa_to_pa is None else ipa_to_pa(addr)
+
+    base = ste.s1ctxptr
+    if ste.s1cdmax == 0 or ste.s1fmt not in LEAF_BITS:
+        addr, ev = xl(base + index * CD_BYTES)
+        return CdLocation(addr, ev)
+    leaf_bits = LEAF_BITS[ste.s1fmt]
+    l1_ipa = base + (index >> leaf_bits) * L1CD_BYTES
+    l1_pa, ev = xl(l1_ipa)
+    if l1_pa is None:
+        return CdLocation(None, ev)
+    try:
+        desc = int.from_bytes(mem.read(l1_pa, L1CD_BYTES), "little")
+    except BusError:
+        return CdLocation(None, EventRecord("F_CD_FETCH", sid, ssid, {"FetchAddr": l1_pa >> 3}))
+    if not L1CD.get(desc, "V"):
+        # §5.3: an invalid L1CD makes the SubstreamID unusable.
+        return CdLocation(None, EventRecord("C_BAD_SUBSTREAMID", sid, ssid), l1_pa)
+    leaf = (L1CD.get(desc, "L2Ptr") << 12) + (index & ((1 << leaf_bits) - 1)) * CD_BYTES
+    addr, ev = xl(leaf)
+    return CdLocation(addr, ev, l1_pa)
+
+
+def fetch_cd(mem: GuestMemory, addr: int) -> list[int] | None:
+    try:
+        data = mem.read(addr, CD_BYTES)
+    except BusError:
+        return None
+    return [int.from_bytes(data[i:i + 8], "little") for i in range(0, CD_BYTES, 8)]
+
+
+@dataclass
+class Cd:
+    addr: int
+    words: list[int]
+    legal: bool
+    why: str | None = None
+    asid: int = 0
+    ttb0: int = 0
+    ttb1: int = 0
+    regime: Stage1Regime | None = None
+    record_faults: bool = True    # CD.R
+    mair: int = 0
+
+
+def decode_cd(addr: int, words: list[int], opt: SmmuOptions) -> Cd:
+    """Decode and check a CD (§5.4 "CD validity"); illegal -> the caller raises C_BAD_CD."""
+    f = CD.decode(CD.from_words(words))
+
+    def bad(why: str) -> Cd:
+        return Cd(addr, words, False, why)
+
+    if not f["V"]:
+        return bad("V=0")
+    if not f["AA64"]:
+        return bad("AA64=0 on an AArch64-only SMMU (IDR0.TTF)")
+    if f["ENDI"]:
+        return bad("ENDI=1 with IDR0.TTENDIAN little-endian only")
+    if f["S"]:
+        return bad("S=1 with IDR0.STALL_MODEL=0b01 (no stall)")
+    if opt.asid_bits == 8 and f["ASID"] >> 8:
+        return bad("ASID[15:8] != 0 without IDR0.ASID16")
+    oas = effective_oas(f["IPS"], opt)
+    halves: list[StageConfig | None] = []
+    for n, tg_map in ((0, TG0_GRANULE), (1, TG1_GRANULE)):
+        disabled = bool(f[f"EPD{n}"])
+        ttb = f[f"TTB{n}"] << 4
+        granule = tg_map.get(f[f"TG{n}"])
+        if disabled:
+            # An EPDx=1 half is not walked, so its other fields are not checked (§5.4).
+            halves.append(StageConfig(stage=1, granule=4096, tsz=16, ttb=0, oas=oas,
+                                      affd=bool(f["AFFD"]), disabled=True))
+            continue
+        if granule is None or granule not in opt.granules:
+            return bad(f"TG{n}={f[f'TG{n}']} not a supported granule")
+        cfg = StageConfig(stage=1, granule=granule, tsz=f[f"T{n}SZ"], ttb=ttb, oas=oas,
+                          affd=bool(f["AFFD"]))
+        if not stage1_config_legal(cfg):
+            return bad(f"T{n}SZ={f[f'T{n}SZ']} out of range for granule {granule}")
+        if ttb >> oas:
+            return bad(f"TTB{n} {ttb:#x} outside the effective IPS ({oas} bits)")
+        halves.append(cfg)
+    t0, t1 = halves
+    assert t0 is not None
+    return Cd(addr, words, True, asid=f["ASID"], ttb0=f["TTB0"] << 4, ttb1=f["TTB1"] << 4,
+              regime=Stage1Regime(ttb0=t0, ttb1=t1), record_faults=bool(f["R"]), mair=f["MAIR"])
+
+
+def encode_cd(**fields: int) -> list[int]:
+    """Build CD words from named fields (test driver and tools)."""
+    return CD.to_words(CD.encode(**fields))

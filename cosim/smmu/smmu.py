@@ -1,0 +1,323 @@
+"""The SMMUv3 device: programming interface and translation entry points (Arm IHI 0070).
+
+MMIO accesses go through the register table in registers.py (§6); writes with side effects
+(CR0/CR0ACK, IRQ_CTRL/IRQ_CTRLACK, GBPA update, CMDQ_PROD, GERRORN) act here. Devices call
+`translate` (untranslated DMA), `ats_translate` (ATS Translation Requests) and
+`check_translated` (ATS Translated transactions, STE.EATS) on behalf of a StreamID.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cosim.memory import BusError, GuestMemory
+
+from .access import Access
+from .ats import CA, SUCCESS, UR, AtcTracker, AtsCompletion, AtsDevice
+from .caches import ConfigCache, Tlb
+from .command_queue import CommandQueue
+from .event_queue import EventQueue, EventRecord, GlobalErrors
+from .options import SmmuOptions
+from .registers import (
+    BY_NAME,
+    CMDQ_PROD,
+    CR0,
+    EVTQ_CONS,
+    EVTQ_PROD,
+    GBPA,
+    IRQ_CFG0,
+    IRQ_CFG1,
+    IRQ_CTRL,
+    REGISTERS,
+    Reg,
+    build_id_registers,
+    lookup,
+)
+from .stream_table import EATS_ABORT
+from .translation import (
+    ATS_FORBIDDEN,
+    BYPASS,
+    CONFIG_ERROR,
+    OK,
+    STE_ABORT,
+    STE_BYPASS,
+    TRANSLATION_FAULT,
+    WALK_ABORT,
+    Translation,
+    Translator,
+)
+
+log = logging.getLogger(__name__)
+
+IRQ_EVENTQ, IRQ_PRIQ, IRQ_CMD_SYNC, IRQ_GERROR = 0, 1, 2, 3
+IRQ_PULSE = 2   # the SPIs are edge-triggered: one call is one edge
+
+# GERROR bit reporting an abort of each interrupt line's MSI write (§7.5).
+MSI_ABORT_ERROR = {IRQ_EVENTQ: "MSI_EVENTQ_ABT_ERR", IRQ_PRIQ: "MSI_PRIQ_ABT_ERR",
+                   IRQ_GERROR: "MSI_GERROR_ABT_ERR", IRQ_CMD_SYNC: "MSI_CMDQ_ABT_ERR"}
+
+# Queue registers the guest may only write while the queue is disabled (§6.3.27, §6.3.30).
+SMMU_OWNED_WHILE_ENABLED = {"CMDQ_CONS": "CMDQEN", "EVENTQ_PROD": "EVENTQEN",
+                            "PRIQ_PROD": "PRIQEN"}
+
+U64 = (1 << 64) - 1
+
+
+class SMMUv3:
+    def __init__(self, mem: GuestMemory, irq: Callable[[int, int], None] | None = None,
+                 trace: Any = None, options: SmmuOptions | None = None,
+                 strict: bool = False) -> None:
+        self.mem = mem
+        self.irq = irq or (lambda line, level: None)
+        self.trace = trace if trace is not None else _NullTrace()
+        self.options = options or SmmuOptions()
+        self.strict = strict      # tests: let internal errors propagate instead of logging
+        self.clock: Callable[[], float] = time.monotonic
+        self.ats_devices: dict[int, AtsDevice] = {}
+        self.regs: dict[str, int] = {}
+        self.gerror = GlobalErrors(self)
+        self.evtq = EventQueue(self)
+        self.cmdq = CommandQueue(self)
+        self.translator = Translator(self)
+        self.reset()
+
+    # -- state ---------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Reset values (§6.3): everything disabled, GBPA from options, caches empty."""
+        opt = self.options
+        self.regs = {r.name: 0 for r in REGISTERS}
+        self.regs.update(build_id_registers(opt))
+        # GBPA resets with SHCFG = 0b01 (use incoming) and ABORT IMPLEMENTATION DEFINED.
+        self.regs["GBPA"] = GBPA.encode(SHCFG=1, ABORT=int(opt.gbpa_abort_at_reset))
+        caching = opt.cache_mode == "caching"
+        self.config_cache = ConfigCache(caching)
+        self.tlb = Tlb(caching)
+        self.atc = AtcTracker()
+        self.cmdq.waiting_sync = None
+
+    def cr0ack(self, field: str) -> bool:
+        return bool(CR0.get(self.regs["CR0ACK"], field))
+
+    def irq_enabled(self, field: str) -> bool:
+        return bool(IRQ_CTRL.get(self.regs["IRQ_CTRLACK"], field))
+
+    def pulse_irq(self, line: int) -> None:
+        self.trace.emit("irq", line=line, level=IRQ_PULSE)
+        self.irq(line, IRQ_PULSE)
+
+    def signal_irq(self, line: int, cfg_prefix: str, on_abort: str | None = None) -> None:
+        """Raise an interrupt: MSI if configured (§3.18.2), else the wired SPI."""
+        addr = IRQ_CFG0.get(self.regs[cfg_prefix + "0"], "ADDR") << 2
+        if self.options.msi and addr:
+            data = IRQ_CFG1.get(self.regs[cfg_prefix + "1"], "DATA")
+            try:
+                self.mem.write(addr, data.to_bytes(4, "little"), msi=True)
+            except BusError:
+                self.gerror.raise_error(on_abort or MSI_ABORT_ERROR[line])
+            return
+        if self.options.wired_irqs:
+            self.pulse_irq(line)
+
+    # -- MMIO ----------------------------------------------------------------------------
+    def mmio_read(self, offset: int, size: int) -> int:
+        try:
+            val = self._read(offset, size)
+        except Exception:
+            if self.strict:
+                raise
+            log.exception("mmio_read(%#x, %d) failed", offset, size)
+            val = 0
+        self.trace.emit("mmio", dev=0, off=offset, size=size, rw="r", val=val)
+        return val
+
+    def mmio_write(self, offset: int, size: int, value: int) -> None:
+        self.trace.emit("mmio", dev=0, off=offset, size=size, rw="w", val=value)
+        try:
+            self._write(offset, size, value)
+        except Exception:
+            if self.strict:
+                raise
+            log.exception("mmio_write(%#x, %d, %#x) failed", offset, size, value)
+
+    def _read(self, offset: int, size: int) -> int:
+        if size not in (1, 2, 4, 8):
+            log.warning("mmio read of unsupported size %d at %#x", size, offset)
+            return 0
+        out = 0
+        pos = 0
+        while pos < size:
+            hit = lookup(offset + pos)
+            if hit is None:
+                pos += 1    # unimplemented: RAZ (§6.2 reserved offsets are RES0)
+                continue
+            reg, inner = hit
+            chunk = min(size - pos, reg.size - inner)
+            val = (self.regs[reg.name] >> (8 * inner)) & ((1 << (8 * chunk)) - 1)
+            out |= val << (8 * pos)
+            pos += chunk
+        return out
+
+    def _write(self, offset: int, size: int, value: int) -> None:
+        if size not in (1, 2, 4, 8):
+            log.warning("mmio write of unsupported size %d at %#x", size, offset)
+            return
+        value &= (1 << (8 * size)) - 1
+        pos = 0
+        while pos < size:
+            hit = lookup(offset + pos)
+            if hit is None:
+                log.debug("write to unimplemented offset %#x ignored", offset + pos)
+                pos += 1
+                continue
+            reg, inner = hit
+            chunk = min(size - pos, reg.size - inner)
+            part = (value >> (8 * pos)) & ((1 << (8 * chunk)) - 1)
+            keep = self.regs[reg.name] & ~(((1 << (8 * chunk)) - 1) << (8 * inner))
+            self._write_reg(reg, keep | (part << (8 * inner)))
+            pos += chunk
+
+    def _write_reg(self, reg: Reg, value: int) -> None:
+        name = reg.name
+        r = self.regs
+        if not reg.writable:
+            log.debug("write to read-only %s ignored", name)
+            return
+        value &= reg.layout.defined_mask()
+        if name == "CR0":
+            r["CR0"] = value
+            # Enables take effect at once, and CR0ACK reports them (§6.3.10).
+            r["CR0ACK"] = value
+            self.cmdq.run()
+            return
+        if name == "IRQ_CTRL":
+            r["IRQ_CTRL"] = value
+            r["IRQ_CTRLACK"] = value
+            return
+        if name == "GBPA":
+            # §6.3.9: only a write with UPDATE=1 changes GBPA; it completes at once.
+            if GBPA.get(value, "UPDATE"):
+                r["GBPA"] = GBPA.set(value, "UPDATE", 0)
+            return
+        if name == "GERRORN":
+            r["GERRORN"] = value
+            self.cmdq.run()     # an acknowledged CMDQ_ERR lets the queue restart (§7.1)
+            return
+        owner = SMMU_OWNED_WHILE_ENABLED.get(name)
+        if owner is not None and self.cr0ack(owner):
+            log.warning("write to %s while %s=1 ignored", name, owner)
+            return
+        r[name] = value
+        if name == "CMDQ_PROD":
+            r[name] = CMDQ_PROD.set(0, "WR", value)
+            self.cmdq.run()
+        elif name in ("EVENTQ_CONS", "PRIQ_CONS"):
+            r[name] = EVTQ_CONS.encode(RD=EVTQ_CONS.get(value, "RD"),
+                                       OVACKFLG=EVTQ_CONS.get(value, "OVACKFLG"))
+        elif name in ("EVENTQ_PROD", "PRIQ_PROD"):
+            r[name] = EVTQ_PROD.encode(WR=EVTQ_PROD.get(value, "WR"),
+                                       OVFLG=EVTQ_PROD.get(value, "OVFLG"))
+
+    # -- progress ------------------------------------------------------------------------
+    def tick(self) -> None:
+        try:
+            self.cmdq.tick()
+        except Exception:
+            if self.strict:
+                raise
+            log.exception("tick failed")
+
+    def attach_ats_device(self, sid: int, device: AtsDevice) -> None:
+        self.ats_devices[sid] = device
+
+    # -- translation entry points --------------------------------------------------------
+    def translate(self, sid: int, ssid: int | None, iova: int, access: Access) -> Translation:
+        """An untranslated transaction (§3.3): faults are recorded and return ok=False."""
+        try:
+            t = self.translator.resolve(sid, ssid, iova & U64, access)
+        except Exception:
+            if self.strict:
+                raise
+            log.exception("translate(%#x, %r, %#x) failed", sid, ssid, iova)
+            t = Translation(False, sid=sid, ssid=ssid, iova=iova, outcome=CONFIG_ERROR)
+        self.trace.emit("xlate", sid=sid, ssid=ssid, iova=iova, acc=access.code, ok=t.ok,
+                        pa=t.pa, size=t.size, perm=t.perm, dom=t.dom, ste=t.ste, cd=t.cd,
+                        tlb=t.tlb, fault=t.fault)
+        return t
+
+    def ats_translate(self, sid: int, ssid: int | None, iova: int,
+                      access: Access) -> AtsCompletion:
+        """An ATS Translation Request (§3.9.1): PCIe completion status and translation."""
+        try:
+            c = self._ats(sid, ssid, iova & U64, access)
+        except Exception:
+            if self.strict:
+                raise
+            log.exception("ats_translate(%#x, %r, %#x) failed", sid, ssid, iova)
+            c = AtsCompletion(CA)
+        self.trace.emit("ats", sid=sid, ssid=ssid, iova=iova, acc=access.code, status=c.status,
+                        pa=c.pa, size=c.size, perm=c.perm, dom=c.dom)
+        return c
+
+    def _ats(self, sid: int, ssid: int | None, iova: int, access: Access) -> AtsCompletion:
+        if not self.options.ats or not self.cr0ack("SMMUEN"):
+            # No ATS while the SMMU is disabled or without IDR0.ATS: Unsupported Request.
+            return AtsCompletion(UR)
+        t = self.translator.resolve(sid, ssid, iova, access, ats=True)
+        status = {
+            OK: SUCCESS, TRANSLATION_FAULT: SUCCESS, BYPASS: SUCCESS,
+            STE_BYPASS: UR, ATS_FORBIDDEN: UR,
+            STE_ABORT: CA, CONFIG_ERROR: CA, WALK_ABORT: CA,
+        }.get(t.outcome, CA)
+        if status != SUCCESS:
+            return AtsCompletion(status, dom=t.dom if t.outcome == STE_BYPASS else "abort",
+                                 fault=t.fault)
+        if t.outcome == TRANSLATION_FAULT:
+            # §3.9.1: a translation fault is a successful completion granting no access.
+            return AtsCompletion(SUCCESS, pa=0, size=4096, perm="", priv=access.priv,
+                                 dom=t.dom, fault=t.fault)
+        return AtsCompletion(SUCCESS, pa=t.pa, size=max(t.size, 4096), perm=t.perm,
+                             priv=access.priv, dom=t.dom)
+
+    def check_translated(self, sid: int, ssid: int | None) -> bool:
+        """May an ATS Translated transaction from `sid` pass (§3.9.1.1, STE.EATS)?"""
+        try:
+            return self._check_translated(sid, ssid)
+        except Exception:
+            if self.strict:
+                raise
+            log.exception("check_translated(%#x, %r) failed", sid, ssid)
+            return False
+
+    def _check_translated(self, sid: int, ssid: int | None) -> bool:
+        if not self.cr0ack("SMMUEN"):
+            return not GBPA.get(self.regs["GBPA"], "ABORT")
+        tr = self.translator
+        ste, ev = tr.get_ste(sid, ssid)
+        if ste is None:
+            if ev is not None:
+                self.evtq.record(ev)
+            return False
+        if not ste.legal:
+            self.evtq.record(EventRecord("C_BAD_STE", sid, ssid))
+            return False
+        if ste.cfg == "abort":
+            return False
+        if ste.cfg == "bypass":
+            return True
+        if not self.options.ats or ste.eats == EATS_ABORT:
+            # §3.9.1.1: translated traffic from a stream without ATS enabled is refused.
+            self.evtq.record(EventRecord("F_TRANSL_FORBIDDEN", sid, ssid))
+            return False
+        return True
+
+    # -- helpers for tests and tools -----------------------------------------------------
+    def reg(self, name: str) -> int:
+        return self.regs[BY_NAME[name].name]
+
+
+class _NullTrace:
+    def emit(self, kind: str, **fields: Any) -> None:
+        pass

@@ -1,0 +1,242 @@
+"""Stream table walk and Stream Table Entry decode (Arm IHI 0070 §3.3.1, §5.1, §5.2).
+
+`locate_ste` finds the STE for a StreamID through a linear or 2-level stream table, reporting
+C_BAD_STREAMID / F_STE_FETCH; `decode_ste` turns the 64 bytes into an `Ste` and decides
+legality: an ILLEGAL STE is reported as C_BAD_STE by the caller (§5.2 "STE validity").
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from cosim.memory import BusError, GuestMemory
+
+from .bitfield import Layout
+from .event_queue import EventRecord
+from .options import OAS_ENCODING, SmmuOptions
+from .registers import STRTAB_BASE, STRTAB_BASE_CFG, STRTAB_FMT_2LVL
+from .walker import StageConfig, stage2_config_legal
+
+log = logging.getLogger(__name__)
+
+STE_BYTES = 64
+L1STD_BYTES = 8
+
+# §5.2: the STE, as one 512-bit little-endian value.
+STE = Layout("STE", 512, {
+    "V": 0, "Config": (3, 1), "S1Fmt": (5, 4), "S1ContextPtr": (51, 6), "S1CDMax": (63, 59),
+    "S1DSS": (65, 64), "S1CIR": (67, 66), "S1COR": (69, 68), "S1CSH": (71, 70),
+    "S1STALLD": 91, "EATS": (93, 92), "STRW": (95, 94), "MemAttr": (99, 96), "MTCFG": 100,
+    "ALLOCCFG": (104, 101), "SHCFG": (109, 108), "NSCFG": (111, 110), "PRIVCFG": (113, 112),
+    "INSTCFG": (115, 114),
+    "S2VMID": (143, 128), "S2T0SZ": (165, 160), "S2SL0": (167, 166), "S2IR0": (169, 168),
+    "S2OR0": (171, 170), "S2SH0": (173, 172), "S2TG": (175, 174), "S2PS": (178, 176),
+    "S2AA64": 179, "S2ENDI": 180, "S2AFFD": 181, "S2PTW": 182, "S2HD": 183, "S2HA": 184,
+    "S2S": 185, "S2R": 186,
+    "S2TTB": (243, 196),
+})
+# §5.1: Level 1 Stream Table Descriptor.
+L1STD = Layout("L1STD", 64, {"Span": (4, 0), "L2Ptr": (51, 6)})
+
+# STE.Config (§5.2): bit 0 of the upper pair = stage 1 translates, bit 1 = stage 2 translates.
+CONFIG_ABORT = 0b000
+CONFIG_BYPASS = 0b100
+CONFIG_S1 = 0b101
+CONFIG_S2 = 0b110
+CONFIG_NESTED = 0b111
+CONFIG_NAMES = {CONFIG_ABORT: "abort", CONFIG_BYPASS: "bypass", CONFIG_S1: "s1",
+                CONFIG_S2: "s2", CONFIG_NESTED: "nested"}
+
+S1FMT_LINEAR, S1FMT_4K_L2, S1FMT_64K_L2 = 0, 1, 2
+S1DSS_TERMINATE, S1DSS_BYPASS, S1DSS_SSID0 = 0, 1, 2
+EATS_ABORT, EATS_TRANS, EATS_S1CHK = 0, 1, 2
+STRW_NSEL1, STRW_EL2 = 0, 2
+
+# STE.S2TG and CD.TG0 share this encoding (§5.2, §5.4).
+TG0_GRANULE = {0: 4096, 1: 65536, 2: 16384}
+# PS/IPS encoding -> bits (§5.2 S2PS, §5.4 IPS).
+PS_BITS = {v: k for k, v in OAS_ENCODING.items()}
+
+# Valid STRTAB_BASE_CFG.SPLIT values (§6.3.24); others are reserved.
+VALID_SPLITS = (6, 8, 10)
+
+
+@dataclass
+class Ste:
+    """A decoded STE. `legal` is False for an ILLEGAL STE (the caller raises C_BAD_STE)."""
+
+    addr: int
+    words: list[int]
+    cfg: str                     # abort | bypass | s1 | s2 | nested | invalid
+    legal: bool
+    why: str | None = None
+    s1fmt: int = 0
+    s1ctxptr: int = 0
+    s1cdmax: int = 0
+    s1dss: int = 0
+    eats: int = 0
+    strw: int = 0
+    shcfg: int = 0
+    s2vmid: int = 0
+    s2: StageConfig | None = None
+    s2r: bool = False
+
+    @property
+    def s1_enabled(self) -> bool:
+        return self.cfg in ("s1", "nested")
+
+    @property
+    def s2_enabled(self) -> bool:
+        return self.cfg in ("s2", "nested")
+
+
+def effective_oas(ps_field: int, opt: SmmuOptions) -> int:
+    """PS/IPS field in bits, capped to SMMU_IDR5.OAS (§3.4: larger values behave as OAS)."""
+    return min(PS_BITS.get(ps_field, opt.oas_bits), opt.oas_bits)
+
+
+def strtab_split(cfg_reg: int) -> int:
+    """SPLIT, mapping reserved values onto a valid one (CONSTRAINED UNPREDICTABLE, §6.3.24)."""
+    split = STRTAB_BASE_CFG.get(cfg_reg, "SPLIT")
+    if split in VALID_SPLITS:
+        return split
+    return 6 if split < 6 else (8 if split <= 8 else 10)
+
+
+@dataclass
+class SteLocation:
+    addr: int | None
+    event: EventRecord | None = None
+
+
+def locate_ste(mem: GuestMemory, base_reg: int, cfg_reg: int, opt: SmmuOptions,
+               sid: int, ssid: int | None) -> SteLocation:
+    """Find the STE address for `sid` (§3.3.1); fetch faults and bad StreamIDs are events."""
+    log2size = min(STRTAB_BASE_CFG.get(cfg_reg, "LOG2SIZE"), opt.sid_bits)
+    if sid >= (1 << log2size):
+        return SteLocation(None, EventRecord("C_BAD_STREAMID", sid, ssid))
+    base = STRTAB_BASE.get(base_reg, "ADDR") << 6
+    fmt = STRTAB_BASE_CFG.get(cfg_reg, "FMT")
+    if fmt != STRTAB_FMT_2LVL or not opt.st_2level:
+        # Linear (§3.3.1.1); a 2-level format the SMMU does not implement reads as linear.
+        return SteLocation(base + sid * STE_BYTES)
+    split = strtab_split(cfg_reg)
+    l1_addr = base + (sid >> split) * L1STD_BYTES
+    try:
+        desc = int.from_bytes(mem.read(l1_addr, L1STD_BYTES), "little")
+    except BusError:
+        return SteLocation(None, EventRecord("F_STE_FETCH", sid, ssid,
+                                             {"FetchAddr": l1_addr >> 3}))
+    span = L1STD.get(desc, "Span")
+    if span == 0:
+        # §5.1: Span 0 marks the L2 table invalid; the StreamID is out of range.
+        return SteLocation(None, EventRecord("C_BAD_STREAMID", sid, ssid))
+    span = min(span, split + 1)
+    l2_index = sid & ((1 << split) - 1)
+    if l2_index >= (1 << (span - 1)):
+        return SteLocation(None, EventRecord("C_BAD_STREAMID", sid, ssid))
+    return SteLocation((L1STD.get(desc, "L2Ptr") << 6) + l2_index * STE_BYTES)
+
+
+def fetch_ste(mem: GuestMemory, addr: int) -> list[int] | None:
+    try:
+        data = mem.read(addr, STE_BYTES)
+    except BusError:
+        return None
+    return [int.from_bytes(data[i:i + 8], "little") for i in range(0, STE_BYTES, 8)]
+
+
+def decode_ste(addr: int, words: list[int], opt: SmmuOptions) -> Ste:
+    """Decode and check one STE against §5.2's validity rules and the advertised features."""
+    raw = STE.from_words(words)
+    f = STE.decode(raw)
+    config = f["Config"]
+
+    def bad(why: str, cfg: str | None = None) -> Ste:
+        return Ste(addr, words, cfg or CONFIG_NAMES.get(config, "invalid"), False, why)
+
+    if not f["V"]:
+        return Ste(addr, words, "invalid", False, "V=0")
+    if config not in CONFIG_NAMES:
+        return bad(f"reserved Config {config:#05b}", "invalid")
+    ste = Ste(addr, words, CONFIG_NAMES[config], True, shcfg=f["SHCFG"], s2vmid=f["S2VMID"])
+    if config in (CONFIG_ABORT, CONFIG_BYPASS):
+        # Translation fields are IGNORED for abort and bypass (§5.2).
+        return ste
+    s1 = bool(config & 1)
+    s2 = bool(config & 2)
+    if s1 and not opt.stage1:
+        return bad("stage 1 not implemented (IDR0.S1P=0)")
+    if s2 and not opt.stage2:
+        return bad("stage 2 not implemented (IDR0.S2P=0)")
+    if opt.vmid_bits == 8 and f["S2VMID"] >> 8 and s2:
+        return bad("S2VMID[15:8] != 0 without IDR0.VMID16")
+    ste.eats = f["EATS"]
+    if opt.ats:
+        if ste.eats == 0b11:
+            return bad("reserved EATS 0b11")
+        if ste.eats == EATS_S1CHK and config != CONFIG_NESTED:
+            return bad("EATS=0b10 (split-stage ATS) needs nested Config")
+    if s2:
+        s2cfg, why = _decode_s2(f, opt)
+        if s2cfg is None:
+            return bad(why or "bad stage 2 fields")
+        ste.s2 = s2cfg
+        ste.s2r = bool(f["S2R"])
+    if s1:
+        ste.s1fmt = f["S1Fmt"]
+        ste.s1cdmax = f["S1CDMax"]
+        ste.s1dss = f["S1DSS"]
+        ste.s1ctxptr = f["S1ContextPtr"] << 6
+        ste.strw = f["STRW"]
+        if ste.s1cdmax > opt.ssid_bits:
+            return bad(f"S1CDMax {ste.s1cdmax} > IDR1.SSIDSIZE {opt.ssid_bits}")
+        if ste.s1cdmax:
+            if ste.s1fmt == 0b11:
+                return bad("reserved S1Fmt 0b11")
+            if ste.s1fmt != S1FMT_LINEAR and not opt.cd_2level:
+                return bad("2-level CD table without IDR0.CD2L")
+            if ste.s1dss == 0b11:
+                return bad("reserved S1DSS 0b11")
+        # S1ContextPtr is a PA, or an IPA under nesting; either way bounded (§5.2).
+        limit = opt.oas_bits if not s2 else (64 - ste.s2.tsz if ste.s2 else opt.oas_bits)
+        if ste.s1ctxptr >> limit:
+            return bad(f"S1ContextPtr {ste.s1ctxptr:#x} beyond {limit}-bit address space")
+        if f["S1STALLD"]:
+            return bad("S1STALLD=1 with IDR0.STALL_MODEL=0b01 (no stall)")
+        if ste.strw == STRW_EL2 and not opt.hyp:
+            return bad("STRW=EL2 without IDR0.HYP")
+        if ste.strw == STRW_EL2 and s2:
+            return bad("STRW=EL2 with stage 2")
+        if ste.strw not in (STRW_NSEL1, STRW_EL2):
+            return bad(f"reserved STRW {ste.strw:#04b}")
+    return ste
+
+
+def _decode_s2(f: dict[str, int], opt: SmmuOptions) -> tuple[StageConfig | None, str | None]:
+    """Stage 2 fields of an STE with Config[1]=1 (§5.2)."""
+    if not f["S2AA64"]:
+        return None, "S2AA64=0 on an AArch64-only SMMU (IDR0.TTF)"
+    if f["S2ENDI"]:
+        return None, "S2ENDI=1 with IDR0.TTENDIAN little-endian only"
+    if f["S2S"]:
+        return None, "S2S=1 with IDR0.STALL_MODEL=0b01 (no stall)"
+    granule = TG0_GRANULE.get(f["S2TG"])
+    if granule is None or granule not in opt.granules:
+        return None, f"S2TG {f['S2TG']} not a supported granule"
+    oas = effective_oas(f["S2PS"], opt)
+    ttb = f["S2TTB"] << 4
+    if ttb >> oas:
+        return None, f"S2TTB {ttb:#x} outside the effective S2PS ({oas} bits)"
+    cfg = StageConfig(stage=2, granule=granule, tsz=f["S2T0SZ"], ttb=ttb, oas=oas,
+                      sl0=f["S2SL0"], affd=bool(f["S2AFFD"]), s2_ptw=bool(f["S2PTW"]))
+    if not stage2_config_legal(cfg, opt.oas_bits):
+        return None, (f"S2T0SZ {f['S2T0SZ']} / S2SL0 {f['S2SL0']} / granule {granule} "
+                      "inconsistent")
+    return cfg, None
+
+
+def encode_ste(**fields: int) -> list[int]:
+    """Build STE words from named fields (test driver and tools)."""
+    return STE.to_words(STE.encode(**fields))

@@ -1,0 +1,294 @@
+"""The translation procedure for one incoming transaction (Arm IHI 0070 §3.3, chapter 15).
+
+SMMU enable / GBPA -> stream table -> STE -> (SubstreamID -> CD) -> TLB or table walk, with
+every failure turned into the architected event (§7.3) and a failed `Translation`. Ordinary
+transactions and ATS Translation Requests share this path; `smmu.py` maps the outcome of the
+latter to a PCIe completion status.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .access import Access
+from .caches import KIND_NESTED, KIND_S1, KIND_S2, TlbEntry
+from .context_descriptor import Cd, cd_address, decode_cd, fetch_cd, select_substream
+from .event_queue import CLASS_CD, CLASS_IN, CLASS_TT, EventRecord
+from .registers import GBPA
+from .stream_table import EATS_ABORT, Ste, decode_ste, fetch_ste, locate_ste
+from .walker import WalkResult, translate_stage1, translate_stage2
+
+if TYPE_CHECKING:
+    from .smmu import SMMUv3
+
+log = logging.getLogger(__name__)
+
+PAGE = 4096
+UPPER_HALF_BIT = 55
+
+# Outcome categories (what kind of thing decided the result), used for ATS status mapping.
+OK = "ok"
+GBPA_ABORT = "gbpa_abort"
+STE_ABORT = "ste_abort"
+BYPASS = "bypass"            # stage 1 bypassed by S1DSS and no stage 2
+STE_BYPASS = "ste_bypass"    # STE.Config = bypass
+CONFIG_ERROR = "config_error"
+TRANSLATION_FAULT = "translation_fault"
+WALK_ABORT = "walk_abort"
+ATS_FORBIDDEN = "ats_forbidden"
+
+
+@dataclass
+class Translation:
+    """Result of translating one untranslated access."""
+
+    ok: bool
+    pa: int = 0
+    size: int = 0
+    perm: str = ""
+    dom: str = "abort"
+    fault: str | None = None      # event name, or None (success or silent abort)
+    sid: int = 0
+    ssid: int | None = None
+    iova: int = 0
+    tlb: bool = False
+    ste: int | None = None        # STE address
+    cd: int | None = None         # CD address
+    outcome: str = OK
+    event: EventRecord | None = None
+
+
+def s1_dom(cd: Cd, va: int) -> str:
+    ttb = cd.ttb1 if (va >> UPPER_HALF_BIT) & 1 and cd.regime and cd.regime.ttb1 else cd.ttb0
+    return f"s1:asid={cd.asid}:ttb={ttb:#x}"
+
+
+def s2_dom(ste: Ste) -> str:
+    assert ste.s2 is not None
+    return f"s2:vmid={ste.s2vmid}:ttb={ste.s2.ttb:#x}"
+
+
+class Translator:
+    def __init__(self, dev: SMMUv3) -> None:
+        self.dev = dev
+
+    # -- configuration -------------------------------------------------------------------
+    def get_ste(self, sid: int, ssid: int | None) -> tuple[Ste | None, EventRecord | None]:
+        dev = self.dev
+        cached = dev.config_cache.get_ste(sid)
+        if cached is not None:
+            self._trace_ste(sid, cached, True)
+            return cached, None
+        loc = locate_ste(dev.mem, dev.regs["STRTAB_BASE"], dev.regs["STRTAB_BASE_CFG"],
+                         dev.options, sid, ssid)
+        if loc.addr is None:
+            return None, loc.event
+        words = fetch_ste(dev.mem, loc.addr)
+        if words is None:
+            return None, EventRecord("F_STE_FETCH", sid, ssid, {"FetchAddr": loc.addr >> 3})
+        ste = decode_ste(loc.addr, words, dev.options)
+        self._trace_ste(sid, ste, False)
+        if ste.legal:
+            # Only legal configurations are cached: an ILLEGAL STE is re-read (§3.21.3 lets
+            # an implementation cache it or not; re-reading reports C_BAD_STE every time).
+            dev.config_cache.put_ste(sid, ste)
+        return ste, None
+
+    def _trace_ste(self, sid: int, ste: Ste, cached: bool) -> None:
+        rec = {"sid": sid, "addr": ste.addr, "qw": ste.words, "cached": cached,
+               "cfg": ste.cfg if ste.legal or ste.cfg == "invalid" else ste.cfg,
+               "legal": ste.legal}
+        if ste.why:
+            rec["why"] = ste.why
+        self.dev.trace.emit("ste_fetch", **rec)
+
+    def get_cd(self, ste: Ste, sid: int, ssid: int | None, index: int,
+               iova: int) -> tuple[Cd | None, EventRecord | None]:
+        dev = self.dev
+        cached = dev.config_cache.get_cd(sid, index)
+        if cached is not None:
+            self._trace_cd(sid, ssid, cached, True)
+            return cached, None
+
+        ipa_to_pa = None
+        if ste.s2_enabled:
+            def ipa_to_pa(ipa: int) -> tuple[int | None, EventRecord | None]:
+                assert ste.s2 is not None
+                w = translate_stage2(dev.mem, ste.s2, ipa, Access(read=True))
+                if w.ok:
+                    return w.out, None
+                ev = self._fault_event(w, sid, ssid, iova, Access(read=True), CLASS_CD)
+                ev.record = ste.s2r
+                return None, ev
+
+        loc = cd_address(dev.mem, ste, sid, ssid, index, ipa_to_pa)
+        if loc.addr is None:
+            return None, loc.event
+        words = fetch_cd(dev.mem, loc.addr)
+        if words is None:
+            return None, EventRecord("F_CD_FETCH", sid, ssid, {"FetchAddr": loc.addr >> 3})
+        cd = decode_cd(loc.addr, words, dev.options)
+        self._trace_cd(sid, ssid, cd, False)
+        if cd.legal:
+            dev.config_cache.put_cd(sid, index, cd)
+        return cd, None
+
+    def _trace_cd(self, sid: int, ssid: int | None, cd: Cd, cached: bool) -> None:
+        rec = {"sid": sid, "ssid": ssid, "addr": cd.addr, "qw": cd.words, "cached": cached,
+               "legal": cd.legal}
+        if cd.why:
+            rec["why"] = cd.why
+        self.dev.trace.emit("cd_fetch", **rec)
+
+    # -- events --------------------------------------------------------------------------
+    def _fault_event(self, w: WalkResult, sid: int, ssid: int | None, iova: int,
+                     access: Access, klass: int | None = None) -> EventRecord:
+        """§7.3.10-§7.3.14: translation-class fault records."""
+        name = w.fault or "F_TRANSLATION"
+        s2 = w.fault_stage == 2
+        if klass is None:
+            klass = CLASS_TT if w.s2_on_s1_walk else CLASS_IN
+        fields = {"InputAddr": iova, "RnW": int(not access.write), "PnU": int(access.priv),
+                  "InD": int(access.exec), "S2": int(s2), "CLASS": klass}
+        if s2 and w.fault_ipa is not None:
+            fields["IPA"] = w.fault_ipa >> 12
+        if name == "F_WALK_EABT":
+            fields.pop("IPA", None)
+            if w.reads:
+                fields["WalkFetchAddr"] = w.reads[-1][0] >> 3
+        return EventRecord(name, sid, ssid, fields)
+
+    def _record(self, ev: EventRecord | None) -> None:
+        if ev is not None and ev.record:
+            self.dev.evtq.record(ev)
+
+    # -- the procedure -------------------------------------------------------------------
+    def resolve(self, sid: int, ssid: int | None, iova: int, access: Access,
+                ats: bool = False) -> Translation:
+        """Translate one access; `ats` marks an ATS Translation Request (§3.9.1)."""
+        dev = self.dev
+        t = Translation(False, sid=sid, ssid=ssid, iova=iova)
+
+        def fail(outcome: str, ev: EventRecord | None, record: bool = True) -> Translation:
+            t.outcome = outcome
+            t.event = ev
+            t.fault = ev.name if ev is not None else None
+            if record:
+                self._record(ev)
+            return t
+
+        if not dev.cr0ack("SMMUEN"):
+            # §3.3 / §6.3.9: with the SMMU disabled, GBPA decides abort or bypass.
+            if GBPA.get(dev.regs["GBPA"], "ABORT"):
+                return fail(GBPA_ABORT, None)
+            return self._bypass(t, "bypass")
+        ste, ev = self.get_ste(sid, ssid)
+        if ste is None:
+            return fail(CONFIG_ERROR, ev)
+        t.ste = ste.addr
+        if not ste.legal:
+            return fail(CONFIG_ERROR, EventRecord("C_BAD_STE", sid, ssid))
+        if ste.cfg == "abort":
+            # §5.2 Config=0b000: abort silently, no event.
+            return fail(STE_ABORT, None)
+        if ste.cfg == "bypass":
+            if ssid is not None:
+                return fail(CONFIG_ERROR, EventRecord("C_BAD_SUBSTREAMID", sid, ssid))
+            t.outcome = STE_BYPASS
+            return self._bypass(t, "bypass")
+        if ats and ste.eats == EATS_ABORT:
+            # §3.9.1: ATS disabled for this stream: the request is refused and reported.
+            return fail(ATS_FORBIDDEN, EventRecord(
+                "F_BAD_ATS_TREQ", sid, ssid,
+                {"InputAddr": iova, "RnW": int(not access.write), "PnU": int(access.priv),
+                 "InD": int(access.exec)}))
+        cd: Cd | None = None
+        if ste.s1_enabled:
+            choice = select_substream(ste, sid, ssid)
+            if choice.event is not None:
+                return fail(CONFIG_ERROR, choice.event)
+            if choice.index is not None:
+                cd, ev = self.get_cd(ste, sid, ssid, choice.index, iova)
+                if cd is None:
+                    if ev is not None and ev.name in ("F_CD_FETCH", "C_BAD_SUBSTREAMID"):
+                        return fail(CONFIG_ERROR, ev)
+                    return fail(WALK_ABORT if ev and ev.name == "F_WALK_EABT"
+                                else TRANSLATION_FAULT, ev, record=not ats)
+                t.cd = cd.addr
+                if not cd.legal:
+                    return fail(CONFIG_ERROR, EventRecord("C_BAD_CD", sid, ssid))
+        elif ssid is not None:
+            # Stage 1 bypassed: no CD can be selected by a SubstreamID (§3.3.2).
+            return fail(CONFIG_ERROR, EventRecord("C_BAD_SUBSTREAMID", sid, ssid))
+        return self._walk(t, ste, cd, access, ats)
+
+    def _bypass(self, t: Translation, dom: str) -> Translation:
+        t.ok = True
+        t.pa = t.iova
+        t.size = PAGE
+        t.perm = "rwx"
+        t.dom = dom
+        return t
+
+    def _walk(self, t: Translation, ste: Ste, cd: Cd | None, access: Access,
+              ats: bool) -> Translation:
+        dev = self.dev
+        iova = t.iova
+        if cd is not None:
+            kind = KIND_NESTED if ste.s2_enabled else KIND_S1
+            asid: int | None = cd.asid
+            dom = s1_dom(cd, iova) + ("+" + s2_dom(ste) if ste.s2_enabled else "")
+        elif ste.s2_enabled:
+            kind, asid, dom = KIND_S2, None, s2_dom(ste)
+        else:
+            # Stage 1 bypassed by S1DSS and no stage 2: the transaction bypasses.
+            t.outcome = BYPASS
+            return self._bypass(t, "bypass")
+        t.dom = dom
+        # For an ATS request, the walk asks only for read so the reply carries all rights.
+        walk_access = Access(read=True, priv=access.priv) if ats else access
+        hit = dev.tlb.lookup(kind, ste.s2vmid, asid, iova, access.priv)
+        if hit is not None and _allows(hit.perm, walk_access):
+            t.ok = True
+            t.tlb = True
+            t.pa = hit.out + (iova - hit.base)
+            t.size = hit.size
+            t.perm = hit.perm
+            return t
+        if cd is not None:
+            assert cd.regime is not None
+            w = translate_stage1(dev.mem, cd.regime, iova, walk_access,
+                                 ste.s2 if ste.s2_enabled else None)
+        else:
+            assert ste.s2 is not None
+            w = translate_stage2(dev.mem, ste.s2, iova, walk_access)
+        if not w.ok:
+            ev = self._fault_event(w, t.sid, t.ssid, iova, access)
+            t.event = ev
+            t.fault = ev.name
+            t.outcome = WALK_ABORT if ev.name == "F_WALK_EABT" else TRANSLATION_FAULT
+            # §3.12: stage 1 faults are recorded if CD.R, stage 2 faults if STE.S2R.
+            recorded = (cd.record_faults if w.fault_stage == 1 and cd is not None
+                        else ste.s2r)
+            # ATS requests report translation faults in the completion, not the event queue.
+            if ats and t.outcome == TRANSLATION_FAULT:
+                recorded = False
+            if recorded:
+                self._record(ev)
+            return t
+        t.ok = True
+        t.pa = w.out
+        t.size = w.size
+        t.perm = w.perm
+        base = iova & ~(w.size - 1)
+        dev.tlb.insert(TlbEntry(kind, ste.s2vmid, asid, base, w.size, w.out & ~(w.size - 1),
+                                w.perm, dom, access.priv, w.level))
+        return t
+
+
+def _allows(perm: str, access: Access) -> bool:
+    return ((not access.read or "r" in perm) and (not access.write or "w" in perm)
+            and (not access.exec or "x" in perm))
+
