@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from .setup import Products
 
 READY = "COSIM-GUEST-READY"
 PROMPT_MARK = "COSIM-EXIT"
-PANIC_PATTERNS = ["Kernel panic - not syncing", "---[ end Kernel panic"]
+PANIC_PATTERNS = [re.escape("Kernel panic - not syncing"), re.escape("---[ end Kernel panic")]
 
 # Guest test names -> binaries in /tests; "kunit" is read from the boot log instead.
 AREAS = ["probe", "dma", "replace", "blocked", "unmap", "pasid", "kunit"]

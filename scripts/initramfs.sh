@@ -17,7 +17,7 @@ if [ ! -d "$KHDR/linux" ]; then
 fi
 MODS=""; [ -d "$KDIR/modules" ] && MODS="$KDIR/modules"
 KEY=$(hash_inputs "$BB_DEB" "$COSIM_ROOT/guest" "$COSIM_ROOT/guest-tests" "$KHDR/linux/version.h" \
-      "$KHDR/linux/iommufd.h" "$KHDR/linux/vfio.h" "mods:$MODS" "$0")
+      "$KHDR/linux/iommufd.h" "$KHDR/linux/vfio.h" "mods:$MODS" "initramfs v1")
 OUT="$COSIM_CACHE/initramfs/$KEY"
 if [ "${2:-}" = "--key" ]; then echo "KEY=$KEY"; exit 0; fi
 if [ -f "$OUT/initramfs.cpio.gz" ]; then
@@ -25,14 +25,14 @@ if [ -f "$OUT/initramfs.cpio.gz" ]; then
     echo "INITRAMFS=$OUT/initramfs.cpio.gz"; exit 0
 fi
 
-BBDIR="$COSIM_CACHE/src/busybox-${BB_DEB%.deb}"
+BBDIR="$COSIM_CACHE/src/${BB_DEB%.deb}"
 if [ ! -x "$BBDIR/bin/busybox" ]; then
     step_begin "initramfs: fetching $BB_DEB"
     rm -rf "$BBDIR" "$BBDIR.dl"; mkdir -p "$BBDIR.dl"
     (cd "$BBDIR.dl" && apt_p download "busybox-static:arm64/trixie" >/dev/null 2>&1) \
         || die "downloading busybox-static failed"
     dpkg-deb -x "$BBDIR.dl"/*.deb "$BBDIR.dl/x"
-    mkdir -p "$BBDIR/bin"; cp "$BBDIR.dl/x/bin/busybox" "$BBDIR/bin/"
+    mkdir -p "$BBDIR/bin"; cp "$BBDIR.dl"/x/usr/bin/busybox "$BBDIR/bin/" 2>/dev/null || cp "$BBDIR.dl"/x/bin/busybox "$BBDIR/bin/"
     rm -rf "$BBDIR.dl"
     step_end
 fi
@@ -45,7 +45,7 @@ ln -s busybox "$R/bin/sh"
 cp "$COSIM_ROOT/guest/init" "$R/init"; chmod +x "$R/init"
 if [ -f "$COSIM_ROOT/guest-tests/Makefile" ]; then
     make -s -C "$COSIM_ROOT/guest-tests" KHDR="$KHDR" O="$OUT.new/tests" >"$OUT.new/tests.log" 2>&1 || {
-        grep -E 'error|Error' "$OUT.new/tests.log" | head -20 >&2
+        tail -20 "$OUT.new/tests.log" >&2
         die "guest-tests failed to build against $KHDR (log: $OUT.new/tests.log)"
     }
     find "$OUT.new/tests" -maxdepth 1 -type f -perm -u+x -exec cp {} "$R/tests/" \;

@@ -14,6 +14,8 @@ KEY_ONLY=""; [ "${2:-}" = "--key" ] && KEY_ONLY=1
 FRAG="$COSIM_ROOT/kernel/cosim.config"
 CROSS=aarch64-linux-gnu-
 KMAKE=(make -s ARCH=arm64 CROSS_COMPILE=$CROSS -j"$(nproc)")
+# Bump when build_tree changes what it produces: it is part of the cache key.
+BUILD_RECIPE="allnoconfig+fragment Image headers_install v1"
 
 # build_tree SRC OUT: allnoconfig + fragment, Image, uapi headers, into OUT.
 build_tree() {
@@ -48,7 +50,7 @@ debian_source() {  # debian_source PKG SUITE
     deb=$(apt_p download --print-uris "$pkg/$suite" 2>/dev/null | awk '{print $2}' | head -1)
     [ -n "$deb" ] || die "$pkg not found in Debian $suite"
     ver=${deb#"${pkg}_"}; ver=${ver%_all.deb}
-    KEY=$(hash_inputs "$pkg $ver" "$FRAG" "$0")
+    KEY=$(hash_inputs "$pkg $ver" "$FRAG" "$BUILD_RECIPE")
     OUT="$COSIM_CACHE/kernel/$pkg-$KEY"
     if [ -n "$KEY_ONLY" ]; then echo "KEY=$KEY"; exit 0; fi
     if [ -f "$OUT/Image" ]; then step_cached "kernel $pkg $ver" "$OUT"; return; fi
@@ -79,7 +81,7 @@ debian_binary() {  # stock trixie arm64 kernel: metapackage -> the real image pa
     [ -n "$real" ] || die "cannot resolve Debian trixie's linux-image-arm64"
     deb=$(apt_p download --print-uris "$real:arm64/trixie" 2>/dev/null | awk '{print $2}' | head -1)
     ver=${deb#"${real}_"}; ver=${ver%_arm64.deb}
-    KEY=$(hash_inputs "$real $ver" "$0")
+    KEY=$(hash_inputs "$real $ver" "stock v1")
     OUT="$COSIM_CACHE/kernel/$real-$KEY"
     if [ -f "$OUT/Image" ]; then step_cached "kernel $real $ver (stock binary)" "$OUT"; return; fi
     step_begin "kernel: fetching stock binary $real $ver"

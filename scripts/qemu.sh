@@ -9,13 +9,20 @@ DSC=$(dsc_of qemu/trixie)
 VER=${DSC#qemu_}; VER=${VER%.dsc}
 case "$VER" in *:10.0.*|10.0.*) ;; *) die "trixie's qemu is $VER, expected 10.0.x" ;; esac
 
+# Only what changes the binary is in the key: source version, patches, configure flags.
+# bzip2 would make meson want the edk2 blobs the +ds tarball lacks.
+CONFIGURE_FLAGS=(--target-list=aarch64-softmmu --disable-docs --disable-tools --disable-user
+    --disable-gtk --disable-sdl --disable-vnc --disable-opengl --disable-rust
+    --disable-download --disable-werror --disable-bzip2 --disable-install-blobs
+    --enable-fdt=system --disable-slirp --disable-debug-info --disable-guest-agent
+    --disable-libusb --disable-spice --disable-curses --disable-xen --disable-kvm)
 PATCHES="$COSIM_ROOT/qemu-patches"
-KEY=$(hash_inputs "qemu $VER" "$PATCHES" "$0")
+KEY=$(hash_inputs "qemu $VER" "$PATCHES" "configure ${CONFIGURE_FLAGS[*]}")
 OUT="$COSIM_CACHE/qemu/$KEY"
 BIN="$OUT/qemu-system-aarch64"
 if [ "${1:-}" = "--key" ]; then echo "KEY=$KEY"; exit 0; fi
 if [ -x "$BIN" ]; then
-    step_cached "qemu $VER + $(grep -cv '^\s*\(#\|$\)' "$PATCHES/series" 2>/dev/null || echo 0) patches" "$OUT"
+    step_cached "qemu $VER + $(grep -cvE '^\s*(#|$)' "$PATCHES/series" 2>/dev/null || true) patches" "$OUT"
     echo "$BIN"; exit 0
 fi
 
@@ -66,13 +73,7 @@ step_begin "qemu: configure + build qemu-system-aarch64 (log: $WORK/build.log)"
 mkdir -p "$WORK/build"
 (
     cd "$WORK/build"
-    # bzip2 would make meson want the edk2 blobs the +ds tarball lacks.
-    PATH="$TOOLS/bin:$PATH" ../src/configure --python="$TOOLS/bin/python3" \
-        --target-list=aarch64-softmmu --disable-docs --disable-tools --disable-user \
-        --disable-gtk --disable-sdl --disable-vnc --disable-opengl --disable-rust \
-        --disable-download --disable-werror --disable-bzip2 --disable-install-blobs \
-        --enable-fdt=system --disable-slirp --disable-debug-info --disable-guest-agent \
-        --disable-libusb --disable-spice --disable-curses --disable-xen --disable-kvm
+    PATH="$TOOLS/bin:$PATH" ../src/configure --python="$TOOLS/bin/python3" "${CONFIGURE_FLAGS[@]}"
     PATH="$TOOLS/bin:$PATH" ninja -j"$(nproc)" qemu-system-aarch64
 ) >"$WORK/build.log" 2>&1 || {
     grep -E 'error|Error|ERROR' "$WORK/build.log" | head -30 >&2
