@@ -87,7 +87,10 @@ class SharedRam:
         """Map `size` bytes of `path`; raise OSError (with the reason) when that cannot be done."""
         if size <= 0:
             raise OSError(errno.EINVAL, "shared RAM size is 0", path)
-        fd = os.open(path, os.O_RDWR)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except ValueError as e:  # e.g. an embedded NUL
+            raise OSError(errno.EINVAL, str(e), path) from None
         try:
             st = os.fstat(fd)
             if st.st_size < size:

@@ -303,6 +303,10 @@ def decode(frame: bytes | memoryview) -> Message:
         fields = table[mtype].parse(bytes(body))
     except Exception as e:  # construct errors, bad UTF-8 in a string field
         raise fail(Status.MALFORMED, f"{mtype.name} body does not decode: {e}") from None
+    if mtype is MsgType.HELLO:
+        text = fields.name if reply else fields.ram_path
+        if "\0" in text:   # NUL padding only at the end: anything after a NUL is garbage
+            raise fail(Status.MALFORMED, "HELLO string field has bytes after its NUL")
     return Message(mtype, seq, reply, hdr.status, fields, hdr.major)
 
 

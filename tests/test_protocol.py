@@ -202,3 +202,9 @@ def test_bad_utf8_path_is_malformed() -> None:
 def test_encode_refuses_a_path_longer_than_its_field() -> None:
     with pytest.raises(Exception):  # noqa: B017 - construct's own error type
         encode(MsgType.HELLO, 1, minor=0, caps=0, ram_base=0, ram_size=0, ram_path="x" * 129)
+
+
+def test_hello_path_with_bytes_after_nul_is_malformed() -> None:
+    frame = bytearray(encode_request(MsgType.HELLO, 1, **REQUESTS[MsgType.HELLO]))
+    frame[-1] = ord("x")   # "…/ram\0\0…x": found by the fuzz test
+    assert _err(bytes(frame)).status == Status.MALFORMED
