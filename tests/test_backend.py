@@ -427,3 +427,24 @@ def test_real_endpoint_behind_the_link(model) -> None:
     assert isinstance(m.smmu.attached[0x10], Endpoint)
     ident = ask(m, peer, MsgType.MMIO_READ, dev=1, region=0, size=4, offset=0).value
     assert ident == 0x50455343   # "CSEP", docs/endpoint.md
+
+
+def test_run_model_with_the_real_smmu_and_endpoint(tmp_path) -> None:
+    """The whole model process behind a fake QEMU: HELLO, DEVICE, SMMU and endpoint MMIO."""
+    args = parse("--addr", inproc_address(), "--trace", str(tmp_path / "t.jsonl"),
+                 "--log", str(tmp_path / "m.log"))
+    rc, replies, _ = run_with_peer(args, [
+        HELLO,
+        (MsgType.DEVICE, dict(dev=0, kind=1, rid=0, pcie_off=0, ats_off=0, pasid_off=0,
+                              msix_off=0)),
+        (MsgType.DEVICE, dict(dev=1, kind=2, rid=0x10, pcie_off=0x40, ats_off=0x100,
+                              pasid_off=0x110, msix_off=0x80)),
+        (MsgType.MMIO_READ, dict(dev=0, region=0, size=4, offset=0)),      # SMMU_IDR0
+        (MsgType.MMIO_READ, dict(dev=1, region=0, size=4, offset=0)),      # endpoint ID
+        (MsgType.BYE, {}),
+    ])
+    assert rc == EXIT_OK, (tmp_path / "m.log").read_text()
+    assert [r.ok for r in replies] == [True] * 6
+    assert replies[3].value & (1 << 10)        # IDR0.ATS (§6.3.1): the model offers ATS
+    assert replies[4].value == 0x50455343
+    assert read_trace(tmp_path / "t.jsonl").header["cache_mode"] == "coherent"
