@@ -308,6 +308,7 @@ def nested_ste(cdtab: int, s2ttb: int, vmid: int, **kw: int) -> list[int]:
 
 def s1_cd(ttb0: int, asid: int, tsz: int = 16, tg0: int = 0, r: int = 1,
           epd1: int = 1, **kw: int) -> list[int]:
-    return encode_cd(V=1, T0SZ=tsz, TG0=tg0, IR0=1, OR0=1, SH0=3, EPD1=epd1, IPS=5, AA64=1,
-                     R=r, A=1, ASET=1, ASID=asid, TTB0=ttb0 >> 4, MAIR=0x0000_0000_00FF_0444,
-                     **kw)
+    f = dict(V=1, T0SZ=tsz, TG0=tg0, IR0=1, OR0=1, SH0=3, EPD1=epd1, IPS=5, AA64=1, R=r, A=1,
+             ASET=1, ASID=asid, TTB0=ttb0 >> 4, MAIR=0x0000_0000_00FF_0444)
+    f.update(kw)
+    return encode_cd(**f)
