@@ -144,6 +144,8 @@ int ep_detach(struct ep *ep);
 /* PASID attach/replace/detach (EP_UNSUP when the uapi or kernel lacks it). */
 int ep_attach_pasid(struct ep *ep, uint32_t pasid, uint32_t pt_id);
 int ep_detach_pasid(struct ep *ep, uint32_t pasid);
+/* The uapi these tests were built against has PASID attach. */
+bool ep_pasid_uapi(void);
 /* HWPT flag that makes a domain usable with PASIDs, 0 when the uapi has none. */
 uint32_t ep_hwpt_pasid_flag(void);
 

@@ -526,6 +526,15 @@ int ep_detach(struct ep *ep)
 #endif
 }
 
+bool ep_pasid_uapi(void)
+{
+#ifdef VFIO_DEVICE_ATTACH_PASID
+	return true;
+#else
+	return false;
+#endif
+}
+
 uint32_t ep_hwpt_pasid_flag(void)
 {
 #ifdef VFIO_DEVICE_ATTACH_PASID

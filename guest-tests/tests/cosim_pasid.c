@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Area 6: a PASID-tagged DMA stream while the RID's domain is replaced.
+ *
+ * Three IOAS map the same IOVA window to buffers P, A and B. PASID --pasid is attached to a
+ * HWPT over P; the RID is attached to A and then replaced A<->B --count times while the
+ * generator writes PASID-tagged records (TG_CTRL.PASID). The driver rewrites the RID's STE/CD
+ * around the PASID's context descriptor, which must keep working throughout:
+ *  - no translation failure or abort is ever counted (invariant 3 for the PASID stream);
+ *  - after each replace, P receives records with seq >= TG_SEQ at the attach's return;
+ *  - A and B never receive a record (PASID traffic never used the RID's domain).
+ * pasid_dma first checks the routing with one DMA copy: PASID-tagged DMA moves P's data and
+ * leaves A untouched.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cosim.h"
+
+struct pctx {
+	struct ep ep;
+	struct domain p, a, b;
+};
+
+static enum result setup(struct pctx *c, const struct opts *o)
+{
+	uint32_t flags = ep_hwpt_pasid_flag();
+	bool on;
+	int rc;
+
+	if (!ep_pasid_uapi())
+		return unsupported("PASID attach through VFIO/iommufd (this uapi has no "
+				   "VFIO_DEVICE_ATTACH_PASID)");
+	EXPECT(o->pasid != 0, "--pasid 0 is the RID's own address space; use 1 or more");
+	TRY("open endpoint", ep_open_vfio(&c->ep, o->bdf));
+	TRY("read PASID Control", ep_pasid_enabled(&c->ep, &on));
+	EXPECT(on, "PASID Control.Enable is clear: the SMMU driver did not enable PASID");
+	EXPECT(ep_rd32(&c->ep, COSIM_EP_CAPS) & COSIM_EP_CAPS_PASID, "endpoint CAPS 0x%x lacks "
+	       "PASID", ep_rd32(&c->ep, COSIM_EP_CAPS));
+	TRY("domain P (PASID)", ep_domain(&c->ep, &c->p, IOVA_BASE, o->size, flags));
+	TRY("domain A (RID)", ep_domain(&c->ep, &c->a, IOVA_BASE, o->size, flags));
+	TRY("domain B (RID)", ep_domain(&c->ep, &c->b, IOVA_BASE, o->size, flags));
+	TRY("attach RID to A", ep_attach(&c->ep, c->a.hwpt));
+	ep_marker(&c->ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_BEGIN, o->pasid, "pasid->P");
+	rc = ep_attach_pasid(&c->ep, o->pasid, c->p.hwpt);
+	ep_marker(&c->ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_END, o->pasid, "pasid->P");
+	TRY("attach PASID to P", rc);
+	TRY("bus master on", ep_bus_master(&c->ep, true));
+	diag("PASID %u -> HWPT %u (P); RID HWPTs A %u, B %u; window IOVA 0x%llx + 0x%llx",
+	     o->pasid, c->p.hwpt, c->a.hwpt, c->b.hwpt, (unsigned long long)IOVA_BASE,
+	     (unsigned long long)o->size);
+	return R_PASS;
+}
+
+static enum result pasid_dma(const struct opts *o)
+{
+	struct pctx c;
+	struct dma_desc d;
+	struct dma_res r;
+	uint8_t *p, *a;
+	uint64_t half = o->size / 2;
+	enum result res;
+
+	if ((res = setup(&c, o)) != R_PASS)
+		return res;
+	p = c.p.buf;
+	a = c.a.buf;
+	for (uint64_t i = 0; i < half; i++) {
+		p[i] = (uint8_t)(i * 7 + 1);
+		a[i] = (uint8_t)(i * 13 + 5);
+	}
+	d = (struct dma_desc){ .op = COSIM_EP_DMA_OP_COPY, .flags = COSIM_EP_DMA_FLAG_PASID |
+			       (o->ats ? COSIM_EP_DMA_FLAG_ATS : 0), .pasid = o->pasid,
+			       .src = IOVA_BASE, .dst = IOVA_BASE + half, .len = half };
+	TRY("PASID DMA copy", ep_dma(&c.ep, &d, &r));
+	EXPECT(!(r.status & COSIM_EP_DMA_STATUS_ERROR), "PASID %u copy: DMA_STATUS 0x%08x code "
+	       "%u (%s) DMA_RESULT 0x%llx", o->pasid, r.status, dma_err_code(r.status),
+	       dma_err_name(dma_err_code(r.status)), (unsigned long long)r.result);
+	for (uint64_t i = 0; i < half; i++) {
+		EXPECT(p[half + i] == p[i], "P[0x%llx] = 0x%02x, expected the copy of P[0x%llx] "
+		       "0x%02x%s", (unsigned long long)(half + i), p[half + i],
+		       (unsigned long long)i, p[i],
+		       p[half + i] == a[i] ? " (it holds A's data: the RID's domain was used)" : "");
+		EXPECT(a[half + i] == 0, "A[0x%llx] = 0x%02x: PASID DMA wrote the RID's domain",
+		       (unsigned long long)(half + i), a[half + i]);
+	}
+	return R_PASS;
+}
+
+static enum result check_buffers(struct pctx *c, const struct opts *o, unsigned i,
+				 const char *label, uint64_t seq, const struct tg_counters *tc)
+{
+	struct tg_scan sp, sa, sb;
+
+	tg_scan(c->p.buf, c->p.len, c->p.iova, o->stride, &sp);
+	tg_scan(c->a.buf, c->a.len, c->a.iova, o->stride, &sa);
+	tg_scan(c->b.buf, c->b.len, c->b.iova, o->stride, &sb);
+	vdiag("%u %s: TG_SEQ at return %llu, P %llu records max seq %llu, A %llu, B %llu", i,
+	      label, (unsigned long long)seq, (unsigned long long)sp.records,
+	      (unsigned long long)sp.max_seq, (unsigned long long)sa.records,
+	      (unsigned long long)sb.records);
+	if (tg_failures(tc)) {
+		tg_diag("counters", tc);
+		return fail("%u %s: the PASID stream saw translation failures or aborts", i, label);
+	}
+	if (sa.records || sb.records)
+		return fail("%u %s: PASID records reached the RID's domains: A holds %llu (max seq "
+			    "%llu), B holds %llu (max seq %llu)", i, label,
+			    (unsigned long long)sa.records, (unsigned long long)sa.max_seq,
+			    (unsigned long long)sb.records, (unsigned long long)sb.max_seq);
+	if (!sp.records || sp.max_seq < seq) {
+		tg_diag("counters", tc);
+		return fail("%u %s: no record with seq >= %llu in P (%llu records, max seq %llu)",
+			    i, label, (unsigned long long)seq, (unsigned long long)sp.records,
+			    (unsigned long long)sp.max_seq);
+	}
+	if (sp.misplaced)
+		return fail("%u %s: %llu records at the wrong slot of P (first at 0x%llx)", i,
+			    label, (unsigned long long)sp.misplaced,
+			    (unsigned long long)sp.first_misplaced_off);
+	return R_PASS;
+}
+
+static enum result pasid_replace(const struct opts *o, bool ats)
+{
+	struct pctx c;
+	struct tg_counters tc, ret;
+	struct ep_counters k;
+	struct tg_cfg cfg = { .base = IOVA_BASE, .size = o->size, .stride = o->stride,
+			      .rate = o->rate, .ats = ats, .use_pasid = true, .pasid = o->pasid };
+	const struct domain *rid[2];
+	unsigned cur = 0;
+	enum result res;
+
+	if ((res = setup(&c, o)) != R_PASS)
+		return res;
+	rid[0] = &c.a;
+	rid[1] = &c.b;
+	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_TEST_BEGIN, o->count,
+		  ats ? "pasid stream ats" : "pasid stream");
+	ep_tg_start(&c.ep, &cfg);
+	TRY("generator warm-up", ep_tg_wait_seq(&c.ep, o->settle, o->timeout_ms, &tc));
+	if ((res = check_buffers(&c, o, 0, "start", 0, &tc)) != R_PASS)
+		return res;
+
+	for (unsigned i = 1; i <= o->count; i++) {
+		unsigned nxt = cur ^ 1;
+		const char *label = nxt ? "RID A->B" : "RID B->A";
+		int rc;
+
+		ep_marker(&c.ep, COSIM_EP_MARKER_TAG_ATTACH_BEGIN, i, label);
+		rc = ep_attach(&c.ep, rid[nxt]->hwpt);
+		ep_tg_read(&c.ep, &ret);
+		ep_marker(&c.ep, COSIM_EP_MARKER_TAG_ATTACH_END, i, label);
+		if (rc)
+			return lib_result(rc, "replace the RID's HWPT with a PASID attached");
+		ep_wr64(&c.ep, COSIM_EP_TG_TAG, i);
+		TRY("generator progress", ep_tg_wait_seq(&c.ep, ret.seq + o->settle, o->timeout_ms,
+							 &tc));
+		if ((res = check_buffers(&c, o, i, label, ret.seq, &tc)) != R_PASS)
+			return res;
+		cur = nxt;
+	}
+	ep_tg_stop(&c.ep);
+	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_TEST_END, o->count, NULL);
+	ep_tg_read(&c.ep, &tc);
+	ep_counters_read(&c.ep, &k);
+	tg_diag("final", &tc);
+	counters_diag("final", &k);
+	if (ats)
+		EXPECT(k.ats_req > 0, "PASID stream with ATS but CNT_ATS_REQ is 0");
+	TRY("detach PASID", ep_detach_pasid(&c.ep, o->pasid));
+	return R_PASS;
+}
+
+static enum result pasid_replace_ats(const struct opts *o)
+{
+	return o->ats ? pasid_replace(o, true) : skip("--no-ats");
+}
+
+static enum result pasid_replace_untranslated(const struct opts *o)
+{
+	return pasid_replace(o, false);
+}
+
+static const struct tcase cases[] = {
+	{ "pasid_dma", pasid_dma, "PASID-tagged DMA copy uses the PASID's domain, not the RID's" },
+	{ "pasid_replace_ats", pasid_replace_ats,
+	  "PASID ATS stream fault-free while the RID's domain is replaced --count times" },
+	{ "pasid_replace_untranslated", pasid_replace_untranslated,
+	  "the same with an untranslated PASID stream" },
+};
+
+int main(int argc, char **argv)
+{
+	static const struct suite s = {
+		.prog = "cosim_pasid",
+		.summary = "PASID attach (VFIO_DEVICE_ATTACH_PASID) and a PASID stream across RID "
+			   "domain replaces.",
+		.params = "--count --pasid --settle --timeout-ms --rate --stride --size --no-ats "
+			  "--bdf",
+		.cases = cases,
+		.ncases = sizeof(cases) / sizeof(cases[0]),
+		.defaults = { .count = 100, .settle = 16, .timeout_ms = 10000, .rate = 4,
+			      .stride = 64, .pasid = 1, .case_timeout_s = 1800, .size = 0x10000,
+			      .ats = true },
+	};
+
+	return suite_main(&s, argc, argv);
+}
