@@ -1,0 +1,13 @@
+"""Trace analysis (`cosim analyze`): the invariant checks over a trace written by the model.
+
+Reads the trace through `cosim.trace` only. Rules: rule_old_domain (invariant 1),
+rule_atc_invalidation (invariant 2), rule_hitless_abort (invariant 3), rule_entry_update
+(STE/CD used-bits legality), rule_stale_cache (caching mode). docs/trace.md has the format.
+"""
+
+from .analysis import Analysis, run
+from .api import analyze_file, analyze_path
+from .cli import main
+from .findings import RULES, Violation
+
+__all__ = ["RULES", "Analysis", "Violation", "analyze_file", "analyze_path", "main", "run"]

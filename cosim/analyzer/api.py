@@ -1,0 +1,34 @@
+"""Entry points for programs: analyze a file, or a run directory's trace for the launcher."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cosim.trace import TraceError, read_trace
+
+from . import report
+from .analysis import Analysis, run
+from .view import TraceView
+
+
+def analyze_file(path: str | os.PathLike[str]) -> Analysis:
+    """Analyze one trace file; raises TraceError when it cannot be read as a trace."""
+    return run(TraceView.from_trace(read_trace(path)))
+
+
+def analyze_path(path: str | os.PathLike[str],
+                 report_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The JSON summary of a trace (verdict 'unreadable' with `why` if it is not one); writes
+    the text report to report_path when given."""
+    try:
+        an = analyze_file(path)
+    except TraceError as e:
+        return {"verdict": "unreadable", "why": str(e)}
+    if report_path is not None:
+        with open(report_path, "w") as f:
+            f.write(report.render(an, os.fspath(path)))
+    summary = an.to_json()
+    if an.violations:
+        summary["why"] = f"{len(an.violations)} violation(s)"
+    return summary

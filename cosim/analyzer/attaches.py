@@ -1,0 +1,197 @@
+"""Attaches: the guest's attach-begin .. attach-end marker pairs (and the PASID variants), the
+domain each stream used before and after, and per-attach statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import layouts
+from .domains import DomainIndex, parse_dom
+from .view import Key, TraceView, ssid_of
+
+FAMILIES = {"attach-begin": ("attach", True), "attach-end": ("attach", False),
+            "pasid-attach-begin": ("pasid-attach", True),
+            "pasid-attach-end": ("pasid-attach", False)}
+
+
+@dataclass
+class Attach:
+    n: int
+    dev: int
+    kind: str                     # 'attach' (the RID domain) or 'pasid-attach'
+    begin: int                    # record index of the begin marker
+    end: int | None               # record index of the end marker; None: never ended
+    value: Any = None
+    label: Any = None
+    sids: list[int] = field(default_factory=list)
+    ssid: int | None = None       # PASID for 'pasid-attach' (the marker value)
+    horizon: int = 0              # next attach of the same scope begins here (exclusive)
+    old: dict[Key, str | None] = field(default_factory=dict)
+    new: dict[Key, str | None] = field(default_factory=dict)
+    new_from: dict[Key, str] = field(default_factory=dict)  # 'translation' | 'config'
+    commands: int = 0
+    syncs: int = 0
+    aborts: int = 0
+    faults: int = 0
+    rules: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def keys(self) -> list[Key]:
+        return [(sid, self.ssid) for sid in self.sids]
+
+    @property
+    def stop(self) -> int:
+        """Last record index inside the attach window (exclusive bound)."""
+        return self.end if self.end is not None else self.horizon
+
+    def verdict(self) -> str:
+        if self.rules:
+            return "violations"
+        return "clean" if self.end is not None else "incomplete"
+
+    def to_json(self, view: TraceView) -> dict[str, Any]:
+        def dom_map(d: dict[Key, Any]) -> dict[str, Any]:
+            return {_key_str(k): v for k, v in d.items()}
+        t0 = view.t_of(self.begin)
+        return {
+            "n": self.n, "dev": self.dev, "kind": self.kind, "value": self.value,
+            "label": self.label, "sids": self.sids, "ssid": self.ssid,
+            "begin_t": t0, "end_t": view.t_of(self.end) if self.end is not None else None,
+            "duration_ns": view.t_of(self.end) - t0 if self.end is not None else None,
+            "begin_line": view.line_of(self.begin),
+            "end_line": view.line_of(self.end) if self.end is not None else None,
+            "old": dom_map(self.old), "new": dom_map(self.new),
+            "new_from": dom_map(self.new_from), "commands": self.commands,
+            "syncs": self.syncs, "aborts": self.aborts, "faults": self.faults,
+            "verdict": self.verdict(), "rules": sorted(self.rules), "notes": self.notes,
+        }
+
+
+def _key_str(k: Key) -> str:
+    return f"{k[0]}" if k[1] is None else f"{k[0]}/{k[1]}"
+
+
+def find_attaches(view: TraceView) -> list[Attach]:
+    out: list[Attach] = []
+    open_: dict[tuple[int, str], Attach] = {}
+    for i, rec in enumerate(view.records):
+        if rec.get("k") != "marker" or rec.get("tag") not in FAMILIES:
+            continue
+        dev = rec.get("dev")
+        if not isinstance(dev, int):
+            continue
+        kind, begins = FAMILIES[rec["tag"]]
+        cur = open_.get((dev, kind))
+        if begins:
+            if cur is not None:
+                cur.notes.append(f"no {kind}-end before the next {kind}-begin (line "
+                                 f"{view.line_of(i)})")
+            ssid = rec.get("value") if kind == "pasid-attach" else None
+            a = Attach(len(out) + 1, dev, kind, i, None, rec.get("value"), rec.get("label"),
+                       view.sids_of(dev), ssid if isinstance(ssid, int) else None)
+            if not a.sids:
+                a.notes.append(f"device {dev} never named its StreamID: streams not checked")
+            out.append(a)
+            open_[(dev, kind)] = a
+        elif cur is None:
+            view.notes.append(f"line {view.line_of(i)}: {rec['tag']} for dev {dev} without a "
+                              "begin")
+        else:
+            cur.end = i
+            del open_[(dev, kind)]
+    # An attach's "after" lasts until the next attach of the same scope begins.
+    n = len(view.records)
+    for a in out:
+        a.horizon = n
+        for b in out:
+            if b.begin > a.begin and b.dev == a.dev and b.kind == a.kind and b.ssid == a.ssid:
+                a.horizon = b.begin
+                break
+        if a.end is None:
+            a.notes.append("attach never ended (trace ends inside it)")
+    return out
+
+
+def infer_domains(view: TraceView, doms: DomainIndex, attaches: list[Attach]) -> None:
+    """Old = the last domain that served the stream before attach-begin; new = the first other
+    domain that serves it after attach-end, or, when no translation shows one, the domain the
+    configuration fetched after attach-end denotes (only if that domain string appears in the
+    trace, so a formatting difference can never invent a change)."""
+    for a in attaches:
+        for key in a.keys:
+            old = doms.last_served_before(view, key, a.begin)
+            a.old[key] = old
+            if a.end is None:
+                continue
+            new, source = None, ""
+            lst = doms.served.get(key)
+            for j in (lst.between(a.end, a.horizon) if lst else []):
+                d = view.records[j]["dom"]
+                if d != old:
+                    new, source = d, "translation"
+                    break
+            if new is None:
+                new = _config_domain(view, doms, key, a.end, a.horizon)
+                source = "config" if new is not None else ""
+            if new is None:
+                a.notes.append(f"stream {_key_str(key)}: nothing after attach-end shows a domain "
+                               f"other than the old one ({old}); invariant 1 not checkable")
+            a.new[key] = new
+            if source:
+                a.new_from[key] = source
+
+
+def _config_domain(view: TraceView, doms: DomainIndex, key: Key, lo: int, hi: int) -> str | None:
+    sid, ssid = key
+    ste = cd = None
+    for j in range(lo + 1, hi):
+        r = view.records[j]
+        k = r.get("k")
+        if r.get("sid") != sid or r.get("cached"):
+            continue
+        if k == "ste_fetch" and ste is None:
+            ste = layouts.qwords(r.get("qw"))
+        elif k == "cd_fetch" and cd is None and (ssid_of(r) or 0) == (ssid or 0):
+            cd = layouts.qwords(r.get("qw"))
+        if ste is not None and cd is not None:
+            break
+    if ste is None:
+        return None
+    cfg, s2 = layouts.ste_stage_parts(ste)
+    want: tuple | None
+    if cfg in ("abort", "bypass"):
+        want = ((cfg,),)
+    elif cfg == "s2":
+        want = (s2,)
+    elif cfg in ("s1", "nested"):
+        if ssid is None and layouts.STE["S1CDMax"].get(ste) \
+                and layouts.STE["S1DSS"].get(ste) != layouts.S1DSS_SSID0:
+            return None  # non-PASID traffic bypasses or terminates: leave it to translations
+        s1 = layouts.cd_stage1_part(cd) if cd is not None else None
+        if s1 is None:
+            return None
+        want = (s1,) if cfg == "s1" else (s1, s2)
+    else:
+        return None
+    for d in doms.seen.get(key, ()):
+        if parse_dom(d) == want:
+            return d
+    return None
+
+
+def attach_stats(view: TraceView, attaches: list[Attach]) -> None:
+    for a in attaches:
+        sids = set(a.sids)
+        for j in range(a.begin + 1, a.stop):
+            r = view.records[j]
+            k = r.get("k")
+            if k == "cmd":
+                a.commands += 1
+            elif k == "sync" and r.get("state") == "done":
+                a.syncs += 1
+            elif k == "dma" and r.get("dev") == a.dev and r.get("ok") is False:
+                a.aborts += 1
+            elif k == "event" and r.get("sid") in sids:
+                a.faults += 1

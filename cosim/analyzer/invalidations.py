@@ -1,0 +1,167 @@
+"""Invalidation commands and when they completed.
+
+A configuration (CMD_CFGI_*, §4.3), TLB (CMD_TLBI_*, §4.4) or ATC (CMD_ATC_INV, §4.5)
+invalidation is complete once a later CMD_SYNC completes (§4.7.3: a CMD_SYNC completes only
+after every command before it has); an ATC invalidation also completes when the
+`atc_inv_sync` record of the CMD_SYNC that waited for it says so. Scopes here are deliberately
+the narrowest the architecture guarantees, so an entry is only called "covered" when it
+certainly was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .domains import PAGE, tags
+from .view import Record, TraceView
+
+# Opcodes (§4.1.1) for traces that record numbers instead of names.
+OPCODES = {
+    0x01: "PREFETCH_CONFIG", 0x02: "PREFETCH_ADDR", 0x03: "CFGI_STE", 0x04: "CFGI_STE_RANGE",
+    0x05: "CFGI_CD", 0x06: "CFGI_CD_ALL", 0x10: "TLBI_NH_ALL", 0x11: "TLBI_NH_ASID",
+    0x12: "TLBI_NH_VA", 0x13: "TLBI_NH_VAA", 0x20: "TLBI_EL2_ALL", 0x21: "TLBI_EL2_ASID",
+    0x22: "TLBI_EL2_VA", 0x23: "TLBI_EL2_VAA", 0x28: "TLBI_S12_VMALL", 0x2A: "TLBI_S2_IPA",
+    0x30: "TLBI_NSNH_ALL", 0x40: "ATC_INV", 0x41: "PRI_RESP", 0x44: "RESUME",
+    0x45: "STALL_TERM", 0x46: "CMD_SYNC",
+}
+SYNC = "CMD_SYNC"
+CFGI_ALL_RANGE = 31  # CMD_CFGI_ALL is CMD_CFGI_STE_RANGE with Range 31 (§4.3.3)
+
+
+def op_name(op: object) -> str:
+    if isinstance(op, int):
+        return OPCODES.get(op, f"UNKNOWN_{op:#x}")
+    name = str(op).upper()
+    if name.startswith("CMD_") and name != SYNC:
+        name = name[4:]
+    return "CMD_SYNC" if name in ("SYNC", "CMD_SYNC") else name
+
+
+@dataclass
+class Inval:
+    kind: str      # 'cfgi' | 'tlbi' | 'atc_inv'
+    op: str
+    issue: int     # record index where the SMMU executed it
+    rec: Record
+    done: int | None = None  # record index of the completing CMD_SYNC
+    failed: bool = False     # its CMD_SYNC failed (CERROR_ATC_INV_SYNC): never completed
+
+    # -- scopes ------------------------------------------------------------------------------
+    def covers_ste(self, sid: int) -> bool:
+        r = self.rec
+        if self.op == "CFGI_ALL" or (self.op == "CFGI_STE_RANGE"
+                                     and r.get("range") == CFGI_ALL_RANGE):
+            return True
+        if self.op == "CFGI_STE":
+            return r.get("sid") == sid
+        if self.op == "CFGI_STE_RANGE" and isinstance(r.get("sid"), int) \
+                and isinstance(r.get("range"), int):
+            n = 1 << (r["range"] + 1)  # §4.3.3: 2^(Range+1) StreamIDs, aligned
+            lo = r["sid"] & ~(n - 1)
+            return lo <= sid < lo + n
+        return False
+
+    def covers_cd(self, sid: int, ssid: int | None) -> bool:
+        r = self.rec
+        if self.op == "CFGI_ALL" or (self.op == "CFGI_STE_RANGE"
+                                     and r.get("range") == CFGI_ALL_RANGE):
+            return True
+        if self.op == "CFGI_CD_ALL":
+            return r.get("sid") == sid
+        if self.op == "CFGI_CD":
+            return r.get("sid") == sid and r.get("ssid") == (ssid or 0)
+        return False
+
+    def covers_tlb(self, dom: str, base: int, size: int) -> bool:
+        asid, vmid, s1, s2 = tags(dom)
+        r, op = self.rec, self.op
+        if op == "TLBI_NSNH_ALL":
+            return s1 or s2
+        if op.startswith("TLBI_NH"):
+            if not s1 or not _vmid_ok(vmid, r.get("vmid")):
+                return False
+            if op in ("TLBI_NH_ASID", "TLBI_NH_VA") and r.get("asid") != asid:
+                return False
+            return op in ("TLBI_NH_ALL", "TLBI_NH_ASID") or self._overlaps(base, size)
+        if op == "TLBI_S12_VMALL":
+            return s2 and vmid == r.get("vmid")
+        if op == "TLBI_S2_IPA":
+            return s2 and not s1 and vmid == r.get("vmid") and self._overlaps(base, size)
+        return False
+
+    def covers_atc(self, sid: int, ssid: int | None, iova: int, size: int) -> bool:
+        r = self.rec
+        if r.get("sid") != sid:
+            return False
+        # No PASID on the invalidation: every entry in range, whatever its PASID (PCIe ATS).
+        if r.get("ssid") is not None and r.get("ssid") != ssid:
+            return False
+        if r.get("size") is None:
+            return True
+        return self._overlaps(iova, size)
+
+    def _overlaps(self, base: int, size: int) -> bool:
+        lo = self.rec.get("addr")
+        n = self.rec.get("size")
+        if not isinstance(lo, int):
+            return False
+        n = n if isinstance(n, int) and n > 0 else PAGE
+        return lo < base + size and base < lo + n
+
+
+def _vmid_ok(dom_vmid: int | None, cmd_vmid: object) -> bool:
+    # A stage-1-only domain names no VMID; it is only certainly covered by VMID 0 (or none).
+    return dom_vmid == cmd_vmid if dom_vmid is not None else cmd_vmid in (None, 0)
+
+
+@dataclass
+class Invalidations:
+    all: list[Inval]
+    sync_done: list[int]     # record indices of completed CMD_SYNCs
+    by_id: dict[int, Inval]  # ATC invalidations by their id
+
+    @classmethod
+    def collect(cls, view: TraceView) -> Invalidations:
+        out: list[Inval] = []
+        pending: list[Inval] = []
+        sync_issue: dict[object, int] = {}
+        sync_done: list[int] = []
+        by_id: dict[int, Inval] = {}
+        for i, rec in enumerate(view.records):
+            k = rec.get("k")
+            if k in ("cfgi", "tlbi", "atc_inv"):
+                inv = Inval(k, op_name(rec.get("op", "ATC_INV")), i, rec)
+                out.append(inv)
+                pending.append(inv)
+                if k == "atc_inv" and isinstance(rec.get("id"), int):
+                    by_id[rec["id"]] = inv
+            elif k == "cmd" and op_name(rec.get("op")) == SYNC:
+                sync_issue[rec.get("idx")] = i
+            elif k == "sync":
+                state = rec.get("state")
+                if state == "wait":
+                    sync_issue.setdefault(rec.get("idx"), i)
+                elif state == "done":
+                    issued = sync_issue.pop(rec.get("idx"), i)
+                    sync_done.append(i)
+                    keep = []
+                    for inv in pending:
+                        if inv.done is not None or inv.failed:
+                            continue
+                        if inv.issue < issued:
+                            inv.done = i
+                        else:
+                            keep.append(inv)
+                    pending = keep
+                elif state == "fail":
+                    sync_issue.pop(rec.get("idx"), None)
+            elif k == "atc_inv_sync":
+                for inv_id in rec.get("ids") or []:
+                    inv = by_id.get(inv_id)
+                    if inv is None or inv.done is not None:
+                        continue
+                    if rec.get("state") == "done":
+                        inv.done = i
+                    else:
+                        inv.failed = True
+        return cls(out, sync_done, by_id)
