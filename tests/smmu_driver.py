@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cosim.memory import SparseMemory
-from cosim.smmu import Access, SMMUv3, SmmuOptions
+from cosim.smmu import Access, SmmuOptions, SMMUv3
 from cosim.smmu.command_queue import CMD_BYTES, CMDQ_CONS, encode_command
 from cosim.smmu.context_descriptor import CD_BYTES, L1CD, encode_cd
 from cosim.smmu.descriptors import TableBuilder, s1_leaf, s1_start_level, s2_leaf
