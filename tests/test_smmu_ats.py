@@ -1,0 +1,120 @@
+"""ATS translation service (§3.9.1) and hitless STE updates the way Linux writes them."""
+
+import pytest
+from smmu_driver import Driver, bypass_ste, s1_cd, s1_ste, s2_ste
+
+from cosim.smmu import Access, SmmuOptions
+from cosim.smmu.stream_table import S1DSS_BYPASS, encode_ste
+
+PA = 0x8000_0000
+RW = Access(read=True, write=True)
+
+
+def s1_dev(d, sid=3, asid=5, eats=1, ap=0b01, **kw):
+    ttb = d.s1_tables({0x1000: PA}, perm_ap=ap)
+    cdtab = d.cd_table(sid)
+    d.write_cd(cdtab, 0, s1_cd(ttb, asid=asid))
+    d.write_ste(sid, s1_ste(cdtab, eats=eats, **kw))
+    return ttb, cdtab
+
+
+def test_ats_success_carries_translation_size_perm_and_dom():
+    d = Driver().init()
+    ttb, _ = s1_dev(d)
+    c = d.smmu.ats_translate(3, None, 0x1000, RW)
+    assert c.status == "SUCCESS" and c.pa == PA and c.size == 4096
+    assert "r" in c.perm and "w" in c.perm
+    assert c.dom == f"s1:asid=5:ttb={ttb:#x}"
+    rec = d.trace.kinds("ats")[-1]
+    assert rec["status"] == "SUCCESS" and rec["acc"] == "w" and rec["pa"] == PA
+
+
+def test_ats_read_only_page_reports_r_only():
+    d = Driver().init()
+    s1_dev(d, ap=0b11)
+    c = d.smmu.ats_translate(3, None, 0x1000, RW)
+    assert c.status == "SUCCESS" and "r" in c.perm and "w" not in c.perm
+
+
+def test_ats_translation_fault_is_success_without_permission_and_not_recorded():
+    d = Driver().init()
+    s1_dev(d)
+    c = d.smmu.ats_translate(3, None, 0x9000, RW)
+    assert c.status == "SUCCESS" and c.perm == ""
+    assert d.event_names() == []
+
+
+def test_ats_eats_zero_is_ur_with_f_bad_ats_treq():
+    d = Driver().init()
+    s1_dev(d, eats=0)
+    c = d.smmu.ats_translate(3, None, 0x1000, RW)
+    assert c.status == "UR"
+    assert d.event_names() == ["F_BAD_ATS_TREQ"]
+
+
+def test_ats_refused_when_disabled_or_unsupported():
+    d = Driver().init(smmuen=False)
+    assert d.smmu.ats_translate(3, None, 0x1000, RW).status == "UR"
+    d2 = Driver(SmmuOptions(ats=False)).init()
+    s1_dev(d2)
+    assert d2.smmu.ats_translate(3, None, 0x1000, RW).status == "UR"
+
+
+def test_ats_config_errors_are_ca():
+    d = Driver().init()
+    d.write_ste(1, encode_ste(V=0))
+    assert d.smmu.ats_translate(1, None, 0, RW).status == "CA"
+    d.write_ste(2, encode_ste(V=1, Config=0))
+    assert d.smmu.ats_translate(2, None, 0, RW).status == "CA"
+    assert d.event_names() == ["C_BAD_STE"]
+
+
+def test_ats_stage2_and_s1dss_bypass():
+    d = Driver().init()
+    ttb = d.s2_tables({0x2000: PA})
+    d.write_ste(1, s2_ste(ttb, vmid=4, eats=1))
+    c = d.smmu.ats_translate(1, None, 0x2000, RW)
+    assert c.status == "SUCCESS" and c.pa == PA and c.dom.startswith("s2:vmid=4")
+    _, cdtab = s1_dev(d, sid=2, cdmax=4, s1dss=S1DSS_BYPASS)
+    c = d.smmu.ats_translate(2, None, 0x5000, RW)
+    assert c.status == "SUCCESS" and c.pa == 0x5000 and c.dom == "bypass"
+    assert d.smmu.ats_translate(2, 0, 0x1000, RW).pa == PA
+
+
+def test_check_translated_follows_eats():
+    d = Driver().init()
+    s1_dev(d, sid=3, eats=1)
+    s1_dev(d, sid=4, eats=0)
+    d.write_ste(5, bypass_ste())
+    assert d.smmu.check_translated(3, None) is True
+    assert d.smmu.check_translated(4, None) is False
+    assert d.smmu.check_translated(5, None) is True
+    assert d.event_names() == ["F_TRANSL_FORBIDDEN"]
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+def test_hitless_ste_update_qword_by_qword(order):
+    """arm_smmu_write_entry: each qword written, then CFGI_STE + CMD_SYNC; every intermediate
+    STE the SMMU may fetch must decode legally (coherent mode re-reads it every time)."""
+    d = Driver().init()
+    ttb_a = d.s1_tables({0x1000: PA})
+    ttb_b = d.s1_tables({0x1000: PA + 0x10_0000})
+    cd_a, cd_b = d.cd_table(3), d.cd_table(4)
+    d.write_cd(cd_a, 0, s1_cd(ttb_a, asid=1))
+    d.write_cd(cd_b, 0, s1_cd(ttb_b, asid=2))
+    old = s1_ste(cd_a, eats=1)
+    new = s1_ste(cd_b, eats=1)
+    targets = [bypass_ste(), new, old] if order == "forward" else [new, bypass_ste(), old]
+    d.write_ste(3, old)
+    cur = list(old)
+    for target in targets:
+        # Linux writes the unused qwords first, then the one that changes the config.
+        for i in list(range(1, 8)) + [0]:
+            if cur[i] != target[i]:
+                cur[i] = target[i]
+                d.write_ste_qword(3, i, cur[i])
+                d.cmd("CFGI_STE", StreamID=3, Leaf=1)
+                d.sync()
+                t = d.xl(3, 0x1000)
+                assert t.ok, (i, t)
+    assert d.event_names() == []
