@@ -69,7 +69,6 @@ def test_random_commands_never_raise(cmds, mode):
     for q0, q1 in cmds:
         # Bias towards real opcodes; the rest of the bits stay random.
         q0 = (q0 & ~0xFF) | ((q0 & 0xFF) % 0x48 if q0 & 0x100 else q0 & 0xFF)
-        q1 = q1
         d.queue_cmd([q0, q1])
     d.publish()
     for _ in range(3):
