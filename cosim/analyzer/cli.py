@@ -31,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # usage errors and --help: return the status, do not exit
+        return e.code if isinstance(e.code, int) else EXIT_UNREADABLE
     try:
         an = analyze_file(args.trace)
     except TraceError as e:

@@ -94,7 +94,8 @@ def _fmt_value(key: str, v: Any) -> str:
 def format_record(rec: Record) -> str:
     parts = [str(rec.get("k", "?"))]
     for k, v in rec.items():
-        if k in ("t", "k"):
+        # Absent values and raw command words add width without telling the reader anything.
+        if k in ("t", "k", "raw") or v is None or v == "":
             continue
         parts.append(f"{k}={_fmt_value(k, v)}")
     return " ".join(parts)
