@@ -119,17 +119,17 @@ def test_clean_paging_blocked_paging(tmp_path: Path) -> None:
     s.cfgi()
     s.sync()
     s.ste(ste_abort(), cfg="abort")
-    s.xlate(PAGES[0], "abort", ok=False, fault="F_TRANSLATION")
-    s.dma(PAGES[0], "abort", ok=False, err="abort:blocked")
+    s.xlate(PAGES[0], "abort", ok=False, silent=True)  # STE abort: silent (§5.2)
+    s.dma(PAGES[0], "abort", ok=False, err="fault:None")
     s.marker("attach-end", 1)
     for p in PAGES:  # blocked: every access aborts, as it must
         s.ste(ste_abort(), cfg="abort")
-        s.xlate(p, "abort", ok=False, fault="C_BAD_STE")
-        s.event("C_BAD_STE", p)
+        s.xlate(p, "abort", ok=False, silent=True)
+        s.dma(p, "abort", ok=False, err="fault:None")
     s.marker("attach-begin", 2)
     s.cfgi()
     s.sync()
-    s.xlate(PAGES[0], "abort", ok=False)  # still blocked for a moment: expected
+    s.xlate(PAGES[0], "abort", ok=False, silent=True)  # still blocked for a moment: expected
     s.ste(STE_A)
     s.cd(CD_A)
     s.translate(PAGES[1], DOM_A)
@@ -139,6 +139,18 @@ def test_clean_paging_blocked_paging(tmp_path: Path) -> None:
     assert an.verdict == "clean", [v.message for v in an.violations]
     a1, a2 = an.attaches
     assert a1.new[(SID, None)] == "abort" and a2.old[(SID, None)] == "abort"
+
+
+def test_config_error_before_attach_is_not_the_old_domain(tmp_path: Path) -> None:
+    s = Synth()
+    traffic(s, DOM_A, STE_A, CD_A)
+    s.xlate(PAGES[0], "abort", ok=False, fault="C_BAD_CD")  # a glitch, not a domain
+    s.dma(PAGES[0], "abort", ok=False, err="fault:C_BAD_CD")
+    replace(s, DOM_A, DOM_B, STE_B, CD_B)
+    traffic(s, DOM_B, STE_B, CD_B)
+    an = run(tmp_path, s)
+    assert an.attaches[0].old[(SID, None)] == DOM_A
+    assert an.verdict == "clean"
 
 
 def test_clean_identity_to_paging(tmp_path: Path) -> None:
@@ -484,3 +496,35 @@ def test_torn_last_line_is_reported_and_the_rest_analyzed(tmp_path: Path, torn: 
     an = analyze_file(s.write(tmp_path / "torn.jsonl", torn=torn))
     assert an.to_json()["torn"] is True
     assert rules(an) == ["inv1-old-domain"]
+
+
+def test_inv1_blocked_still_aborting_after_attach_to_paging(tmp_path: Path) -> None:
+    s = Synth()
+    s.ste(ste_abort(), cfg="abort")
+    s.xlate(PAGES[0], "abort", ok=False, silent=True)
+    s.marker("attach-begin", 1)
+    s.ste(STE_A)
+    s.cd(CD_A)
+    s.marker("attach-end", 1)
+    bad = s.xlate(PAGES[1], "abort", ok=False, silent=True)  # the blocked STE still in use
+    traffic(s, DOM_A, STE_A, CD_A)
+    an = run(tmp_path, s)
+    assert rules(an) == ["inv1-old-domain"] and an.violations[0].index == bad
+
+
+def test_pasid_attach_is_checked_on_its_own_stream(tmp_path: Path) -> None:
+    s = Synth()
+    for p in PAGES:
+        s.translate(p, DOM_A, ssid=5)
+        s.translate(p, "bypass")  # the RID stream is unaffected by the PASID attach
+    s.marker("pasid-attach-begin", 5)
+    s.translate(PAGES[0], DOM_B, ssid=5)
+    s.marker("pasid-attach-end", 5)
+    s.translate(PAGES[0], "bypass")
+    bad = s.xlate(PAGES[1], DOM_A, ssid=5)
+    s.translate(PAGES[2], DOM_B, ssid=5)
+    an = run(tmp_path, s)
+    (a,) = an.attaches
+    assert a.kind == "pasid-attach" and a.keys == [(SID, 5)]
+    assert rules(an) == ["inv1-old-domain"]
+    assert an.violations[0].index == bad and an.violations[0].ssid == 5

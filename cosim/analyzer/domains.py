@@ -123,6 +123,8 @@ class DomainIndex:
             sid, dom = rec.get("sid"), rec.get("dom")
             if not isinstance(sid, int) or not isinstance(dom, str):
                 continue
+            if dom == ABORT and _config_error(rec):
+                continue  # an unusable configuration names no domain (a blocked one is silent)
             key = (sid, ssid_of(rec))
             seen[key].add(dom)
             if k in SERVED_KINDS:
@@ -138,6 +140,17 @@ class DomainIndex:
         lst = self.served.get(key)
         j = lst.last_before(index) if lst else None
         return view.records[j]["dom"] if j is not None else None
+
+
+def _config_error(rec: Record) -> bool:
+    """A failure the SMMU reported with an event (C_BAD_STE, C_BAD_CD, ...): the model's
+    `dom` is then its default 'abort', not a domain; a blocked domain aborts silently."""
+    if rec.get("k") == "xlate":
+        return rec.get("fault") is not None
+    if rec.get("k") == "dma":
+        err = rec.get("err")
+        return err is not None and err not in ("fault:None", "fault:null")
+    return False
 
 
 def _succeeded(rec: Record) -> bool:

@@ -55,11 +55,12 @@ class Synth:
     # -- SMMU side ---------------------------------------------------------------------------
     def xlate(self, iova: int, dom: str, ok: bool = True, sid: int = SID, ssid: int | None = None,
               acc: str = "r", pa: int | None = None, size: int = 4096, tlb: bool = False,
-              fault: str | None = None, perm: str = "rw") -> int:
+              fault: str | None = None, perm: str = "rw", silent: bool = False) -> int:
         return self.emit("xlate", sid=sid, ssid=ssid, iova=iova, acc=acc, ok=ok,
                          pa=(pa if pa is not None else iova + 0x1000_0000) if ok else None,
                          size=size if ok else 0, perm=perm if ok else "", dom=dom, ste=None,
-                         cd=None, tlb=tlb, fault=None if ok else (fault or "F_TRANSLATION"))
+                         cd=None, tlb=tlb,
+                         fault=None if ok or silent else (fault or "F_TRANSLATION"))
 
     def ats(self, iova: int, dom: str, status: str = "SUCCESS", sid: int = SID,
             ssid: int | None = None, size: int = 4096) -> int:
