@@ -60,6 +60,7 @@ class RunConfig:
     model_args: list[str] = field(default_factory=list)
     test_args: dict[str, str] = field(default_factory=dict)
     append: str = ""
+    link_timeout_ms: int = 30000  # QEMU gives up on a silent model after this long
     echo: bool = True  # print console progress lines
 
 
@@ -141,8 +142,8 @@ class Run:
             cmd[2] += ",iommu=smmuv3-cosim,memory-backend=ram"
             cmd += ["-m", mem,
                     "-object", f"memory-backend-file,id=ram,size={mem},mem-path={ram},share=on",
-                    "-object", f"cosim-link,id=cosim,addr={self.link_addr},timeout=30000,"
-                               "on-timeout=exit,memdev=ram",
+                    "-object", f"cosim-link,id=cosim,addr={self.link_addr},"
+                               f"timeout={self.cfg.link_timeout_ms},on-timeout=exit,memdev=ram",
                     "-device", "cosim-pcie-ep,link=cosim,addr=2.0"]
         return cmd
 
@@ -243,7 +244,7 @@ class Run:
         token = f"{PROMPT_MARK}-{time.monotonic_ns()}"
         self.qemu.sendline(f"{command}; echo {token} $?")
         # The echo of our own command line also contains the token, followed by ' $?'.
-        pattern = token + r" (\d+)\r?\n"
+        pattern = token + r" (\d+)\r*\n"
         idx = self.qemu.expect([pattern, *PANIC_PATTERNS, pexpect.EOF, pexpect.TIMEOUT],
                                timeout=min(timeout, self._remaining()))
         out = self.qemu.before or ""
