@@ -6,6 +6,7 @@ ends with one `NAME=value` line naming its product; this module runs them and re
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -81,7 +82,15 @@ def ensure(kernel: str = "debian-6.12", quiet: bool = False) -> Products:
     check_kernel_choice(kernel)
     if subprocess.run(["bash", str(SCRIPTS / "host-packages.sh")]).returncode != 0:
         raise SetupError("set-up step host-packages.sh failed")
-    qemu = Path(run_step("qemu.sh", quiet=quiet))
+    # COSIM_QEMU points at a QEMU you built yourself (e.g. while developing qemu-patches/).
+    override = os.environ.get("COSIM_QEMU")
+    if override:
+        qemu = Path(override)
+        if not os.access(qemu, os.X_OK):
+            raise SetupError(f"COSIM_QEMU={override} is not an executable file")
+        print(f"==> qemu: COSIM_QEMU={qemu} (not built by set-up)")
+    else:
+        qemu = Path(run_step("qemu.sh", quiet=quiet))
     kdir = Path(run_step("kernel.sh", kernel, quiet=quiet))
     initrd = Path(run_step("initramfs.sh", str(kdir), quiet=quiet))
     return Products(qemu, kdir, initrd)
