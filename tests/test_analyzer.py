@@ -528,3 +528,24 @@ def test_pasid_attach_is_checked_on_its_own_stream(tmp_path: Path) -> None:
     assert a.kind == "pasid-attach" and a.keys == [(SID, 5)]
     assert rules(an) == ["inv1-old-domain"]
     assert an.violations[0].index == bad and an.violations[0].ssid == 5
+
+
+def test_test_boundary_ends_the_after_attach_window(tmp_path: Path) -> None:
+    # Between tests the guest tears down and builds new domains without attach markers; a
+    # domain reused by the next test must not count as "the old domain after attach-end".
+    s = Synth()
+    traffic(s, DOM_A, STE_A, CD_A)
+    replace(s, DOM_A, DOM_B, STE_B, CD_B)
+    traffic(s, DOM_B, STE_B, CD_B)
+    s.marker("test-end", 1)
+    s.marker("test-begin", 2)
+    traffic(s, DOM_A, STE_A, CD_A)
+    an = run(tmp_path, s)
+    assert an.verdict == "clean", [v.message for v in an.violations]
+    # Without the boundary the same translations are a violation of invariant 1.
+    s2 = Synth()
+    traffic(s2, DOM_A, STE_A, CD_A)
+    replace(s2, DOM_A, DOM_B, STE_B, CD_B)
+    traffic(s2, DOM_B, STE_B, CD_B)
+    traffic(s2, DOM_A, STE_A, CD_A)
+    assert rules(run(tmp_path, s2, "u.jsonl")) == ["inv1-old-domain"]

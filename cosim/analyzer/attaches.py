@@ -69,6 +69,10 @@ class Attach:
         }
 
 
+# Markers that end every attach window of their device.
+TEST_BOUNDARIES = frozenset({"test-begin", "test-end"})
+
+
 def _key_str(k: Key) -> str:
     return f"{k[0]}" if k[1] is None else f"{k[0]}/{k[1]}"
 
@@ -101,13 +105,24 @@ def find_attaches(view: TraceView) -> list[Attach]:
         else:
             cur.end = i
             del open_[(dev, kind)]
-    # An attach's "after" lasts until the next attach of the same scope begins.
+    # An attach's "after" lasts until the next attach of the same scope begins, or until the
+    # device's test ends or another begins: set-up and teardown between tests (closing VFIO,
+    # new HWPTs) change domains outside any marked attach and are not judged.
     n = len(view.records)
+    bounds: dict[int, list[int]] = {}
+    for i, rec in enumerate(view.records):
+        if rec.get("k") == "marker" and rec.get("tag") in TEST_BOUNDARIES \
+                and isinstance(rec.get("dev"), int):
+            bounds.setdefault(rec["dev"], []).append(i)
     for a in out:
         a.horizon = n
         for b in out:
             if b.begin > a.begin and b.dev == a.dev and b.kind == a.kind and b.ssid == a.ssid:
                 a.horizon = b.begin
+                break
+        for i in bounds.get(a.dev, ()):
+            if i > (a.end if a.end is not None else a.begin):
+                a.horizon = min(a.horizon, i)
                 break
         if a.end is None:
             a.notes.append("attach never ended (trace ends inside it)")
