@@ -100,15 +100,12 @@ def _best(fn, repeat: int) -> float:
     return best
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", type=int, default=200_000)
-    ap.add_argument("--mode", choices=("coherent", "caching"), default="coherent")
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args(argv)
+def measure(records: int = 200_000, mode: str = "coherent", repeat: int = 3) -> dict:
+    """Best of `repeat`: seconds to json-parse (`parse`) and to read + analyze (`full`) a
+    generated trace of `records` records; also `records`, `bytes` and the `verdict`."""
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "bench.jsonl"
-        n = generate(path, args.records, args.mode)
+        n = generate(path, records, mode)
         size = os.path.getsize(path)
 
         def parse_only() -> None:
@@ -122,16 +119,28 @@ def main(argv: list[str] | None = None) -> int:
             an = run(TraceView.from_trace(read_trace(path)))
             verdicts.append(f"{an.verdict}, {len(an.warnings)} warning(s)")
 
-        t_parse = _best(parse_only, args.repeat)
-        t_full = _best(analyze, args.repeat)
-    print(f"trace: {n} records, {size / 1e6:.1f} MB, cache_mode {args.mode}, "
-          f"verdict {verdicts[-1]}, best of {args.repeat}\n")
+        t_parse = _best(parse_only, repeat)
+        t_full = _best(analyze, repeat)
+    return {"records": n, "bytes": size, "parse": t_parse, "full": t_full,
+            "verdict": verdicts[-1]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int, default=200_000)
+    ap.add_argument("--mode", choices=("coherent", "caching"), default="coherent")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args(argv)
+    m = measure(args.records, args.mode, args.repeat)
+    n, t_parse, t_full = m["records"], m["parse"], m["full"]
+    print(f"trace: {n} records, {m['bytes'] / 1e6:.1f} MB, cache_mode {args.mode}, "
+          f"verdict {m['verdict']}, best of {args.repeat}\n")
     print("| stage | seconds | records/s | ratio |")
     print("|---|---:|---:|---:|")
     print(f"| json.loads per line (baseline) | {t_parse:.3f} | {n / t_parse:,.0f} | 1.00 |")
     print(f"| read_trace + analyze | {t_full:.3f} | {n / t_full:,.0f} | "
           f"{t_full / t_parse:.2f} |")
-    return 0 if verdicts[-1].startswith("clean") else 1
+    return 0 if m["verdict"].startswith("clean") else 1
 
 
 if __name__ == "__main__":

@@ -85,6 +85,17 @@ def raw_copy(ops: int, length: int) -> float:
     return _timed(one, ops)
 
 
+def measure(ops: int = 20000, length: int = 4096, trace_path: str | None = None) -> dict:
+    """One measurement, in seconds for `ops` copies: `raw` (SparseMemory), `untraced` and
+    `traced` (endpoint COPY via ATC hits, trace off / on), and the untraced run's `atc_hits`."""
+    raw = raw_copy(ops, length)
+    untraced, ep = endpoint_copy(ops, length, None)
+    with tempfile.TemporaryDirectory() as d:
+        traced, _ = endpoint_copy(ops, length, trace_path or os.path.join(d, "bench.jsonl"))
+    return {"raw": raw, "untraced": untraced, "traced": traced,
+            "atc_hits": ep.regs["CNT_ATC_HIT"]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", type=int, default=20000)
@@ -93,17 +104,14 @@ def main() -> int:
     args = ap.parse_args()
     ops, length = args.ops, args.length
 
-    rows: list[tuple[str, float]] = [("raw SparseMemory copy (baseline)", raw_copy(ops, length))]
-    t, ep = endpoint_copy(ops, length, None)
-    hits = ep.regs["CNT_ATC_HIT"]
-    rows.append(("endpoint COPY via ATC hits, no trace", t))
-    with tempfile.TemporaryDirectory() as d:
-        path = args.trace or os.path.join(d, "bench.jsonl")
-        t, _ = endpoint_copy(ops, length, path)
-        rows.append(("endpoint COPY via ATC hits, trace on", t))
-
+    m = measure(ops, length, args.trace)
+    rows: list[tuple[str, float]] = [
+        ("raw SparseMemory copy (baseline)", m["raw"]),
+        ("endpoint COPY via ATC hits, no trace", m["untraced"]),
+        ("endpoint COPY via ATC hits, trace on", m["traced"]),
+    ]
     base = rows[0][1]
-    print(f"ops={ops} len={length} bytes, ATC hits in the untraced run: {hits}\n")
+    print(f"ops={ops} len={length} bytes, ATC hits in the untraced run: {m['atc_hits']}\n")
     print("| path | ops/s | MB/s | time vs baseline |")
     print("|---|---:|---:|---:|")
     for name, secs in rows:

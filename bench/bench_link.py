@@ -192,6 +192,29 @@ def measure_dma(addr: str, ram_path: str, seconds: float) -> dict[tuple[str, str
     return results
 
 
+def measure(iters: int = 5000, seconds: float = 0.5) -> dict:
+    """One measurement: `raw` and `link` (lists of round-trip µs, warm-up dropped) and `dma`
+    (ops/s keyed by (path, direction, size), path 'shared' or 'socket')."""
+    warmup = max(50, iters // 10)
+    spawn = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="cosim-bench-") as d:
+        os.chmod(d, 0o700)
+        raw_addr, link_addr, dma_addr = (f"ipc://{d}/{n}" for n in ("raw", "link", "dma"))
+        p = spawn.Process(target=raw_echo, args=(raw_addr,))
+        p.start()
+        raw = measure_raw(raw_addr, iters, warmup)
+        p.join(10)
+        p = spawn.Process(target=link_model, args=(link_addr,))
+        p.start()
+        lnk = measure_link(link_addr, iters, warmup)
+        p.join(10)
+        ram_path = os.path.join(d, "ram")
+        with open(ram_path, "wb") as f:
+            f.truncate(RAM_SIZE)
+        dma = measure_dma(dma_addr, ram_path, seconds)
+    return {"raw": raw, "link": lnk, "dma": dma}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--iters", type=int, default=5000, help="round trips per latency series")
@@ -200,23 +223,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.iters, args.seconds = 300, 0.05
-    warmup = max(50, args.iters // 10)
-    spawn = mp.get_context("spawn")
-    with tempfile.TemporaryDirectory(prefix="cosim-bench-") as d:
-        os.chmod(d, 0o700)
-        raw_addr, link_addr, dma_addr = (f"ipc://{d}/{n}" for n in ("raw", "link", "dma"))
-        p = spawn.Process(target=raw_echo, args=(raw_addr,))
-        p.start()
-        raw = measure_raw(raw_addr, args.iters, warmup)
-        p.join(10)
-        p = spawn.Process(target=link_model, args=(link_addr,))
-        p.start()
-        lnk = measure_link(link_addr, args.iters, warmup)
-        p.join(10)
-        ram_path = os.path.join(d, "ram")
-        with open(ram_path, "wb") as f:
-            f.truncate(RAM_SIZE)
-        dma = measure_dma(dma_addr, ram_path, args.seconds)
+    m = measure(args.iters, args.seconds)
+    raw, lnk, dma = m["raw"], m["link"], m["dma"]
 
     raw_med, link_med = statistics.median(raw), statistics.median(lnk)
     raw_p99, link_p99 = _percentile(raw, 0.99), _percentile(lnk, 0.99)
