@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="check a trace against the invariants")
     a.add_argument("args", nargs=argparse.REMAINDER)
 
+    c = sub.add_parser("compare", help="results of several runs side by side (markdown)")
+    c.add_argument("runs", nargs="+", type=Path, help="run directories (runs/<timestamp>)")
+
     s = sub.add_parser("setup", help="build (or take from cache) QEMU, kernel and initramfs")
     s.add_argument("--kernel", default="debian-6.12")
     return ap
@@ -133,6 +136,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cosim analyze: the analyzer is not available: {e}", file=sys.stderr)
             return 2
         return analyze_main(args.args)
+    if args.cmd == "compare":
+        from .compare import CompareError, load_summary, side_by_side
+        try:
+            print(side_by_side([load_summary(r) for r in args.runs]))
+        except CompareError as e:
+            print(f"cosim compare: {e}", file=sys.stderr)
+            return 2
+        return 0
     if args.cmd == "setup":
         try:
             p = ensure(args.kernel)

@@ -1,0 +1,63 @@
+"""Per-kernel expectations: what the hitless suite is expected to show on each kernel.
+
+A kernel that really breaks an invariant is a finding about the kernel, recorded in
+tests/expectations/<kernel>.toml with its evidence; the end-to-end test passes when what was
+observed matches the file exactly, and fails when a new violation appears or a recorded one
+disappears.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DIR = Path(__file__).resolve().parent / "expectations"
+
+
+@dataclass
+class Expectation:
+    kernel: str
+    statuses: dict[str, str]                       # test name -> status; unlisted means "pass"
+    rules: set[str] = field(default_factory=set)   # analyzer rules that must (only) fire
+    findings: list[dict] = field(default_factory=list)
+
+
+def load(kernel: str) -> Expectation:
+    f = DIR / f"{kernel}.toml"
+    if not f.exists():
+        raise FileNotFoundError(f"no expectations for kernel {kernel}: {f} is missing")
+    data = tomllib.loads(f.read_text())
+    statuses = dict(data.get("statuses", {}))
+    rules: set[str] = set()
+    for fnd in data.get("finding", []):
+        rules |= set(fnd.get("rules", []))
+        for t in fnd.get("tests", []):
+            statuses.setdefault(t, "fail")
+    return Expectation(kernel, statuses, rules, data.get("finding", []))
+
+
+def observed_rules(summary: dict) -> set[str]:
+    by_rule = ((summary.get("analysis") or {}).get("counts") or {}).get("by_rule") or {}
+    return {r for r, n in by_rule.items() if n}
+
+
+def mismatches(exp: Expectation, summary: dict) -> list[str]:
+    """Every difference between what was expected and what the run showed, as sentences."""
+    out = []
+    seen = {t["name"]: t for t in summary.get("tests", [])}
+    for name, t in seen.items():
+        want = exp.statuses.get(name, "pass")
+        if t["status"] != want:
+            detail = "; ".join(t.get("output", [])[-6:])
+            out.append(f"{name}: expected {want}, got {t['status']} {t.get('reason', '')} "
+                       f"{detail}".rstrip())
+    for name, want in exp.statuses.items():
+        if name not in seen:
+            out.append(f"{name}: expected {want}, but the run has no such test")
+    got = observed_rules(summary)
+    for r in sorted(got - exp.rules):
+        out.append(f"analysis: new violation of rule {r} (not in the expectations)")
+    for r in sorted(exp.rules - got):
+        out.append(f"analysis: recorded finding for rule {r} did not show up")
+    return out
