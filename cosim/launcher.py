@@ -117,7 +117,9 @@ class Run:
     def __init__(self, cfg: RunConfig) -> None:
         self.cfg = cfg
         self.dir = _new_run_dir(cfg.runs_dir)
-        self.runtime = Path(tempfile.mkdtemp(prefix="cosim-", dir=os.environ.get("XDG_RUNTIME_DIR")))
+        # mkdtemp makes the directory 0700: the ipc socket and the RAM file are private.
+        self.runtime = Path(tempfile.mkdtemp(prefix="cosim-",
+                                             dir=os.environ.get("XDG_RUNTIME_DIR")))
         os.chmod(self.runtime, 0o700)
         self.model: subprocess.Popen | None = None
         self.qemu: pexpect.spawn | None = None
@@ -131,7 +133,8 @@ class Run:
         append = "console=ttyAMA0 earlycon rdinit=/init panic=-1 " + self.cfg.append
         cmd = [str(p.qemu), "-M", "virt,gic-version=3", "-cpu", "max", "-accel", "tcg,thread=multi",
                "-smp", str(self.cfg.smp), "-nodefaults", "-display", "none", "-serial", "stdio",
-               "-monitor", "none", "-no-reboot", "-kernel", str(p.image), "-initrd", str(p.initramfs),
+               "-monitor", "none", "-no-reboot", "-kernel", str(p.image),
+               "-initrd", str(p.initramfs),
                "-append", append.strip()]
         mem = f"{self.cfg.memory_mb}M"
         if self.cfg.smmu == "builtin":
@@ -165,7 +168,8 @@ class Run:
         while not sock.exists():
             if self.model.poll() is not None:
                 out = (self.dir / "model.out").read_text()[-2000:]
-                raise RunError(f"the model exited at start (status {self.model.returncode}):\n{out}")
+                raise RunError(f"the model exited at start (status {self.model.returncode}):"
+                               f"\n{out}")
             if time.monotonic() > deadline:
                 raise RunError("the model did not open its socket within 30 s")
             time.sleep(0.05)

@@ -69,7 +69,7 @@ _KUNIT_SUITE = re.compile(r"^\s*(?:\[\s*[\d.]+\]\s*)?(?P<indent>\s*)(?P<ok>not o
 
 
 def parse_kunit(console: str, suite_prefix: str = "arm-smmu-v3") -> list[TapResult]:
-    """KUnit results for suites whose name starts with suite_prefix, one per case, from a boot log."""
+    """KUnit results, one per case, for suites named suite_prefix*, from a boot log."""
     results: list[TapResult] = []
     in_suite = False
     for raw in console.splitlines():

@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, cosim_processes
 
 pytestmark = pytest.mark.e2e

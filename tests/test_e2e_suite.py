@@ -20,7 +20,8 @@ KERNELS = ["debian-6.12", "debian-7.2"]
 _summaries: dict[str, dict] = {}
 
 
-def run_suite(kernel: str, runs_dir: Path, *extra: str, tests: str = "all") -> tuple[int, dict, str]:
+def run_suite(kernel: str, runs_dir: Path, *extra: str,
+              tests: str = "all") -> tuple[int, dict, str]:
     products_for(kernel)  # build first, so a build failure names itself
     r = subprocess.run([sys.executable, "-m", "cosim", "run", "--quiet-setup", "--kernel", kernel,
                         "--tests", tests, "--runs-dir", str(runs_dir), *extra],
