@@ -112,10 +112,16 @@ struct ep {
 	/* BAR0 */
 	volatile uint8_t *bar;
 	size_t bar_size;
+	/* What the case attached, so that the end-of-case cleanup can undo it visibly. */
+	bool rid_attached;
+	uint32_t pasid_attached; /* 0 when none */
 };
 
 /* Find the endpoint (by BDF, or the first 1b36:0120) and its capabilities; no driver change. */
 int ep_find(struct ep *ep, const char *bdf);
+/* ep_find + bind vfio-pci (nothing opened): the kernel probes the device into the IOMMU at
+ * this point (with DT it has no group before a driver binds); ep->group is re-read. */
+int ep_bind_vfio(struct ep *ep, const char *bdf);
 /* ep_find + bind vfio-pci + open the cdev and /dev/iommu + BIND_IOMMUFD + map BAR0 +
  * reset the endpoint. The device is then in iommufd's blocked state until ep_attach. */
 int ep_open_vfio(struct ep *ep, const char *bdf);
@@ -141,6 +147,14 @@ int ep_destroy(struct ep *ep, uint32_t id);
 int ep_attach(struct ep *ep, uint32_t pt_id);
 /* Detach the RID: the device goes to the blocked domain. */
 int ep_detach(struct ep *ep);
+/* ep_attach / ep_detach between attach-begin/attach-end markers (value i, label), so the
+ * trace analyser sees every domain change of the RID, set-up and teardown included. */
+int ep_attach_marked(struct ep *ep, uint32_t pt_id, uint64_t i, const char *label);
+int ep_detach_marked(struct ep *ep, uint64_t i, const char *label);
+/* End of a case (called by the harness in the case's child): stop the generator, clear Bus
+ * Master, detach PASID and RID under markers. Undoing it here rather than at close() keeps
+ * the domain changes inside marked windows for the analyser. */
+void ep_case_cleanup(void);
 /* PASID attach/replace/detach (EP_UNSUP when the uapi or kernel lacks it). */
 int ep_attach_pasid(struct ep *ep, uint32_t pasid, uint32_t pt_id);
 int ep_detach_pasid(struct ep *ep, uint32_t pasid);
@@ -194,7 +208,12 @@ struct tg_counters {
 };
 void ep_tg_start(struct ep *ep, const struct tg_cfg *c);
 void ep_tg_stop(struct ep *ep);
+/* Snapshot before an operation: TG_SEQ first, the outcome counters last (as close to the
+ * operation as possible), so failures of records issued before the operation are counted. */
 void ep_tg_read(struct ep *ep, struct tg_counters *c);
+/* Snapshot after an operation returned: the outcome counters first, TG_SEQ last, so every
+ * record numbered >= seq was issued after the counters were read (after the return). */
+void ep_tg_read_ret(struct ep *ep, struct tg_counters *c);
 uint64_t tg_failures(const struct tg_counters *c); /* xlate_fail + aborts + ats_err */
 /* Wait until TG_SEQ >= target; EP_ERR (with the counters) on timeout. */
 int ep_tg_wait_seq(struct ep *ep, uint64_t target, unsigned timeout_ms, struct tg_counters *c);

@@ -127,14 +127,27 @@ void ep_tg_stop(struct ep *ep)
 	ep_wr32(ep, COSIM_EP_TG_CTRL, 0);
 }
 
-void ep_tg_read(struct ep *ep, struct tg_counters *c)
+/* The counters are separate registers and the generator runs between two reads: the order
+ * of the reads decides which side of the snapshot those records fall on. */
+static void read_outcomes(struct ep *ep, struct tg_counters *c)
 {
-	c->seq = ep_rd64(ep, COSIM_EP_TG_SEQ);
 	c->writes = ep_rd64(ep, COSIM_EP_TG_WRITES);
 	c->xlate_fail = ep_rd64(ep, COSIM_EP_TG_XLATE_FAIL);
 	c->aborts = ep_rd64(ep, COSIM_EP_TG_ABORTS);
 	c->ats_err = ep_rd64(ep, COSIM_EP_TG_ATS_ERR);
 	c->mismatch = ep_rd64(ep, COSIM_EP_TG_MISMATCH);
+}
+
+void ep_tg_read(struct ep *ep, struct tg_counters *c)
+{
+	c->seq = ep_rd64(ep, COSIM_EP_TG_SEQ);
+	read_outcomes(ep, c);
+}
+
+void ep_tg_read_ret(struct ep *ep, struct tg_counters *c)
+{
+	read_outcomes(ep, c);
+	c->seq = ep_rd64(ep, COSIM_EP_TG_SEQ);
 }
 
 uint64_t tg_failures(const struct tg_counters *c)

@@ -298,6 +298,7 @@ static enum result run_case(const struct tcase *t, const struct opts *o)
 	if (pid == 0) {
 		alarm(o->case_timeout_s);
 		verdict->result = t->fn(o);
+		ep_case_cleanup();
 		fflush(stdout);
 		_exit(0);
 	}

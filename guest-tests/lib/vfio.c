@@ -106,10 +106,25 @@ static void ep_init(struct ep *ep)
 	ep->cfgfd = ep->iommufd = ep->devfd = -1;
 }
 
-int ep_find(struct ep *ep, const char *bdf)
+/* The group appears when the IOMMU driver probes the device, which with DT is at the first
+ * driver bind: read it again after binding. */
+static void read_group(struct ep *ep)
 {
 	char path[300], link[300];
 	ssize_t n;
+
+	ep->group = -1;
+	snprintf(path, sizeof(path), "%s/iommu_group", ep->sysdir);
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n > 0) {
+		link[n] = '\0';
+		ep->group = atoi(basename(link));
+	}
+}
+
+int ep_find(struct ep *ep, const char *bdf)
+{
+	char path[300];
 	int rc;
 
 	ep_init(ep);
@@ -123,12 +138,7 @@ int ep_find(struct ep *ep, const char *bdf)
 	snprintf(ep->sysdir, sizeof(ep->sysdir), PCI_DEVICES "/%s", ep->bdf);
 	if (!path_exists(ep->sysdir))
 		return ep_set_err(EP_ERR, "%s does not exist", ep->sysdir);
-	snprintf(path, sizeof(path), "%s/iommu_group", ep->sysdir);
-	n = readlink(path, link, sizeof(link) - 1);
-	if (n > 0) {
-		link[n] = '\0';
-		ep->group = atoi(basename(link));
-	}
+	read_group(ep);
 	snprintf(path, sizeof(path), "%s/config", ep->sysdir);
 	ep->cfgfd = open(path, O_RDWR | O_CLOEXEC);
 	if (ep->cfgfd < 0)
@@ -238,6 +248,30 @@ static int check_id(struct ep *ep)
 	return EP_OK;
 }
 
+int ep_bind_vfio(struct ep *ep, const char *bdf)
+{
+	int rc = ep_find(ep, bdf);
+
+	if (rc)
+		return rc;
+	rc = bind_vfio_pci(ep);
+	if (rc)
+		return rc;
+	read_group(ep);
+	return EP_OK;
+}
+
+/* A copy of the device the running case opened through VFIO, for ep_case_cleanup (the
+ * case's own struct ep is on its stack and gone by then); its attach state is kept in step
+ * by the attach/detach calls. */
+static struct ep case_dev;
+static bool case_open;
+
+static struct ep *case_of(struct ep *ep)
+{
+	return case_open && ep != &case_dev && ep->devfd == case_dev.devfd ? &case_dev : NULL;
+}
+
 int ep_open_vfio(struct ep *ep, const char *bdf)
 {
 	char path[300], node[300], devfile[300], name[64] = "";
@@ -248,10 +282,7 @@ int ep_open_vfio(struct ep *ep, const char *bdf)
 	void *bar;
 	int rc;
 
-	rc = ep_find(ep, bdf);
-	if (rc)
-		return rc;
-	rc = bind_vfio_pci(ep);
+	rc = ep_bind_vfio(ep, bdf);
 	if (rc)
 		return rc;
 	snprintf(path, sizeof(path), "%s/vfio-dev", ep->sysdir);
@@ -309,6 +340,8 @@ int ep_open_vfio(struct ep *ep, const char *bdf)
 	if (rc)
 		return rc;
 	ep_reset(ep);
+	case_dev = *ep;
+	case_open = true;
 	return EP_OK;
 }
 
@@ -353,6 +386,8 @@ int ep_open_sysfs(struct ep *ep, const char *bdf)
 
 void ep_close(struct ep *ep)
 {
+	if (case_of(ep))
+		case_open = false;
 	if (ep->bar)
 		munmap((void *)ep->bar, ep->bar_size);
 	if (ep->devfd >= 0)
@@ -505,6 +540,9 @@ int ep_attach(struct ep *ep, uint32_t pt_id)
 	if (ioctl(ep->devfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &a))
 		return ep_set_err(errno_rc(errno), "VFIO_DEVICE_ATTACH_IOMMUFD_PT pt %u: %s "
 				  "(errno %d)", pt_id, strerror(errno), errno);
+	ep->rid_attached = true;
+	if (case_of(ep))
+		case_dev.rid_attached = true;
 	return EP_OK;
 }
 
@@ -518,12 +556,59 @@ int ep_detach(struct ep *ep)
 	if (ioctl(ep->devfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d))
 		return ep_set_err(errno_rc(errno), "VFIO_DEVICE_DETACH_IOMMUFD_PT: %s (errno %d)",
 				  strerror(errno), errno);
+	ep->rid_attached = false;
+	if (case_of(ep))
+		case_dev.rid_attached = false;
 	return EP_OK;
 #else
 	(void)ep;
 	return ep_set_err(EP_UNSUP, "iommufd detach to blocked (no "
 			  "VFIO_DEVICE_DETACH_IOMMUFD_PT in this uapi)");
 #endif
+}
+
+int ep_attach_marked(struct ep *ep, uint32_t pt_id, uint64_t i, const char *label)
+{
+	int rc;
+
+	ep_marker(ep, COSIM_EP_MARKER_TAG_ATTACH_BEGIN, i, label);
+	rc = ep_attach(ep, pt_id);
+	ep_marker(ep, COSIM_EP_MARKER_TAG_ATTACH_END, i, label);
+	return rc;
+}
+
+int ep_detach_marked(struct ep *ep, uint64_t i, const char *label)
+{
+	int rc;
+
+	ep_marker(ep, COSIM_EP_MARKER_TAG_ATTACH_BEGIN, i, label);
+	rc = ep_detach(ep);
+	ep_marker(ep, COSIM_EP_MARKER_TAG_ATTACH_END, i, label);
+	return rc;
+}
+
+void ep_case_cleanup(void)
+{
+	struct ep *ep = &case_dev;
+	int rc;
+
+	if (!case_open || !ep->bar)
+		return;
+	ep_tg_stop(ep);
+	ep_bus_master(ep, false);
+	if (ep->pasid_attached) {
+		uint32_t pasid = ep->pasid_attached;
+
+		ep_marker(ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_BEGIN, pasid, "cleanup: detach");
+		rc = ep_detach_pasid(ep, pasid);
+		ep_marker(ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_END, pasid, "cleanup: detach");
+		if (rc)
+			vdiag("cleanup: PASID %u detach: %s", pasid, ep_err);
+	}
+	/* Without the detach uapi (EP_UNSUP) close() does the same, unmarked. */
+	if (ep->rid_attached && (rc = ep_detach_marked(ep, 0, "cleanup: detach")))
+		vdiag("cleanup: RID detach: %s", ep_err);
+	case_open = false;
 }
 
 bool ep_pasid_uapi(void)
@@ -556,6 +641,9 @@ int ep_attach_pasid(struct ep *ep, uint32_t pasid, uint32_t pt_id)
 	if (ioctl(ep->devfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, &a))
 		return ep_set_err(errno_rc(errno), "VFIO_DEVICE_ATTACH_IOMMUFD_PT pasid %u pt %u: "
 				  "%s (errno %d)", pasid, pt_id, strerror(errno), errno);
+	ep->pasid_attached = pasid;
+	if (case_of(ep))
+		case_dev.pasid_attached = pasid;
 	return EP_OK;
 #else
 	(void)ep; (void)pasid; (void)pt_id;
@@ -573,6 +661,10 @@ int ep_detach_pasid(struct ep *ep, uint32_t pasid)
 	if (ioctl(ep->devfd, VFIO_DEVICE_DETACH_IOMMUFD_PT, &d))
 		return ep_set_err(errno_rc(errno), "VFIO_DEVICE_DETACH_IOMMUFD_PT pasid %u: %s "
 				  "(errno %d)", pasid, strerror(errno), errno);
+	if (ep->pasid_attached == pasid)
+		ep->pasid_attached = 0;
+	if (case_of(ep) && case_dev.pasid_attached == pasid)
+		case_dev.pasid_attached = 0;
 	return EP_OK;
 #else
 	(void)ep; (void)pasid;

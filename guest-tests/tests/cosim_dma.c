@@ -41,7 +41,7 @@ static int setup(struct ctx *c, const struct opts *o)
 	rc = ep_ioas_map(&c->ep, c->dom.ioas, c->dst, c->len, c->dst_iova);
 	if (rc)
 		return rc;
-	rc = ep_attach(&c->ep, c->dom.hwpt);
+	rc = ep_attach_marked(&c->ep, c->dom.hwpt, 0, "set-up: attach");
 	if (rc)
 		return rc;
 	return ep_bus_master(&c->ep, true);

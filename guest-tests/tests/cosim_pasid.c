@@ -40,7 +40,7 @@ static enum result setup(struct pctx *c, const struct opts *o)
 	TRY("domain P (PASID)", ep_domain(&c->ep, &c->p, IOVA_BASE, o->size, flags));
 	TRY("domain A (RID)", ep_domain(&c->ep, &c->a, IOVA_BASE, o->size, flags));
 	TRY("domain B (RID)", ep_domain(&c->ep, &c->b, IOVA_BASE, o->size, flags));
-	TRY("attach RID to A", ep_attach(&c->ep, c->a.hwpt));
+	TRY("attach RID to A", ep_attach_marked(&c->ep, c->a.hwpt, 0, "set-up: RID->A"));
 	ep_marker(&c->ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_BEGIN, o->pasid, "pasid->P");
 	rc = ep_attach_pasid(&c->ep, o->pasid, c->p.hwpt);
 	ep_marker(&c->ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_END, o->pasid, "pasid->P");
@@ -150,7 +150,7 @@ static enum result pasid_replace(const struct opts *o, bool ats)
 
 		ep_marker(&c.ep, COSIM_EP_MARKER_TAG_ATTACH_BEGIN, i, label);
 		rc = ep_attach(&c.ep, rid[nxt]->hwpt);
-		ep_tg_read(&c.ep, &ret);
+		ep_tg_read_ret(&c.ep, &ret);
 		ep_marker(&c.ep, COSIM_EP_MARKER_TAG_ATTACH_END, i, label);
 		if (rc)
 			return lib_result(rc, "replace the RID's HWPT with a PASID attached");

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * Area 1: the SMMU probed, the endpoint sits alone in its IOMMU group, and the driver turned
- * on ATS and PASID in the endpoint's config space (with the default DMA domain, and again
- * once an iommufd paging domain is attached through VFIO).
+ * on PASID (at probe) and ATS (with a translating domain) in the endpoint's config space:
+ * with the default DMA domain once vfio-pci is bound, and again once an iommufd paging
+ * domain is attached through VFIO.
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -52,6 +53,30 @@ static enum result endpoint_found(const struct opts *o)
 	return R_PASS;
 }
 
+/*
+ * With DT the IOMMU driver's probe_device runs when a driver first binds (dma_configure), so
+ * an endpoint no driver has claimed has no group yet: bind vfio-pci (opening nothing) first.
+ * The group, and what probe_device and the default domain's attach did to config space, are
+ * then checked on the device as the kernel left it.
+ */
+static enum result bind_for_probe(struct ep *ep, const struct opts *o)
+{
+	char drv[64];
+	int group_before;
+
+	TRY("find endpoint", ep_find(ep, o->bdf));
+	group_before = ep->group;
+	diag("before binding: driver '%s', iommu_group %d", ep_driver(ep, drv, sizeof(drv)),
+	     group_before);
+	ep_close(ep);
+	TRY("bind vfio-pci", ep_bind_vfio(ep, o->bdf));
+	diag("after binding vfio-pci: driver '%s', iommu_group %d",
+	     ep_driver(ep, drv, sizeof(drv)), ep->group);
+	EXPECT(ep->group >= 0, "%s has no iommu_group link with vfio-pci bound: the SMMU driver "
+	       "did not probe the device", ep->bdf);
+	return R_PASS;
+}
+
 static enum result own_iommu_group(const struct opts *o)
 {
 	struct ep ep;
@@ -60,10 +85,10 @@ static enum result own_iommu_group(const struct opts *o)
 	struct dirent *de;
 	int n = 0;
 	bool self = false;
+	enum result res;
 
-	TRY("find endpoint", ep_find(&ep, o->bdf));
-	EXPECT(ep.group >= 0, "%s has no iommu_group link: the SMMU did not take the device",
-	       ep.bdf);
+	if ((res = bind_for_probe(&ep, o)) != R_PASS)
+		return res;
 	snprintf(path, sizeof(path), "/sys/kernel/iommu_groups/%d/devices", ep.group);
 	d = opendir(path);
 	EXPECT(d, "cannot open %s", path);
@@ -89,11 +114,12 @@ static enum result own_iommu_group(const struct opts *o)
 static enum result ats_enabled_default(const struct opts *o)
 {
 	struct ep ep;
-	char path[300], type[64] = "", drv[64];
+	char path[300], type[64] = "";
 	bool on;
+	enum result res;
 
-	TRY("find endpoint", ep_find(&ep, o->bdf));
-	EXPECT(ep.group >= 0, "%s has no IOMMU group", ep.bdf);
+	if ((res = bind_for_probe(&ep, o)) != R_PASS)
+		return res;
 	snprintf(path, sizeof(path), "/sys/kernel/iommu_groups/%d/type", ep.group);
 	TRY("read group type", sysfs_read(path, type, sizeof(type)));
 	/* Only a translating default domain gets ATS; identity and blocked turn it off. */
@@ -101,10 +127,10 @@ static enum result ats_enabled_default(const struct opts *o)
 		return skip("group %d default domain is '%s', not a translating DMA domain",
 			    ep.group, type);
 	TRY("read ATS Control", ep_ats_enabled(&ep, &on));
-	diag("%s driver '%s', group type %s, ATS Control.Enable %d", ep.bdf,
-	     ep_driver(&ep, drv, sizeof(drv)), type, on);
-	EXPECT(on, "ATS Control (config 0x%x) Enable bit 15 is clear with the default %s domain",
-	       ep.ats_cap + PCI_ATS_CTRL, type);
+	diag("vfio-pci bound (device not opened), group %d type %s: ATS Control.Enable %d",
+	     ep.group, type, on);
+	EXPECT(on, "ATS Control (config 0x%x) Enable bit 15 is clear with the default %s domain "
+	       "attached", ep.ats_cap + PCI_ATS_CTRL, type);
 	ep_close(&ep);
 	return R_PASS;
 }
@@ -114,16 +140,18 @@ static enum result pasid_enabled(const struct opts *o)
 	struct ep ep;
 	uint16_t cap;
 	bool on;
+	enum result res;
 
-	TRY("find endpoint", ep_find(&ep, o->bdf));
+	if ((res = bind_for_probe(&ep, o)) != R_PASS)
+		return res;
 	EXPECT(ep.pasid_cap, "%s has no PASID capability", ep.bdf);
 	TRY("read PASID Capability", ep_cfg_read16(&ep, ep.pasid_cap + PCI_PASID_CAP, &cap));
 	TRY("read PASID Control", ep_pasid_enabled(&ep, &on));
 	diag("PASID Capability 0x%04x (max PASID width %u), Control.Enable %d", cap,
 	     (cap >> 8) & 0x1f, on);
-	EXPECT(on, "PASID Control (config 0x%x) Enable bit 0 is clear: the SMMU driver did not "
-	       "enable PASID (needs IDR1.SSIDSIZE > 0 and DEVCAP2 End-End TLP Prefix)",
-	       ep.pasid_cap + PCI_PASID_CTRL);
+	EXPECT(on, "PASID Control (config 0x%x) Enable bit 0 is clear after the SMMU driver "
+	       "probed the device (it enables PASID when IDR1.SSIDSIZE > 0 and the device has "
+	       "the capability)", ep.pasid_cap + PCI_PASID_CTRL);
 	ep_close(&ep);
 	return R_PASS;
 }
@@ -143,7 +171,7 @@ static enum result ats_enabled_iommufd(const struct opts *o)
 	diag("ATS Control.Enable after VFIO_DEVICE_BIND_IOMMUFD (blocked domain): %d",
 	     blocked_on);
 	TRY("create paging domain", ep_domain(&ep, &dom, IOVA_BASE, o->size, 0));
-	TRY("attach paging HWPT", ep_attach(&ep, dom.hwpt));
+	TRY("attach paging HWPT", ep_attach_marked(&ep, dom.hwpt, 0, "probe: attach"));
 	TRY("read ATS Control after attach", ep_ats_enabled(&ep, &on));
 	diag("ATS Control.Enable after VFIO_DEVICE_ATTACH_IOMMUFD_PT (hwpt %u): %d", dom.hwpt,
 	     on);
@@ -156,10 +184,12 @@ static enum result ats_enabled_iommufd(const struct opts *o)
 static const struct tcase cases[] = {
 	{ "smmu_probed", smmu_probed, "arm-smmu-v3 registered an smmu3 IOMMU in /sys/class/iommu" },
 	{ "endpoint_found", endpoint_found, "the endpoint is on the PCI bus with ATS and PASID caps" },
-	{ "own_iommu_group", own_iommu_group, "the endpoint is alone in its IOMMU group" },
+	{ "own_iommu_group", own_iommu_group,
+	  "with vfio-pci bound the endpoint is alone in its IOMMU group" },
 	{ "ats_enabled_default", ats_enabled_default,
-	  "ATS Control.Enable set with the default DMA domain" },
-	{ "pasid_enabled", pasid_enabled, "PASID Control.Enable set by the SMMU driver" },
+	  "ATS Control.Enable set with the default DMA domain (vfio-pci bound, not opened)" },
+	{ "pasid_enabled", pasid_enabled,
+	  "PASID Control.Enable set by the SMMU driver's probe (vfio-pci bound)" },
 	{ "ats_enabled_iommufd", ats_enabled_iommufd,
 	  "ATS Control.Enable set with an iommufd paging HWPT attached via VFIO" },
 };

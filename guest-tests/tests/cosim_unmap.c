@@ -45,7 +45,7 @@ static enum result unmap(const struct opts *o, bool ats)
 		TRY("map one page", ep_ioas_map(&ep, ioas, buf + p * PAGE_SZ, PAGE_SZ,
 						IOVA_BASE + p * PAGE_SZ));
 	TRY("HWPT", ep_hwpt_alloc(&ep, ioas, 0, &hwpt));
-	TRY("attach", ep_attach(&ep, hwpt));
+	TRY("attach", ep_attach_marked(&ep, hwpt, 0, "set-up: attach"));
 	TRY("bus master on", ep_bus_master(&ep, true));
 	diag("%llu pages at IOVA 0x%llx, %u to unmap, sweep %llu records, %s",
 	     (unsigned long long)pages, (unsigned long long)IOVA_BASE, count,
@@ -65,7 +65,7 @@ static enum result unmap(const struct opts *o, bool ats)
 
 		ep_marker(&ep, COSIM_EP_MARKER_TAG_UNMAP_BEGIN, iova, "unmap page");
 		rc = ep_ioas_unmap(&ep, ioas, iova, PAGE_SZ);
-		ep_tg_read(&ep, &ret);
+		ep_tg_read_ret(&ep, &ret);
 		ep_marker(&ep, COSIM_EP_MARKER_TAG_UNMAP_END, iova, "unmap page");
 		if (rc)
 			return lib_result(rc, "IOMMU_IOAS_UNMAP under traffic");
