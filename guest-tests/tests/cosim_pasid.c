@@ -131,6 +131,7 @@ static enum result pasid_replace(const struct opts *o, bool ats)
 	const struct domain *rid[2];
 	unsigned cur = 0;
 	enum result res;
+	int rc;
 
 	if ((res = setup(&c, o)) != R_PASS)
 		return res;
@@ -146,7 +147,6 @@ static enum result pasid_replace(const struct opts *o, bool ats)
 	for (unsigned i = 1; i <= o->count; i++) {
 		unsigned nxt = cur ^ 1;
 		const char *label = nxt ? "RID A->B" : "RID B->A";
-		int rc;
 
 		ep_marker(&c.ep, COSIM_EP_MARKER_TAG_ATTACH_BEGIN, i, label);
 		rc = ep_attach(&c.ep, rid[nxt]->hwpt);
@@ -169,7 +169,10 @@ static enum result pasid_replace(const struct opts *o, bool ats)
 	counters_diag("final", &k);
 	if (ats)
 		EXPECT(k.ats_req > 0, "PASID stream with ATS but CNT_ATS_REQ is 0");
-	TRY("detach PASID", ep_detach_pasid(&c.ep, o->pasid));
+	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_BEGIN, o->pasid, "pasid detach");
+	rc = ep_detach_pasid(&c.ep, o->pasid);
+	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_END, o->pasid, "pasid detach");
+	TRY("detach PASID", rc);
 	return R_PASS;
 }
 
@@ -202,7 +205,7 @@ int main(int argc, char **argv)
 		.cases = cases,
 		.ncases = sizeof(cases) / sizeof(cases[0]),
 		.defaults = { .count = 100, .settle = 16, .timeout_ms = 10000, .rate = 4,
-			      .stride = 64, .pasid = 1, .case_timeout_s = 1800, .size = 0x10000,
+			      .stride = 64, .pasid = 1, .case_timeout_s = 600, .size = 0x10000,
 			      .ats = true },
 	};
 

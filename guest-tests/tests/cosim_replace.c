@@ -252,7 +252,7 @@ int main(int argc, char **argv)
 		.cases = cases,
 		.ncases = sizeof(cases) / sizeof(cases[0]),
 		.defaults = { .count = 200, .settle = 16, .timeout_ms = 10000, .rate = 4,
-			      .stride = 64, .pasid = 1, .case_timeout_s = 1800, .size = 0x10000,
+			      .stride = 64, .pasid = 1, .case_timeout_s = 600, .size = 0x10000,
 			      .ats = true },
 	};
 

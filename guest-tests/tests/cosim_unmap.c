@@ -151,7 +151,7 @@ int main(int argc, char **argv)
 		.cases = cases,
 		.ncases = sizeof(cases) / sizeof(cases[0]),
 		.defaults = { .count = 8, .settle = 16, .timeout_ms = 20000, .rate = 4,
-			      .stride = 256, .pasid = 1, .case_timeout_s = 900, .size = 0x10000,
+			      .stride = 256, .pasid = 1, .case_timeout_s = 300, .size = 0x10000,
 			      .ats = true },
 	};
 
