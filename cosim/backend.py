@@ -33,6 +33,7 @@ from cosim.transport import (
     DEFAULT_TIMEOUT_MS,
     Link,
     LinkClosed,
+    LinkDisconnected,
     LinkDown,
     LinkError,
     LinkTimeout,
@@ -235,7 +236,10 @@ class Model:
             self.smmu.reset()
         else:
             self._endpoint(msg.dev).reset(msg.kind)
-        self.log.info("device %d: %s reset", msg.dev, ResetKind(msg.kind).name.lower())
+        kind = ResetKind(msg.kind).name.lower()
+        self.log.info("device %d: %s reset", msg.dev, kind)
+        # The analyzer must know that every earlier domain, cache and ATC entry is gone.
+        self.trace.emit("link", event="reset", dev=msg.dev, reset=kind)
         return None
 
     def _device(self, msg: Message) -> None:
@@ -389,6 +393,9 @@ def _serve(args: argparse.Namespace, log: logging.Logger, fatal: Callable[[str, 
             model.run()
         except LinkClosed:
             log.info("QEMU closed the link: exiting")
+            return EXIT_OK
+        except LinkDisconnected:
+            # The link logged the one line; a vanished QEMU ends the session like BYE does.
             return EXIT_OK
         except Shutdown as e:
             log.info("%s: exiting", e)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from cosim.memory import SharedRam
 from cosim.protocol import (
@@ -46,6 +47,9 @@ MODEL_NAME = "cosim-model"
 DEFAULT_TIMEOUT_MS = 10000   # same default as QEMU's cosim-link timeout
 PRIVATE_MODE = 0o700
 SOCKET_NAME = "link"
+# Transports whose connections the socket monitor reports (inproc has no connections).
+MONITORED_TRANSPORTS = ("ipc://", "tcp://")
+MONITOR_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
 
 
 class LinkError(Exception):
@@ -62,6 +66,10 @@ class LinkDown(BaseException):  # noqa: N818 - a reason to stop, like SystemExit
 
 class LinkClosed(LinkDown):
     """QEMU said BYE."""
+
+
+class LinkDisconnected(LinkDown):
+    """QEMU's connection went away without BYE (QEMU was killed or crashed)."""
 
 
 class LinkTimeout(LinkDown):
@@ -165,6 +173,14 @@ class Link:
         self._seq = 0
         self._pending: collections.deque[Message] = collections.deque()
         self.errors = 0          # bad frames received (for tests and the final log line)
+        # Connection tracking through the socket monitor: QEMU killed without BYE shows up
+        # only as a closed connection, which ZeroMQ hides from the PAIR socket itself.
+        self._monitor: zmq.Socket | None = None
+        self._poller: zmq.Poller | None = None
+        self._live: list[int] = []          # accepted connections (fds), oldest first
+        self._session_fd: int | None = None
+        self._in_session = False
+        self._closed_all = False     # the last open connection closed (before HELLO)
 
     # -- setup and teardown ------------------------------------------------------------------
 
@@ -180,10 +196,21 @@ class Link:
             raise LinkError(f"cannot bind {endpoint}: {e}") from None
         self._sock = sock
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if endpoint.startswith(MONITORED_TRANSPORTS):
+            self._monitor = sock.get_monitor_socket(MONITOR_EVENTS)
+            self._poller = zmq.Poller()
+            self._poller.register(sock, zmq.POLLIN)
+            self._poller.register(self._monitor, zmq.POLLIN)
         self.log.info("listening on %s", self.endpoint)
         return self.endpoint
 
     def close(self) -> None:
+        if self._monitor is not None:
+            assert self._sock is not None
+            self._sock.disable_monitor()
+            self._monitor.close(0)
+            self._monitor = None
+            self._poller = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -328,6 +355,7 @@ class Link:
                 self.log.warning("shared RAM %s cannot be mapped (%s): all DMA goes over the "
                                  "socket", msg.ram_path, e.strerror or e)
         minor = min(msg.minor, MINOR)
+        gone = self._start_session()
         self.session = Session(minor, accepted, msg.ram_base, msg.ram_size, msg.ram_path)
         self._send(encode(MsgType.HELLO, msg.seq, reply=True, minor=minor, caps=int(accepted),
                           max_dma=self.max_dma, name=self.name))
@@ -341,6 +369,8 @@ class Link:
                             shared_ram=self.shared_ram is not None)
         if self.on_hello:
             self.on_hello(self.session)
+        if gone:
+            self._disconnected()
 
     def _bye(self, msg: Message) -> None:
         self._send(encode(MsgType.BYE, msg.seq, reply=True))
@@ -348,6 +378,51 @@ class Link:
         if self.trace:
             self.trace.emit("link", event="bye")
         raise LinkClosed("QEMU said BYE")
+
+    # -- connection tracking -------------------------------------------------------------------
+
+    def _start_session(self) -> bool:
+        """HELLO: the peer that sent it is QEMU, the oldest connection still open.
+
+        A PAIR socket talks to its first peer only and refuses later ones while it lives, so
+        the oldest open connection is the one the HELLO came on; a stray second connection
+        (tcp) closing later must not end the session. Returns True when QEMU already left
+        (it sent HELLO and died before we read it).
+        """
+        if self._monitor is None:
+            return False
+        self._in_session = False     # events already queued belong to the old session
+        self._drain_monitor()
+        self._in_session = True
+        self._session_fd = self._live[0] if self._live else None
+        return self._closed_all and not self._live
+
+    def _drain_monitor(self) -> None:
+        """Apply every queued monitor event; raise LinkDisconnected when QEMU has gone."""
+        assert self._monitor is not None
+        while True:
+            try:
+                parts = self._monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            event = parse_monitor_message(parts)
+            fd = int(event["value"])
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                self._live.append(fd)
+                self._closed_all = False
+            elif event["event"] == zmq.EVENT_DISCONNECTED and fd in self._live:
+                self._live.remove(fd)
+                self._closed_all = not self._live
+                if self._in_session and (fd == self._session_fd or not self._live):
+                    self._disconnected()
+
+    def _disconnected(self) -> None:
+        self._in_session = False
+        text = f"QEMU went away without BYE (connection to {self.endpoint} closed)"
+        self.log.warning("%s: session over", text)
+        if self.trace:
+            self.trace.emit("link", event="disconnected", endpoint=self.endpoint)
+        raise LinkDisconnected(text)
 
     def _timeout(self, mtype: MsgType, seq: int, fields: dict[str, Any]) -> None:
         where = f" at {fields['addr']:#x}" if "addr" in fields else ""
@@ -396,16 +471,26 @@ class Link:
             return sock.recv(zmq.NOBLOCK)
         except zmq.Again:
             pass
+        # Data first: whatever QEMU sent before it went away (even its BYE) is served before
+        # its disconnection is noticed.
+        if self._monitor is not None:
+            self._drain_monitor()
         if timeout_ms == 0:
             return None
         deadline = None if timeout_ms is None or timeout_ms < 0 else \
             time.monotonic() + timeout_ms / 1000
         while True:
             left = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if sock.poll(left, zmq.POLLIN):
+            if self._poller is None:
+                ready = bool(sock.poll(left, zmq.POLLIN))
+            else:
+                ready = sock in dict(self._poller.poll(left))
+            if ready:
                 try:
                     return sock.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     continue
+            if self._monitor is not None:
+                self._drain_monitor()
             if deadline is not None and time.monotonic() >= deadline:
                 return None
