@@ -21,14 +21,16 @@
 
 #include "cosim.h"
 
-/* Failing replaces printed in full; later ones are only counted (the trace has them all). */
+/* Failing replaces printed in full; later ones only by number (the trace has them all). */
 #define MAX_REPORTED 10
+#define LIST_BYTES 400
 
 struct stats {
 	uint64_t min_ms, max_ms, sum_ms;
 	unsigned bad;           /* replaces with failures during the attach call */
 	unsigned first_bad, last_bad;
 	uint64_t bad_failures;  /* failures counted during those calls */
+	char list[LIST_BYTES];  /* "i(+failures) ..." for every failing replace that fits */
 };
 
 static void delta_diag(const char *what, const struct tg_counters *from,
@@ -112,6 +114,12 @@ static enum result check_failures(unsigned i, const char *label, const struct tg
 		st->first_bad = i;
 	st->last_bad = i;
 	st->bad_failures += tg_failures(ret) - tg_failures(before);
+	{
+		size_t n = strlen(st->list);
+
+		snprintf(st->list + n, sizeof(st->list) - n, "%s%u(+%llu)", n ? " " : "", i,
+			 (unsigned long long)(tg_failures(ret) - tg_failures(before)));
+	}
 	if (st->bad <= MAX_REPORTED) {
 		diag("replace %u (%s): %llu failures DURING the attach call (%llu ms), the "
 		     "domain mapping the whole window before and after", i, label,
@@ -121,7 +129,7 @@ static enum result check_failures(unsigned i, const char *label, const struct tg
 		tg_diag("  attach returned", ret);
 		delta_diag("  during the attach call", before, ret);
 	} else if (st->bad == MAX_REPORTED + 1) {
-		diag("(further failing replaces are counted, not printed)");
+		diag("(further failing replaces are listed at the end)");
 	}
 	return R_PASS;
 }
@@ -210,6 +218,9 @@ static enum result replace(const struct opts *o, bool ats)
 		     (unsigned long long)st.max_ms,
 		     (unsigned long long)(k1.inv_req - k0.inv_req),
 		     (unsigned long long)(k1.inv_cpl - k0.inv_cpl));
+	if (st.bad)
+		diag("replaces with failures during the attach call (+failures): %s%s", st.list,
+		     strlen(st.list) + 1 >= sizeof(st.list) ? " ..." : "");
 	EXPECT(!st.bad, "%u of %u replaces saw translation failures or aborts DURING the attach "
 	       "call (%llu in all; first replace %u, last %u): the device saw neither the old "
 	       "nor the new domain, though both map the whole window", st.bad, o->count,
