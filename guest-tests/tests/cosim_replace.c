@@ -31,6 +31,7 @@ struct stats {
 	unsigned first_bad, last_bad;
 	uint64_t bad_failures;  /* failures counted during those calls */
 	char list[LIST_BYTES];  /* "i(+failures) ..." for every failing replace that fits */
+	bool list_full;         /* some did not fit */
 };
 
 static void delta_diag(const char *what, const struct tg_counters *from,
@@ -115,10 +116,15 @@ static enum result check_failures(unsigned i, const char *label, const struct tg
 	st->last_bad = i;
 	st->bad_failures += tg_failures(ret) - tg_failures(before);
 	{
+		char item[48];
 		size_t n = strlen(st->list);
+		int len = snprintf(item, sizeof(item), "%s%u(+%llu)", n ? " " : "", i,
+				   (unsigned long long)(tg_failures(ret) - tg_failures(before)));
 
-		snprintf(st->list + n, sizeof(st->list) - n, "%s%u(+%llu)", n ? " " : "", i,
-			 (unsigned long long)(tg_failures(ret) - tg_failures(before)));
+		if (n + (size_t)len < sizeof(st->list))
+			memcpy(st->list + n, item, (size_t)len + 1);
+		else
+			st->list_full = true;
 	}
 	if (st->bad <= MAX_REPORTED) {
 		diag("replace %u (%s): %llu failures DURING the attach call (%llu ms), the "
@@ -220,7 +226,7 @@ static enum result replace(const struct opts *o, bool ats)
 		     (unsigned long long)(k1.inv_cpl - k0.inv_cpl));
 	if (st.bad)
 		diag("replaces with failures during the attach call (+failures): %s%s", st.list,
-		     strlen(st.list) + 1 >= sizeof(st.list) ? " ..." : "");
+		     st.list_full ? " ..." : "");
 	EXPECT(!st.bad, "%u of %u replaces saw translation failures or aborts DURING the attach "
 	       "call (%llu in all; first replace %u, last %u): the device saw neither the old "
 	       "nor the new domain, though both map the whole window", st.bad, o->count,
