@@ -97,7 +97,12 @@ def print_summary(out: launcher.RunOutcome) -> None:
               + (f" ({out.analysis.get('why')})" if out.analysis.get("why") else ""))
         rep = out.run_dir / "report.txt"
         if rep.exists():
-            print(f"  report: {rep}")
+            # The report's head: totals, then one line per violation found.
+            lines = rep.read_text().splitlines()
+            head = [ln for ln in lines[1:4]] + [ln for ln in lines if ln.startswith("  [")][:12]
+            for ln in head:
+                print(f"  {ln.strip()}")
+            print(f"  full report: {rep}")
 
 
 def main(argv: list[str] | None = None) -> int:
