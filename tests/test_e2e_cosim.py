@@ -54,3 +54,20 @@ def test_ignored_atc_invalidation_fails_invariant_2(tmp_path: Path) -> None:
     # The same test with a well-behaved endpoint shows no invariant-2 violation.
     _, good, _ = run_suite("debian-6.12", tmp_path / "good", "--replaces", "20", tests="replace")
     assert good["analysis"]["counts"]["by_rule"].get("inv2-invalidated-atc", 0) == 0
+
+
+def test_dma_through_iommufd_with_ats_uses_the_atc(tmp_path: Path) -> None:
+    products_for("debian-6.12")
+    code, summary, out = run_suite("debian-6.12", tmp_path / "runs", tests="dma")
+    dma = {t["name"]: t["status"] for t in summary["tests"]}
+    assert dma.get("dma/copy_ats") == "pass" and dma.get("dma/fill_ats") == "pass", dma
+    assert code == 0 and summary["analysis"]["verdict"] == "clean", out[-3000:]
+    tr = read_trace(Path(summary["run_dir"]) / "trace.jsonl")
+    kinds = [r["k"] for r in tr.records]
+    # ATS translation requests answered SUCCESS, then ATC hits serving translated DMA.
+    assert any(r["k"] == "ats" and r["status"] == "SUCCESS" for r in tr.records)
+    assert kinds.count("atc_hit") > 0 and kinds.count("atc_insert") > 0
+    assert any(r["k"] == "dma" and r["ats"] and r["ok"] and r["atc_id"] is not None
+               for r in tr.records)
+    # The guest saw ATS enabled in config space, and the model mirrored it.
+    assert any(r["k"] == "cfg" and r.get("ats") for r in tr.records)
