@@ -50,6 +50,7 @@ SOCKET_NAME = "link"
 # Transports whose connections the socket monitor reports (inproc has no connections).
 MONITORED_TRANSPORTS = ("ipc://", "tcp://")
 MONITOR_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+SEND_POLL_MS = 50       # while a send is blocked, look at the connection this often
 
 
 class LinkError(Exception):
@@ -357,6 +358,8 @@ class Link:
         minor = min(msg.minor, MINOR)
         gone = self._start_session()
         self.session = Session(minor, accepted, msg.ram_base, msg.ram_size, msg.ram_path)
+        if gone:   # nobody to reply to
+            self._disconnected()
         self._send(encode(MsgType.HELLO, msg.seq, reply=True, minor=minor, caps=int(accepted),
                           max_dma=self.max_dma, name=self.name))
         self.log.info("HELLO from QEMU: protocol %d.%d (session minor %d), caps %#x asked, "
@@ -369,8 +372,6 @@ class Link:
                             shared_ram=self.shared_ram is not None)
         if self.on_hello:
             self.on_hello(self.session)
-        if gone:
-            self._disconnected()
 
     def _bye(self, msg: Message) -> None:
         self._send(encode(MsgType.BYE, msg.seq, reply=True))
@@ -460,8 +461,37 @@ class Link:
     # -- socket -------------------------------------------------------------------------------
 
     def _send(self, frame: bytes) -> None:
-        assert self._sock is not None, "link not bound"
-        self._sock.send(frame, copy=True)
+        """Send one frame. A PAIR socket blocks while it has no peer, so never block blindly:
+        a peer that went away ends the session, one that stops reading times out."""
+        sock = self._sock
+        assert sock is not None, "link not bound"
+        try:
+            sock.send(frame, zmq.NOBLOCK, copy=True)
+            return
+        except zmq.Again:
+            pass
+        deadline = None if self.timeout_ms <= 0 else time.monotonic() + self.timeout_ms / 1000
+        while True:
+            if self._monitor is not None:
+                self._drain_monitor()
+                if not self._live:
+                    if self._in_session:
+                        self._disconnected()
+                    self.log.warning("no QEMU connected: dropped a %d-byte message", len(frame))
+                    return
+            sock.poll(SEND_POLL_MS, zmq.POLLOUT)
+            try:
+                sock.send(frame, zmq.NOBLOCK, copy=True)
+                return
+            except zmq.Again:
+                pass
+            if deadline is not None and time.monotonic() >= deadline:
+                text = f"QEMU has not taken a message for {self.timeout_ms} ms"
+                self.log.error("%s", text)
+                if self.trace:
+                    self.trace.emit("link", event="timeout", request="send",
+                                    ms=self.timeout_ms)
+                raise LinkTimeout(text)
 
     def _recv(self, timeout_ms: int | None) -> bytes | None:
         """One frame, or None when nothing arrived within timeout_ms (None/negative: forever)."""
