@@ -27,8 +27,9 @@ import zmq  # noqa: E402
 
 from cosim.memory import LinkMemory  # noqa: E402
 from cosim.protocol import Caps, MsgType, decode, encode  # noqa: E402
-from cosim.transport import Link, LinkClosed  # noqa: E402
+from cosim.transport import Link, LinkDown  # noqa: E402
 
+RECV_TIMEOUT_MS = 20000  # a peer that died must fail the benchmark, not hang it
 MMIO_READ_FRAME = 32     # header + MMIO_READ body
 MMIO_REPLY_FRAME = 24    # header + u64 value
 RAM_SIZE = 16 << 20
@@ -61,7 +62,7 @@ def link_model(addr: str) -> None:
     try:
         while True:
             link.poll(100)
-    except LinkClosed:
+    except LinkDown:  # BYE, or the peer gone: either ends the benchmark
         pass
     finally:
         link.close()
@@ -108,6 +109,7 @@ def _percentile(xs: list[float], p: float) -> float:
 def measure_raw(addr: str, iters: int, warmup: int) -> list[float]:
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PAIR)
+    sock.setsockopt(zmq.RCVTIMEO, RECV_TIMEOUT_MS)
     sock.connect(addr)
     frame = bytes(MMIO_READ_FRAME)
     out = []
@@ -126,6 +128,7 @@ def measure_raw(addr: str, iters: int, warmup: int) -> list[float]:
 def measure_link(addr: str, iters: int, warmup: int) -> list[float]:
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PAIR)
+    sock.setsockopt(zmq.RCVTIMEO, RECV_TIMEOUT_MS)
     sock.connect(addr)
     # One pre-encoded request and raw replies: the peer costs what the raw echo peer costs,
     # so the difference to the raw series is the model side's Link alone.
@@ -184,7 +187,7 @@ def measure_dma(addr: str, ram_path: str, seconds: float) -> dict[tuple[str, str
     try:
         link.request(MsgType.IRQ, dev=0, line=0, level=0)
         link.poll(1000)
-    except LinkClosed:
+    except LinkDown:  # the server's BYE may race its disconnect; both end the run
         pass
     server.join(10)
     link.close()

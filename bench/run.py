@@ -1,0 +1,481 @@
+"""`make bench`: every performance figure of cosim next to a baseline measured in the same run.
+
+    .venv/bin/python bench/run.py [--reps N] [--quick] [--setup] [--make-test] [--only S,...]
+
+Each figure is the median of --reps repetitions (default 5; --quick: 3 and smaller workloads)
+with min and max, next to its baseline (median, min, max) and the ratio figure / baseline of
+the medians. Markdown goes to stdout; everything (all repetitions, the machine) to
+runs/bench-<timestamp>/bench.json. Guest runs keep their run directories (console, trace)
+under runs/bench-<timestamp>/runs/.
+
+Sections (--only takes their names): link, smmu, endpoint, analyzer, boot, guest (MMIO round
+trip and replaces in a booted guest), setup. A section that cannot run (no QEMU, a guest test
+failing) becomes an "error" row; the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench_analyzer  # noqa: E402
+import bench_endpoint  # noqa: E402
+import bench_link  # noqa: E402
+import bench_smmu  # noqa: E402
+import bench_walker  # noqa: E402
+
+SECTIONS = ("link", "smmu", "endpoint", "analyzer", "boot", "guest", "setup")
+KERNEL = os.environ.get("KERNEL", "debian-6.12")
+REPLACES = 50          # --count of each cosim_replace run
+REPLACE_CASES = (("untranslated", "replace_untranslated"), ("ATS", "replace_ats"))
+# cosim_replace reads TG_SEQ, TG_WRITES, ... TG_MISMATCH back to back (ep_tg_read): two
+# consecutive reads of that run with no record between them are one vCPU -> model -> vCPU trip.
+TG_READ_SEQUENCE = ("TG_SEQ", "TG_WRITES", "TG_XLATE_FAIL", "TG_ABORTS", "TG_ATS_ERR",
+                    "TG_MISMATCH")
+
+
+@dataclass
+class Figure:
+    section: str
+    name: str
+    unit: str
+    values: list[float]
+    baseline_name: str = ""
+    baseline: list[float] = field(default_factory=list)
+    note: str = ""
+    bytes_per_op: int = 0   # MB/s figures: also show ops/s
+    error: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.values or not self.baseline:
+            return None
+        b = statistics.median(self.baseline)
+        return statistics.median(self.values) / b if b else None
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, out_dir: Path) -> None:
+        self.args = args
+        self.reps: int = args.reps
+        self.quick: bool = args.quick
+        self.out_dir = out_dir
+        self.figures: list[Figure] = []
+        self.raw: dict[str, object] = {}
+        self.products = None
+        self._link_raw_us: list[float] = []
+
+    def add(self, fig: Figure) -> None:
+        self.figures.append(fig)
+
+    def say(self, text: str) -> None:
+        print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+    def section(self, name: str, fn: Callable[[], None]) -> None:
+        if self.args.only and name not in self.args.only:
+            return
+        t0 = time.monotonic()
+        self.say(f"{name}: start")
+        try:
+            fn()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as e:  # noqa: BLE001 - one broken section must not lose the
+            # others (cosim.transport's LinkDown is a BaseException)
+            self.say(f"{name}: failed\n{traceback.format_exc()}")
+            self.add(Figure(name, f"{name} section", "", [], error=f"{type(e).__name__}: {e}"))
+        self.say(f"{name}: done in {time.monotonic() - t0:.0f}s")
+
+    # -- in-process sections ----------------------------------------------------------------
+    def link(self) -> None:
+        iters, secs = (1000, 0.1) if self.quick else (3000, 0.25)
+        runs = [bench_link.measure(iters, secs) for _ in range(self.reps)]
+        raw = [statistics.median(r["raw"]) for r in runs]
+        lnk = [statistics.median(r["link"]) for r in runs]
+        self._link_raw_us = raw
+        self.raw["link"] = [{"raw_us_median": a, "link_us_median": b,
+                             "dma_ops_per_s": {"/".join(map(str, k)): v
+                                               for k, v in r["dma"].items()}}
+                            for a, b, r in zip(raw, lnk, runs, strict=True)]
+        self.add(Figure("MMIO round trip", "Link MMIO_READ, model process in Python, fake QEMU "
+                        "in Python (ipc://)", "µs", lnk, "raw pyzmq PAIR ping-pong", raw,
+                        note=f"median of {iters} round trips per repetition"))
+        for size in bench_link.DMA_SIZES:
+            for d in ("read", "write"):
+                mbs = [r["dma"][("shared", d, size)] * size / 1e6 for r in runs]
+                base = [r["dma"][("socket", d, size)] * size / 1e6 for r in runs]
+                self.add(Figure("DMA to guest RAM", f"LinkMemory {d}, {size} B, shared mapping",
+                                "MB/s", mbs, "same over the socket (fake QEMU in Python)", base,
+                                bytes_per_op=size))
+
+    def smmu(self) -> None:
+        n = 3000 if self.quick else 10000
+        runs = [bench_smmu.measure(n) for _ in range(self.reps)]
+        self.raw["smmu"] = runs
+        col = lambda k: [r[k] for r in runs]  # noqa: E731
+        for pages in bench_smmu.WORKING_SETS:
+            self.add(Figure("SMMU translations", f"SMMUv3.translate TLB hit (caching), "
+                            f"{pages}-page working set", "xlate/s", col(f"tlb_hit_{pages}"),
+                            "full walk: STE + CD + 4 levels (coherent)",
+                            col(f"full_walk_{pages}")))
+        self.add(Figure("trace overhead", "SMMUv3.translate full walk, trace to file", "xlate/s",
+                        col("full_walk_16_traced"), "same, TraceWriter(None)",
+                        col("full_walk_16")))
+        self.add(Figure("trace overhead", "SMMUv3.translate TLB hit, trace to file", "xlate/s",
+                        col("tlb_hit_16_traced"), "same, TraceWriter(None)", col("tlb_hit_16")))
+        wn = 3000 if self.quick else 10000
+        walks = [bench_walker.measure(wn) for _ in range(self.reps)]
+        self.raw["walker"] = walks
+        for key, name in (("s1", "stage 1, 4 KB, 4 levels"), ("nested", "nested 4+4 levels")):
+            reads = walks[0][f"{key}_reads"]
+            self.add(Figure("SMMU translations", f"walker alone ({name})", "walk/s",
+                            [w[key] for w in walks],
+                            f"bare 8-byte reads + decode, {reads} per walk",
+                            [w["bare_reads"] / reads for w in walks]))
+
+    def endpoint(self) -> None:
+        ops, length = (2000 if self.quick else 5000), 4096
+        runs = [bench_endpoint.measure(ops, length) for _ in range(self.reps)]
+        self.raw["endpoint"] = runs
+        mbs = lambda k: [ops * length / r[k] / 1e6 for r in runs]  # noqa: E731
+        self.add(Figure("DMA to guest RAM", "endpoint COPY 4 KiB via ATC hits (in-process)",
+                        "MB/s", mbs("untraced"), "raw SparseMemory copy", mbs("raw"),
+                        bytes_per_op=length))
+        self.add(Figure("trace overhead", "endpoint COPY 4 KiB via ATC hits, trace to file",
+                        "MB/s", mbs("traced"), "same, TraceWriter(None)", mbs("untraced"),
+                        bytes_per_op=length))
+
+    def analyzer(self) -> None:
+        records = 30_000 if self.quick else 100_000
+        runs = [bench_analyzer.measure(records, "coherent", 1) for _ in range(self.reps)]
+        self.raw["analyzer"] = runs
+        self.add(Figure("analyzer", f"read_trace + analyze ({records:,} records, "
+                        f"{runs[0]['bytes'] / 1e6:.0f} MB)", "records/s",
+                        [r["records"] / r["full"] for r in runs], "json.loads per line only",
+                        [r["records"] / r["parse"] for r in runs],
+                        note=f"verdict {runs[-1]['verdict']}"))
+
+    # -- guest sections -----------------------------------------------------------------------
+    def ensure_products(self):
+        if self.products is None:
+            from cosim import setup
+            self.say("guest products: cosim.setup.ensure (cached after the first set-up)")
+            self.products = setup.ensure(KERNEL, quiet=True)
+        return self.products
+
+    def _run(self, smmu: str, timeout: float = 600.0, **kw):
+        from cosim.launcher import Run, RunConfig
+        cfg = RunConfig(products=self.ensure_products(), tests=[], smmu=smmu, timeout=timeout,
+                        runs_dir=self.out_dir / "runs", echo=False, **kw)
+        return Run(cfg)
+
+    def boot_once(self, smmu: str) -> tuple[float, float]:
+        """(seconds from QEMU start to the guest's init, seconds from `poweroff -f` to exit)."""
+        import pexpect
+        run = self._run(smmu)
+        try:
+            if smmu == "cosim":
+                run.start_model()
+            t0 = time.monotonic()
+            run.start_qemu()
+            state = run.boot()
+            t_boot = time.monotonic() - t0
+            if state != "booted":
+                raise RuntimeError(f"{smmu} guest: {state} (see {run.dir}/console.log)")
+            assert run.qemu is not None
+            t1 = time.monotonic()
+            run.qemu.sendline("poweroff -f")
+            run.qemu.expect(pexpect.EOF, timeout=60)
+            t_off = time.monotonic() - t1
+        finally:
+            run.stop()
+        return t_boot, t_off
+
+    def boot(self) -> None:
+        self.ensure_products()
+        res: dict[str, list[tuple[float, float]]] = {"cosim": [], "builtin": []}
+        for i in range(self.reps):  # interleaved, so drift in machine load hits both alike
+            for smmu in res:
+                res[smmu].append(self.boot_once(smmu))
+                self.say(f"boot {i + 1}/{self.reps} {smmu}: {res[smmu][-1][0]:.1f}s + "
+                         f"poweroff {res[smmu][-1][1]:.1f}s")
+        self.raw["boot"] = res
+        for idx, what in ((0, "QEMU start to guest init (COSIM-GUEST-READY)"),
+                          (1, "`poweroff -f` to QEMU exit")):
+            self.add(Figure("guest boot", f"{what}, cosim SMMU + endpoint", "s",
+                            [r[idx] for r in res["cosim"]], "QEMU built-in smmuv3, no endpoint",
+                            [r[idx] for r in res["builtin"]]))
+
+    def guest(self) -> None:
+        """One cosim boot: cosim_replace per case, --reps times; replaces/s and MMIO round
+        trips come from the model's trace of that boot."""
+        import pexpect
+        run = self._run("cosim")
+        outputs: list[dict] = []
+        try:
+            run.start_model()
+            run.start_qemu()
+            state = run.boot()
+            if state != "booted":
+                raise RuntimeError(f"cosim guest: {state} (see {run.dir}/console.log)")
+            for i in range(self.reps):
+                for label, case in REPLACE_CASES:
+                    cmd = f"/tests/cosim_replace --count {REPLACES} --only {case}"
+                    t0 = time.monotonic()
+                    out, code, st = run.run_command(cmd, timeout=900)
+                    wall = time.monotonic() - t0
+                    self.say(f"guest {i + 1}/{self.reps} {case}: exit {code} ({st}) in "
+                             f"{wall:.1f}s")
+                    if st != "ok" or code != 0 or f"ok 1 - {case}" not in out:
+                        tail = "\n".join(out.splitlines()[-15:])
+                        raise RuntimeError(f"{cmd}: exit {code} ({st}); last lines:\n{tail}")
+                    outputs.append({"case": label, "wall_s": wall})
+            assert run.qemu is not None
+            run.qemu.sendline("poweroff -f")
+            run.qemu.expect(pexpect.EOF, timeout=60)
+        finally:
+            run.stop()  # waits for the model to flush its trace
+        segments = replace_segments(run.dir / "trace.jsonl")
+        if len(segments) != len(outputs):
+            raise RuntimeError(f"{len(outputs)} cosim_replace runs but {len(segments)} "
+                               "test-begin/test-end pairs in the trace")
+        self.raw["guest"] = {"run_dir": str(run.dir), "runs": [
+            {**o, **{k: v for k, v in s.items() if k != "gaps_ns"}}
+            for o, s in zip(outputs, segments, strict=True)]}
+        why = ("n/a: cosim_replace cannot run with the generator stopped (it checks generator "
+               "progress after every replace; --rate 0 means 1), and QEMU's built-in smmuv3 "
+               "has no ATS endpoint to replace under")
+        for label, _ in REPLACE_CASES:
+            rates = [s["replaces_per_s"] for s in segments if s["label"] == label]
+            self.add(Figure("iommufd replace", f"VFIO_DEVICE_ATTACH_IOMMUFD_PT replace under "
+                            f"{label} traffic ({REPLACES} per run)", "replace/s", rates,
+                            note=why + "; rate = (markers - 1) / (last attach-begin - first)"))
+        rt = [s["mmio_rt_us"] for s in segments if s["mmio_rt_us"] is not None]
+        if not rt:
+            raise RuntimeError("no back-to-back TG register reads in the trace")
+        base = self._link_raw_us or [statistics.median(bench_link.measure(1000, 0.01)["raw"])
+                                     for _ in range(self.reps)]
+        self.add(Figure("MMIO round trip", "guest vCPU -> QEMU -> model -> vCPU, endpoint BAR "
+                        "read (from the trace)", "µs", rt, "raw pyzmq PAIR ping-pong", base,
+                        note="median gap between back-to-back TG_* register reads, one value "
+                             "per cosim_replace run"))
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _timed_cmd(self, cmd: list[str], env: dict[str, str] | None = None,
+                   timeout: float = 3600) -> float:
+        t0 = time.monotonic()
+        r = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        took = time.monotonic() - t0
+        if r.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed (exit {r.returncode}):\n"
+                               + "\n".join(r.stdout.splitlines()[-15:]))
+        return took
+
+    def setup(self) -> None:
+        setup_cmd = [sys.executable, "-m", "cosim", "setup", "--kernel", KERNEL]
+        self.ensure_products()  # make sure the cache is warm before timing it
+        cached = [self._timed_cmd(setup_cmd) for _ in range(self.reps)]
+        self.raw["setup_cached_s"] = cached
+        if self.args.setup:
+            fresh = []
+            for _ in range(1):  # twenty minutes each: one repetition
+                with tempfile.TemporaryDirectory(prefix="cosim-fresh-cache-") as d:
+                    env = {**os.environ, "COSIM_CACHE": d}
+                    fresh.append(self._timed_cmd(setup_cmd, env=env, timeout=4 * 3600))
+            self.raw["setup_fresh_s"] = fresh
+            self.add(Figure("set-up", "`cosim setup`, empty COSIM_CACHE (fresh download + QEMU "
+                            "+ kernel + initramfs builds)", "s", fresh,
+                            "`cosim setup`, warm cache", cached, note="one repetition"))
+        else:
+            self.add(Figure("set-up", "`cosim setup`, warm cache", "s", cached,
+                            note="fresh-cache set-up (~20 min) is measured with --setup"))
+        if self.args.make_test:
+            took = self._timed_make_test()
+            self.raw["make_test_s"] = took
+            self.add(Figure("set-up", "`make test`, warm cache (all unit + e2e tests)", "s",
+                            [took["all"]], "`make unit` (no guest boots)", [took["unit"]],
+                            note=f"one repetition; pytest exit {took['rc']}"))
+        else:
+            self.add(Figure("set-up", "`make test`, warm cache", "s", [],
+                            note="measured with --make-test (it boots the guest many times)"))
+
+    def _timed_make_test(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for target in ("unit", "test"):
+            t0 = time.monotonic()
+            r = subprocess.run(["make", target], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, timeout=4 * 3600)
+            out["all" if target == "test" else "unit"] = time.monotonic() - t0
+            out["rc"] = r.returncode
+            (self.out_dir / f"make-{target}.log").write_text(r.stdout)
+        return out
+
+
+def replace_segments(trace_path: Path) -> list[dict]:
+    """Per cosim_replace run (test-begin .. test-end): its label, replaces per second from the
+    attach-begin markers, and the median back-to-back TG register read gap in µs."""
+    from cosim.endpoint import regs
+    from cosim.trace import read_trace
+    off = {r.name: r.offset for r in regs.REGISTERS}
+    pairs = {(off[a], off[b]) for a, b in zip(TG_READ_SEQUENCE, TG_READ_SEQUENCE[1:], strict=False)}
+    recs = read_trace(trace_path).records
+    out: list[dict] = []
+    cur: dict | None = None
+    prev: dict | None = None
+    for r in recs:
+        k = r.get("k")
+        if k == "marker" and r.get("tag") == "test-begin" and "replace" in (r.get("label") or ""):
+            cur = {"label": "ATS" if "ats" in r["label"] else "untranslated", "attach": [],
+                   "gaps_ns": []}
+        elif cur is not None:
+            if k == "marker" and r.get("tag") == "attach-begin":
+                cur["attach"].append(r["t"])
+            elif k == "marker" and r.get("tag") == "test-end":
+                out.append(_summarise(cur))
+                cur = None
+            elif (k == "mmio" and r.get("rw") == "r" and prev is not None
+                  and prev.get("k") == "mmio" and prev.get("rw") == "r"
+                  and prev.get("dev") == r.get("dev") != 0
+                  and (prev.get("off"), r.get("off")) in pairs):
+                cur["gaps_ns"].append(r["t"] - prev["t"])
+        prev = r
+    return out
+
+
+def _summarise(seg: dict) -> dict:
+    a = seg["attach"]
+    rate = (len(a) - 1) / ((a[-1] - a[0]) / 1e9) if len(a) > 1 and a[-1] > a[0] else None
+    gaps = seg["gaps_ns"]
+    return {"label": seg["label"], "replaces": len(a), "replaces_per_s": rate,
+            "mmio_rt_us": statistics.median(gaps) / 1000 if gaps else None,
+            "mmio_samples": len(gaps), "gaps_ns": gaps}
+
+
+# -- output ----------------------------------------------------------------------------------
+def _num(x: float) -> str:
+    a = abs(x)
+    if a >= 100:
+        return f"{x:,.0f}"
+    if a >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}" if a >= 1 else f"{x:.3f}"
+
+
+def _cell(xs: list[float], unit: str, bytes_per_op: int = 0) -> tuple[str, str]:
+    if not xs:
+        return "", ""
+    med = statistics.median(xs)
+    main = f"{_num(med)} {unit}"
+    if bytes_per_op:
+        main += f" ({_num(med * 1e6 / bytes_per_op)} ops/s)"
+    return main, f"{_num(min(xs))} – {_num(max(xs))}"
+
+
+def markdown(figs: list[Figure], meta: dict) -> str:
+    lines = [f"## cosim bench ({meta['when']}, {meta['machine']}, reps {meta['reps']})", "",
+             "Each value: median of the repetitions, then min – max. Ratio = figure / "
+             "baseline (medians).", "",
+             "| section | figure | median | min – max | baseline | baseline median | "
+             "min – max | ratio |",
+             "|---|---|---:|---:|---|---:|---:|---:|"]
+    notes: list[str] = []
+    for f in figs:
+        if f.error:
+            lines.append(f"| {f.section} | **error** | | | {f.error.splitlines()[0][:150]} "
+                         "| | | |")
+            continue
+        v, vr = _cell(f.values, f.unit, f.bytes_per_op)
+        b, br = _cell(f.baseline, f.unit, f.bytes_per_op)
+        ratio = f"{f.ratio:.2f}" if f.ratio is not None else "n/a"
+        name = f.name
+        if f.note:
+            notes.append(f.note)
+            name += f" [{len(notes)}]"
+        if not f.values:
+            v, vr = "not measured", ""
+        lines.append(f"| {f.section} | {name} | {v} | {vr} | {f.baseline_name or 'n/a'} | "
+                     f"{b} | {br} | {ratio} |")
+    if notes:
+        lines.append("")
+        lines += [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            if ln.startswith("model name"):
+                cpu = ln.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, help="repetitions per figure (default 5, --quick 3)")
+    ap.add_argument("--quick", action="store_true", help="3 repetitions, smaller workloads")
+    ap.add_argument("--setup", action="store_true",
+                    help="also time a fresh-cache `cosim setup` (about 20 minutes)")
+    ap.add_argument("--make-test", action="store_true",
+                    help="also time `make unit` and `make test` with a warm cache")
+    ap.add_argument("--only", type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
+                    help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    ap.add_argument("--runs-dir", type=Path, default=ROOT / "runs")
+    args = ap.parse_args(argv)
+    if args.reps is None:
+        args.reps = 3 if args.quick else 5
+    if args.reps < 1:
+        ap.error("--reps must be >= 1")
+    for s in args.only or []:
+        if s not in SECTIONS:
+            ap.error(f"--only: unknown section {s!r} (sections: {', '.join(SECTIONS)})")
+
+    when = dt.datetime.now()
+    out_dir = args.runs_dir / f"bench-{when.strftime('%Y%m%d-%H%M%S')}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    b = Bench(args, out_dir)
+    t0 = time.monotonic()
+    # The link section runs first: its raw ping-pong is the guest MMIO figure's baseline.
+    for name in SECTIONS:
+        b.section(name, getattr(b, name))
+    meta = {"when": when.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "reps": args.reps,
+            "quick": args.quick, "kernel": KERNEL, "seconds": round(time.monotonic() - t0, 1),
+            "cosim_qemu": os.environ.get("COSIM_QEMU")}
+    if b.products is not None:
+        meta["guest_kernel"] = b.products.kernel_version
+        meta["qemu"] = str(b.products.qemu)
+    md = markdown(b.figures, meta)
+    print(md)
+    doc = {"meta": meta, "figures": [
+        {**asdict(f), "median": statistics.median(f.values) if f.values else None,
+         "baseline_median": statistics.median(f.baseline) if f.baseline else None,
+         "ratio": f.ratio} for f in b.figures], "raw": b.raw}
+    (out_dir / "bench.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    (out_dir / "bench.md").write_text(md)
+    print(f"bench: {len(b.figures)} figures in {meta['seconds']:.0f}s; "
+          f"{out_dir / 'bench.json'}", file=sys.stderr)
+    return 1 if any(f.error for f in b.figures) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
