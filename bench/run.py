@@ -242,10 +242,14 @@ class Bench:
                     wall = time.monotonic() - t0
                     self.say(f"guest {i + 1}/{self.reps} {case}: exit {code} ({st}) in "
                              f"{wall:.1f}s")
-                    if st != "ok" or code != 0 or f"ok 1 - {case}" not in out:
+                    if st != "ok":
                         tail = "\n".join(out.splitlines()[-15:])
-                        raise RuntimeError(f"{cmd}: exit {code} ({st}); last lines:\n{tail}")
-                    outputs.append({"case": label, "wall_s": wall})
+                        raise RuntimeError(f"{cmd}: guest {st}; last lines:\n{tail}")
+                    # A failing check (an invariant violation) is the test suite's finding,
+                    # not the benchmark's: the replaces still ran and are timed; say so.
+                    verdict = "pass" if f"\nok 1 - {case}" in "\n" + out else "fail"
+                    outputs.append({"case": label, "wall_s": wall, "verdict": verdict,
+                                    "exit": code})
             assert run.qemu is not None
             run.qemu.sendline("poweroff -f")
             run.qemu.expect(pexpect.EOF, timeout=60)
@@ -261,11 +265,17 @@ class Bench:
         why = ("n/a: cosim_replace cannot run with the generator stopped (it checks generator "
                "progress after every replace; --rate 0 means 1), and QEMU's built-in smmuv3 "
                "has no ATS endpoint to replace under")
-        for label, _ in REPLACE_CASES:
-            rates = [s["replaces_per_s"] for s in segments if s["label"] == label]
+        for label, case in REPLACE_CASES:
+            rates = [s["replaces_per_s"] for s in segments
+                     if s["label"] == label and s["replaces_per_s"]]
+            fails = sum(1 for o in outputs if o["case"] == label and o["verdict"] != "pass")
+            verdict = (f"; cosim_replace --only {case} FAILED its checks in {fails} of "
+                       f"{self.reps} runs (see {run.dir}/console.log), the replaces are timed "
+                       "anyway" if fails else f"; cosim_replace --only {case} passed")
             self.add(Figure("iommufd replace", f"VFIO_DEVICE_ATTACH_IOMMUFD_PT replace under "
                             f"{label} traffic ({REPLACES} per run)", "replace/s", rates,
-                            note=why + "; rate = (markers - 1) / (last attach-begin - first)"))
+                            note=why + "; rate = (markers - 1) / (last attach-begin - first)"
+                            + verdict))
         rt = [s["mmio_rt_us"] for s in segments if s["mmio_rt_us"] is not None]
         if not rt:
             raise RuntimeError("no back-to-back TG register reads in the trace")
@@ -389,7 +399,9 @@ def _cell(xs: list[float], unit: str, bytes_per_op: int = 0) -> tuple[str, str]:
 
 
 def markdown(figs: list[Figure], meta: dict) -> str:
-    lines = [f"## cosim bench ({meta['when']}, {meta['machine']}, reps {meta['reps']})", "",
+    guest = f", guest {meta['guest_kernel']}" if meta.get("guest_kernel") else ""
+    lines = [f"## cosim bench ({meta['when']}, {meta['machine']}{guest}, reps {meta['reps']}"
+             f"{', quick' if meta['quick'] else ''})", "",
              "Each value: median of the repetitions, then min – max. Ratio = figure / "
              "baseline (medians).", "",
              "| section | figure | median | min – max | baseline | baseline median | "
