@@ -16,8 +16,13 @@ if [ ! -d "$KHDR/linux" ]; then
     KHDR=$("$COSIM_ROOT/scripts/kernel.sh" debian-6.12 | sed -n 's/^KERNEL_DIR=//p')/include
 fi
 MODS=""; [ -d "$KDIR/modules" ] && MODS="$KDIR/modules"
+# Modules the guest loads at boot when the kernel has them as modules (a stock kernel): the SMMU
+# driver and VFIO with its type1 backend and vfio-pci. Built-in ones are skipped; their
+# dependencies come along from the kernel's modules.dep. Order is load order.
+WANT_MODS="arm_smmu_v3 vfio vfio_iommu_type1 vfio_pci"
 KEY=$(hash_inputs "$BB_DEB" "$COSIM_ROOT/guest" "$COSIM_ROOT/guest-tests" "$KHDR/linux/version.h" \
-      "$KHDR/linux/iommufd.h" "$KHDR/linux/vfio.h" "mods:$MODS" "initramfs v1")
+      "$KHDR/linux/iommufd.h" "$KHDR/linux/vfio.h" "mods:$MODS" "modset v2:$WANT_MODS unxz depmod" \
+      "initramfs v1")
 OUT="$COSIM_CACHE/initramfs/$KEY"
 if [ "${2:-}" = "--key" ]; then echo "KEY=$KEY"; exit 0; fi
 if [ -f "$OUT/initramfs.cpio.gz" ]; then
@@ -37,6 +42,46 @@ if [ ! -x "$BBDIR/bin/busybox" ]; then
     step_end
 fi
 
+# ship_modules MODS ROOT: the closure of WANT_MODS from MODS/RELEASE (resolved by the host's
+# kmod against the kernel's full modules.dep), decompressed, because busybox's modprobe/insmod
+# take plain .ko; a modules.dep for just that subset (host depmod, which busybox modprobe reads);
+# and /etc/modules-load listing the wanted ones that are modules, for guest/init.
+ship_modules() {
+    local mods="$1" root="$2" rel dr m line ko dst shipped=""
+    rel=$(ls "$mods" | head -1)
+    [ -f "$mods/$rel/modules.dep" ] || die "$mods/$rel has no modules.dep (kernel.sh runs depmod)"
+    # kmod wants BASE/lib/modules/RELEASE; point a scratch base at the kernel's tree.
+    dr=$(mktemp -d); mkdir -p "$dr/lib"; ln -s "$(realpath "$mods")" "$dr/lib/modules"
+    mkdir -p "$root/lib/modules/$rel"
+    for m in $WANT_MODS; do
+        line=$(modprobe -d "$dr" -S "$rel" --show-depends "$m" 2>&1) \
+            || { rm -rf "$dr"; die "module $m: $line"; }
+        case "$line" in builtin*) continue ;; esac
+        while read -r _ ko; do
+            [ -n "$ko" ] || continue
+            ko=${ko#"$dr/lib/modules/$rel/"}
+            dst="$root/lib/modules/$rel/${ko%.[gx]z}"; dst=${dst%.zst}
+            [ -f "$dst" ] && continue
+            mkdir -p "$(dirname "$dst")"
+            case "$ko" in
+                *.xz) xz -dc "$mods/$rel/$ko" >"$dst" ;;
+                *.gz) gzip -dc "$mods/$rel/$ko" >"$dst" ;;
+                *.zst) zstd -qdc "$mods/$rel/$ko" >"$dst" ;;
+                *) cp "$mods/$rel/$ko" "$dst" ;;
+            esac
+        done <<<"$(grep '^insmod ' <<<"$line")"
+        shipped="$shipped $m"
+    done
+    rm -rf "$dr"
+    cp "$mods/$rel"/modules.{builtin,builtin.modinfo} "$root/lib/modules/$rel/"
+    depmod -b "$root" "$rel" || die "depmod failed on the shipped modules"
+    # busybox reads the text files only; the .bin indexes are kmod's.
+    rm -f "$root/lib/modules/$rel"/*.bin
+    [ -z "$shipped" ] || printf '%s\n' $shipped >"$root/etc/modules-load"
+    echo "    modules:$shipped (+ dependencies: $(find "$root/lib/modules/$rel" -name '*.ko' | wc -l) files," \
+         "$(du -sh "$root/lib/modules" | cut -f1))"
+}
+
 step_begin "initramfs: building guest-tests and packing"
 rm -rf "$OUT.new"; mkdir -p "$OUT.new/root"/{bin,sbin,proc,sys,dev,tmp,tests,etc,root}
 R="$OUT.new/root"
@@ -51,8 +96,7 @@ if [ -f "$COSIM_ROOT/guest-tests/Makefile" ]; then
     find "$OUT.new/tests" -maxdepth 1 -type f -perm -u+x -exec cp {} "$R/tests/" \;
 fi
 if [ -n "$MODS" ]; then
-    mkdir -p "$R/lib/modules"; cp -a "$MODS/." "$R/lib/modules/"
-    printf '%s\n' arm_smmu_v3 >"$R/etc/modules-load"
+    ship_modules "$MODS" "$R"
 fi
 (cd "$R" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0) \
     | gzip -6 >"$OUT.new/initramfs.cpio.gz"

@@ -74,26 +74,50 @@ debian_source() {  # debian_source PKG SUITE
 
 debian_binary() {  # stock trixie arm64 kernel: metapackage -> the real image package
     apt_private_setup
-    local real deb ver
+    local real deb ver rel vmlinuz opt missing=""
     real=$(aptcache_p depends "linux-image-arm64:arm64/trixie" 2>/dev/null \
            | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
     real=${real%:arm64}
     [ -n "$real" ] || die "cannot resolve Debian trixie's linux-image-arm64"
     deb=$(apt_p download --print-uris "$real:arm64/trixie" 2>/dev/null | awk '{print $2}' | head -1)
     ver=${deb#"${real}_"}; ver=${ver%_arm64.deb}
-    KEY=$(hash_inputs "$real $ver" "stock v1")
+    KEY=$(hash_inputs "$real $ver" "stock v2 (Image, config, modules/RELEASE with modules.dep)")
     OUT="$COSIM_CACHE/kernel/$real-$KEY"
+    if [ -n "$KEY_ONLY" ]; then echo "KEY=$KEY"; exit 0; fi
     if [ -f "$OUT/Image" ]; then step_cached "kernel $real $ver (stock binary)" "$OUT"; return; fi
     step_begin "kernel: fetching stock binary $real $ver"
     rm -rf "$OUT.new"; mkdir -p "$OUT.new/dl"
     (cd "$OUT.new/dl" && apt_p download "$real:arm64/trixie" >/dev/null 2>&1) || die "downloading $real failed"
     dpkg-deb -x "$OUT.new"/dl/*.deb "$OUT.new/x"
-    # arm64 vmlinuz is a gzip'd Image.
-    zcat "$OUT.new"/x/boot/vmlinuz-* >"$OUT.new/Image"
+    vmlinuz=$(ls "$OUT.new"/x/boot/vmlinuz-* | head -1)
+    # trixie ships a plain Image as vmlinuz; older releases gzip'd it.
+    if [ "$(head -c2 "$vmlinuz" | od -An -tx1 | tr -d ' ')" = "1f8b" ]; then
+        zcat "$vmlinuz" >"$OUT.new/Image"
+    else
+        cp "$vmlinuz" "$OUT.new/Image"
+    fi
+    # arm64 Image header: "ARMd" magic at offset 56 (an EFI zboot image would not boot with -kernel).
+    [ "$(dd if="$OUT.new/Image" bs=1 skip=56 count=4 2>/dev/null)" = "ARMd" ] \
+        || die "$vmlinuz is neither an arm64 Image nor a gzip'd one"
     cp "$OUT.new"/x/boot/config-* "$OUT.new/config"
-    mkdir -p "$OUT.new/modules"; cp -a "$OUT.new"/x/lib/modules/. "$OUT.new/modules/" 2>/dev/null \
-        || cp -a "$OUT.new"/x/usr/lib/modules/. "$OUT.new/modules/"
-    rm -rf "$OUT.new/dl" "$OUT.new/x"
+    # What the guest needs before any module can load must be built in: the virt machine's
+    # PCIe host bridge, MSIs through the GICv3 ITS, the PL011 console, a gzip'd initramfs.
+    for opt in PCI_HOST_GENERIC PCI_MSI ARM_GIC_V3_ITS SERIAL_AMBA_PL011_CONSOLE BLK_DEV_INITRD \
+               RD_GZIP DEVTMPFS IOMMU_API PCI_ATS; do
+        grep -qx "CONFIG_$opt=y" "$OUT.new/config" || missing="$missing $opt"
+    done
+    grep -qE '^CONFIG_ARM_SMMU_V3=[ym]$' "$OUT.new/config" || missing="$missing ARM_SMMU_V3"
+    [ -z "$missing" ] || die "stock kernel $real lacks what the guest needs built in:$missing"
+    # modules/RELEASE/ as an installed system has it (Debian's postinst runs depmod, so the
+    # package itself carries no modules.dep): initramfs.sh picks its subset from there.
+    mkdir -p "$OUT.new/modules"
+    cp -a "$OUT.new"/x/usr/lib/modules/. "$OUT.new/modules/" 2>/dev/null \
+        || cp -a "$OUT.new"/x/lib/modules/. "$OUT.new/modules/"
+    rel=$(ls "$OUT.new/modules" | head -1)
+    [ -n "$rel" ] && [ -d "$OUT.new/modules/$rel/kernel" ] || die "$real carries no modules"
+    mkdir -p "$OUT.new/depmod-root/lib"; ln -s ../../modules "$OUT.new/depmod-root/lib/modules"
+    depmod -b "$OUT.new/depmod-root" "$rel" || die "depmod failed on $real's modules"
+    rm -rf "$OUT.new/dl" "$OUT.new/x" "$OUT.new/depmod-root"
     echo "$real $ver (stock binary)" >"$OUT.new/VERSION"
     rm -rf "$OUT"; mv "$OUT.new" "$OUT"
     step_end
