@@ -18,6 +18,7 @@ import pexpect
 import pytest
 from conftest import products_for
 
+from cosim.analyzer import analyze_path
 from cosim.launcher import Run, RunConfig
 from cosim.trace import read_trace
 
@@ -194,3 +195,78 @@ def test_guest_reboot_resets_the_model_and_dma_works_again(runs_dir: Path) -> No
     assert any(r["k"] == "mmio" and r.get("dev") == 0 and r.get("off") == 0x20
                and r.get("rw") == "w" and r["val"] for r in later), "no CR0 enable after reset"
     assert any(r["k"] == "dma" and r.get("ok") for r in later), "no DMA after the reset"
+
+
+# -- 4. soak --------------------------------------------------------------------------------------
+
+SOAK_REPLACES = 1000
+CHECKED = re.compile(r"# replace (\d+) ([AB]->[AB]): TG_SEQ at return")
+FINAL = re.compile(r"# final: TG_SEQ (\d+) TG_WRITES (\d+) TG_XLATE_FAIL (\d+) TG_ABORTS (\d+) "
+                   r"TG_ATS_ERR (\d+) TG_MISMATCH (\d+)")
+# The known kernel 6.12 finding: a non-hitless CD rewrite makes some translations fail
+# DURING a replace's attach call. cosim_replace records those and goes on, then fails the case
+# with this one summary line; it is tolerated here and reported.
+KNOWN = re.compile(r"# (\d+) of (\d+) replaces saw translation failures or aborts DURING the "
+                   r"attach call \((\d+) in all")
+# Lost or misplaced records (the guest scans both buffers after every replace and stops at
+# the first), and failures while one domain was stably attached: none is tolerated.
+FORBIDDEN = ("landed in the OLD buffer", "records at the wrong slot", "reached the NEW buffer",
+             "failures before the attach started", "failures after the attach returned",
+             "failures between the last check")
+# Analyzer rules that mean a write or translation went to the wrong place; the known finding
+# shows up as inv3-abort-during-attach and entry-update, which the soak tolerates.
+MISDIRECTED_RULES = {"inv1-old-domain", "inv2-invalidated-atc", "stale-cache"}
+# Memory bound of the model process (VmHWM, peak resident set). The model is CPython with
+# pyzmq and construct (~40 MiB), plus the guest RAM pages of the shared 1 GiB mapping it
+# touched (page tables, queues, the two 64 KiB test buffers: a few MiB). 256 MiB leaves room
+# for the allocator and the trace buffer, and is far below what a leak of per-replace state
+# over 1000 replaces (tens of KiB each) would add.
+MODEL_HWM_BOUND_KIB = 256 * 1024
+
+
+def proc_status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def test_soak_1000_replaces_no_lost_or_misplaced_writes_bounded_memory(runs_dir: Path) -> None:
+    """ATS traffic-generator load plus 1000 RID replaces A<->B in one cosim_replace run.
+
+    Asserts: every replace had its buffer check (after each attach: no record in the old
+    buffer, a new record in the new one, every record at the slot its IOVA names) and none
+    failed; no translation failure happened outside an attach call; every record the
+    generator issued was either written or counted as a translation failure (TG_SEQ =
+    TG_WRITES + TG_XLATE_FAIL, no abort, no ATS error, no data mismatch), and all those
+    failures are the known in-attach ones; the analyzer finds no misdirected translation in
+    the trace; the model's VmHWM stays under MODEL_HWM_BOUND_KIB.
+    """
+    t0 = time.monotonic()
+    with booted(runs_dir) as run:
+        assert run.model is not None
+        out, status, state = run.run_command(
+            f"/tests/cosim_replace --only replace_ats --count {SOAK_REPLACES} -v", 600)
+        assert state == "ok", out[-3000:]
+        hwm = proc_status_kib(run.model.pid, "VmHWM")
+        anon = proc_status_kib(run.model.pid, "RssAnon")
+    tail = out[-3000:]
+    checked = [int(m.group(1)) for m in CHECKED.finditer(out)]
+    assert checked == list(range(1, SOAK_REPLACES + 1)), f"buffer checks missing:\n{tail}"
+    for bad in FORBIDDEN:
+        assert bad not in out, f"{bad}:\n{tail}"
+    seq, writes, xlate, aborts, ats_err, mismatch = map(int, FINAL.search(out).groups())
+    assert (aborts, ats_err, mismatch) == (0, 0, 0), tail
+    assert seq == writes + xlate, f"records lost: issued {seq}, written {writes}, failed {xlate}"
+    known = KNOWN.search(out)
+    in_attach = int(known.group(3)) if known else 0
+    assert xlate == in_attach, f"{xlate} failures, {in_attach} of them during attach calls"
+    assert status == 0 or known, f"cosim_replace failed for another reason:\n{tail}"
+    result = analyze_path(run.dir / "trace.jsonl")
+    assert result["verdict"] in ("clean", "violations"), result
+    rules = {v["rule"] for v in result.get("violations", [])}
+    print(f"soak: {SOAK_REPLACES} replaces, {seq} records, {xlate} translation failures in "
+          f"{known.group(1) if known else 0} replaces (known finding); model VmHWM {hwm} KiB, "
+          f"RssAnon {anon} KiB; analyzer rules {sorted(rules)}; {time.monotonic() - t0:.0f} s")
+    assert not rules & MISDIRECTED_RULES, rules
+    assert hwm < MODEL_HWM_BOUND_KIB, f"model VmHWM {hwm} KiB"
