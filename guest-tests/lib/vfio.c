@@ -299,8 +299,14 @@ int ep_open_vfio(struct ep *ep, const char *bdf)
 	snprintf(node, sizeof(node), "/dev/vfio/devices/%s", name);
 	snprintf(devfile, sizeof(devfile), "%s/%s/dev", path, name);
 	ep->devfd = open_chardev(node, devfile);
-	if (ep->devfd < 0)
+	if (ep->devfd < 0) {
+		/* vfio-dev/vfioN exists without CONFIG_VFIO_DEVICE_CDEV, but has no dev number. */
+		if (errno == ENOENT)
+			return ep_set_err(EP_UNSUP, "VFIO device cdev (no %s: "
+					  "CONFIG_VFIO_DEVICE_CDEV, which needs CONFIG_IOMMUFD)",
+					  devfile);
 		return ep_set_err(EP_ERR, "open %s: %s (errno %d)", node, strerror(errno), errno);
+	}
 
 	ep->iommufd = open_chardev("/dev/iommu", "/sys/class/misc/iommu/dev");
 	if (ep->iommufd < 0) {
