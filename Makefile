@@ -6,7 +6,7 @@ KERNEL ?= debian-6.12
 export COSIM_CACHE ?= $(HOME)/.cache/cosim
 PYTEST_ARGS ?=
 
-.PHONY: all setup run test unit e2e bench lint clean-runs
+.PHONY: all setup setup-all run test unit e2e bench lint clean-runs
 
 all: run
 
@@ -21,19 +21,23 @@ $(VENV)/.stamp: pyproject.toml
 setup: $(VENV)/.stamp
 	@$(PY) -m cosim setup --kernel $(KERNEL)
 
+# Every kernel the end-to-end tests boot, built (or taken from cache) up front with progress.
+setup-all: $(VENV)/.stamp
+	@for k in debian-6.12 debian-7.2 debian-6.12-bin; do $(PY) -m cosim setup --kernel $$k || exit 1; done
+
 # Boot the guest with the model and run the hitless suite, then the trace analysis.
 run: $(VENV)/.stamp
 	@$(PY) -m cosim run --kernel $(KERNEL) --tests all
 
 # Every test, unit and end-to-end. pytest's exit 5 (nothing collected) is a failure here.
-test: $(VENV)/.stamp setup
+test: $(VENV)/.stamp setup-all
 	@$(PY) -m pytest -ra $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; exit 1; fi; exit $$rc
 
 unit: $(VENV)/.stamp
 	@$(PY) -m pytest -ra -m "not e2e" $(PYTEST_ARGS)
 
-e2e: $(VENV)/.stamp setup
+e2e: $(VENV)/.stamp setup-all
 	@$(PY) -m pytest -ra -m e2e $(PYTEST_ARGS)
 
 bench: $(VENV)/.stamp
