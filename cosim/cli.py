@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -105,6 +106,24 @@ def print_summary(out: launcher.RunOutcome) -> None:
             print(f"  full report: {rep}")
 
 
+def print_expectations(run_dir: Path) -> None:
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return
+    exp = summary.get("expectations")
+    if not exp:
+        return
+    if exp["match"]:
+        print(f"Expectations: this run matches {exp['file']} exactly")
+    else:
+        print(f"Expectations: this run DIFFERS from {exp['file']}:")
+        for m in exp["mismatches"]:
+            print(f"  - {m}")
+    for f in exp["findings"]:
+        print(f"  known finding {f['id']} (invariant {f['invariant']}): {f['title']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -119,13 +138,15 @@ def main(argv: list[str] | None = None) -> int:
                                  timeout=args.timeout, boot_timeout=args.boot_timeout,
                                  interactive=args.interactive, runs_dir=args.runs_dir,
                                  smp=args.smp, model_args=args.model_arg, append=args.append,
-                                 test_args={"replace": f"--count {args.replaces}"})
+                                 test_args={"replace": f"--count {args.replaces}"},
+                                 kernel_choice=args.kernel)
         try:
             out = launcher.execute(cfg)
         except launcher.RunError as e:
             print(f"cosim run: {e}", file=sys.stderr)
             return 2
         print_summary(out)
+        print_expectations(out.run_dir)
         return out.exit_code
     if args.cmd == "model":
         if getattr(args, "_model_missing", None):

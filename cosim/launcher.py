@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pexpect
 
-from . import tap
+from . import expectations, tap
 from .setup import Products
 
 READY = "COSIM-GUEST-READY"
@@ -60,6 +60,7 @@ class RunConfig:
     model_args: list[str] = field(default_factory=list)
     test_args: dict[str, str] = field(default_factory=dict)
     append: str = ""
+    kernel_choice: str = ""  # the --kernel name, to find this kernel's recorded expectations
     link_timeout_ms: int = 30000  # QEMU gives up on a silent model after this long
     echo: bool = True  # print console progress lines
 
@@ -362,10 +363,28 @@ def execute(cfg: RunConfig) -> RunOutcome:
         "exit_code": exit_code,
         "last_console_lines": run.last_console_lines() if guest != "booted" else [],
     }
+    summary["expectations"] = _judge_expectations(cfg, summary, interrupted)
+    if summary["expectations"] and summary["expectations"]["match"]:
+        # Exactly the recorded behaviour of this kernel, findings included: not a regression.
+        exit_code = summary["exit_code"] = 0
     tmp = run.dir / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     os.replace(tmp, run.dir / "summary.json")
     return RunOutcome(run.dir, guest, results, analysis, exit_code)
+
+
+def _judge_expectations(cfg: RunConfig, summary: dict, interrupted: bool) -> dict | None:
+    """Compare a full run with tests/expectations/<kernel>.toml, when the kernel has one."""
+    if interrupted or summary["guest"] != "booted" or set(cfg.tests) != set(AREAS):
+        return None
+    if not cfg.kernel_choice or not expectations.available(cfg.kernel_choice):
+        return None
+    exp = expectations.load(cfg.kernel_choice)
+    problems = expectations.mismatches(exp, summary)
+    return {"file": str(expectations.DIR / f"{cfg.kernel_choice}.toml"), "match": not problems,
+            "mismatches": problems,
+            "findings": [{k: f.get(k) for k in ("id", "title", "invariant", "tests")}
+                         for f in exp.findings]}
 
 
 def _final_state(run: Run, results: list[TestResult]) -> str:

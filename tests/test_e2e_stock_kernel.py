@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from conftest import products_for
-from expectations import load, mismatches
 from test_e2e_suite import run_suite
+
+from cosim.expectations import load, mismatches
 
 pytestmark = pytest.mark.e2e
 

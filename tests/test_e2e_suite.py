@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, products_for
-from expectations import load, mismatches
 
 from cosim.compare import side_by_side
+from cosim.expectations import load, mismatches
 
 pytestmark = pytest.mark.e2e
 

@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DIR = Path(__file__).resolve().parent / "expectations"
+DIR = Path(__file__).resolve().parent.parent / "tests" / "expectations"
 
 
 @dataclass
@@ -21,6 +21,10 @@ class Expectation:
     statuses: dict[str, str]                       # test name -> status; unlisted means "pass"
     rules: set[str] = field(default_factory=set)   # analyzer rules that must (only) fire
     findings: list[dict] = field(default_factory=list)
+
+
+def available(kernel: str) -> bool:
+    return (DIR / f"{kernel}.toml").exists()
 
 
 def load(kernel: str) -> Expectation:
