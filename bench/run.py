@@ -321,13 +321,14 @@ class Bench:
             self.raw["make_test_s"] = took
             self.add(Figure("set-up", "`make test`, warm cache (all unit + e2e tests)", "s",
                             [took["all"]], "`make unit` (no guest boots)", [took["unit"]],
-                            note=f"one repetition; pytest exit {took['rc']}"))
+                            note=f"one repetition; make test exit {took['rc']}: "
+                                 f"{took['summary']}"))
         else:
             self.add(Figure("set-up", "`make test`, warm cache", "s", [],
                             note="measured with --make-test (it boots the guest many times)"))
 
-    def _timed_make_test(self) -> dict[str, float]:
-        out: dict[str, float] = {}
+    def _timed_make_test(self) -> dict:
+        out: dict = {}
         for target in ("unit", "test"):
             t0 = time.monotonic()
             r = subprocess.run(["make", target], cwd=ROOT, stdout=subprocess.PIPE,
@@ -335,6 +336,8 @@ class Bench:
             out["all" if target == "test" else "unit"] = time.monotonic() - t0
             out["rc"] = r.returncode
             (self.out_dir / f"make-{target}.log").write_text(r.stdout)
+        summary = [ln for ln in r.stdout.splitlines() if " in " in ln and "passed" in ln]
+        out["summary"] = summary[-1].strip("= ") if summary else "no pytest summary"
         return out
 
 
@@ -403,7 +406,7 @@ def markdown(figs: list[Figure], meta: dict) -> str:
     lines = [f"## cosim bench ({meta['when']}, {meta['machine']}{guest}, reps {meta['reps']}"
              f"{', quick' if meta['quick'] else ''})", "",
              "Each value: median of the repetitions, then min – max. Ratio = figure / "
-             "baseline (medians).", "",
+             f"baseline (medians). Machine {meta['load']}.", "",
              "| section | figure | median | min – max | baseline | baseline median | "
              "min – max | ratio |",
              "|---|---|---:|---:|---|---:|---:|---:|"]
@@ -470,7 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     # The link section runs first: its raw ping-pong is the guest MMIO figure's baseline.
     for name in SECTIONS:
         b.section(name, getattr(b, name))
-    meta = {"when": when.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "reps": args.reps,
+    load = f"load average {os.getloadavg()[1]:.1f} over the last 5 min at the end"
+    meta = {"when": when.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "load": load,
+            "reps": args.reps,
             "quick": args.quick, "kernel": KERNEL, "seconds": round(time.monotonic() - t0, 1),
             "cosim_qemu": os.environ.get("COSIM_QEMU")}
     if b.products is not None:
