@@ -12,6 +12,17 @@ step_end() { echo "    done in $(( $(date +%s) - _step_t0 ))s"; }
 step_cached() { echo "==> $1: from cache ($2)"; }
 die() { echo "error: $*" >&2; exit 1; }
 
+# take_lock NAME: one set-up of a product at a time (two concurrent runs would wreck each
+# other's work trees); held until the script exits. Check the cache again after taking it.
+take_lock() {
+    mkdir -p "$COSIM_CACHE/locks"
+    exec {_lockfd}>"$COSIM_CACHE/locks/$1.lock"
+    if ! flock -n "$_lockfd"; then
+        echo "==> waiting for another set-up of $1 to finish"
+        flock "$_lockfd"
+    fi
+}
+
 # hash_inputs FILE_OR_STRING...: one short key for a set of files and literal strings.
 hash_inputs() {
     local item

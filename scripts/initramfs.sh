@@ -25,6 +25,7 @@ KEY=$(hash_inputs "$BB_DEB" "$COSIM_ROOT/guest" "$COSIM_ROOT/guest-tests" "$KHDR
       "initramfs v1")
 OUT="$COSIM_CACHE/initramfs/$KEY"
 if [ "${2:-}" = "--key" ]; then echo "KEY=$KEY"; exit 0; fi
+take_lock initramfs
 if [ -f "$OUT/initramfs.cpio.gz" ]; then
     step_cached "initramfs (busybox + guest-tests)" "$OUT"
     echo "INITRAMFS=$OUT/initramfs.cpio.gz"; exit 0

@@ -53,6 +53,7 @@ debian_source() {  # debian_source PKG SUITE
     KEY=$(hash_inputs "$pkg $ver" "$FRAG" "$BUILD_RECIPE")
     OUT="$COSIM_CACHE/kernel/$pkg-$KEY"
     if [ -n "$KEY_ONLY" ]; then echo "KEY=$KEY"; exit 0; fi
+    take_lock "$pkg"
     if [ -f "$OUT/Image" ]; then step_cached "kernel $pkg $ver" "$OUT"; return; fi
     src="$COSIM_CACHE/src/$pkg-$ver"
     if [ ! -f "$src/.unpacked" ]; then

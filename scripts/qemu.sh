@@ -21,6 +21,7 @@ KEY=$(hash_inputs "qemu $VER" "$PATCHES" "configure ${CONFIGURE_FLAGS[*]}")
 OUT="$COSIM_CACHE/qemu/$KEY"
 BIN="$OUT/qemu-system-aarch64"
 if [ "${1:-}" = "--key" ]; then echo "KEY=$KEY"; exit 0; fi
+take_lock qemu
 if [ -x "$BIN" ]; then
     step_cached "qemu $VER + $(grep -cvE '^\s*(#|$)' "$PATCHES/series" 2>/dev/null || true) patches" "$OUT"
     echo "$BIN"; exit 0
