@@ -9,7 +9,10 @@ numbers the SMMUv3 specification uses (e.g. STE.EATS at bits [93:92] = word 1 bi
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+WORD_BITS = 64
+WORD_MASK = (1 << WORD_BITS) - 1
 
 
 @dataclass(frozen=True)
@@ -17,14 +20,15 @@ class Field:
     name: str
     hi: int
     lo: int
+    # Derived once from [hi:lo]: `get` runs on every register access and descriptor decode.
+    mask: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mask", ((1 << self.width) - 1) << self.lo)
 
     @property
     def width(self) -> int:
         return self.hi - self.lo + 1
-
-    @property
-    def mask(self) -> int:
-        return ((1 << self.width) - 1) << self.lo
 
 
 class Layout:
@@ -39,6 +43,17 @@ class Layout:
             if not (0 <= lo <= hi < nbits):
                 raise ValueError(f"{name}.{fname}: bits [{hi}:{lo}] outside {nbits}-bit layout")
             self.fields[fname] = Field(fname, hi, lo)
+        # Per-word extraction plan for `decode_words`, derived from the same table: a field
+        # inside one 64-bit word is read as (word >> shift) & mask without joining the words.
+        self._word_plan: list[tuple[str, int, int, int]] = []
+        self._spanning: list[Field] = []
+        for f in self.fields.values():
+            word = f.lo // WORD_BITS
+            if f.hi // WORD_BITS == word:
+                self._word_plan.append((f.name, word, f.lo - word * WORD_BITS,
+                                        (1 << f.width) - 1))
+            else:
+                self._spanning.append(f)
 
     @property
     def nbytes(self) -> int:
@@ -46,7 +61,7 @@ class Layout:
 
     @property
     def nwords(self) -> int:
-        return max(1, self.nbits // 64)
+        return max(1, self.nbits // WORD_BITS)
 
     def get(self, value: int, name: str) -> int:
         f = self.fields[name]
@@ -58,6 +73,15 @@ class Layout:
 
     def decode(self, value: int) -> dict[str, int]:
         return {n: (value & f.mask) >> f.lo for n, f in self.fields.items()}
+
+    def decode_words(self, words: Sequence[int]) -> dict[str, int]:
+        """`decode(from_words(words))`, without building the wide integer."""
+        if self._spanning:
+            return self.decode(self.from_words(words))
+        if len(words) < self.nwords:
+            # Missing words read as zero, as in from_words.
+            words = list(words) + [0] * (self.nwords - len(words))
+        return {n: ((words[w] & WORD_MASK) >> sh) & m for n, w, sh, m in self._word_plan}
 
     def encode(self, **values: int) -> int:
         out = 0
@@ -88,12 +112,12 @@ class Layout:
 def join_words(words: Iterable[int]) -> int:
     out = 0
     for i, w in enumerate(words):
-        out |= (w & 0xFFFF_FFFF_FFFF_FFFF) << (64 * i)
+        out |= (w & WORD_MASK) << (WORD_BITS * i)
     return out
 
 
 def split_words(value: int, n: int) -> list[int]:
-    return [(value >> (64 * i)) & 0xFFFF_FFFF_FFFF_FFFF for i in range(n)]
+    return [(value >> (WORD_BITS * i)) & WORD_MASK for i in range(n)]
 
 
 def mask(hi: int, lo: int = 0) -> int:

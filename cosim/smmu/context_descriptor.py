@@ -7,6 +7,7 @@ C_BAD_SUBSTREAMID); `decode_cd` checks a CD against §5.4's validity rules (-> C
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from cosim.memory import BusError, GuestMemory
@@ -41,6 +42,8 @@ CD = Layout("CD", 512, {
     "MAIR": (255, 192), "AMAIR": (319, 256), "IMPDEF": (383, 320), "PARTID": (399, 384),
     "PMG": (407, 400),
 })
+# The fetched CD as little-endian 64-bit words, the order decode_words indexes them in.
+_CD_QWORDS = struct.Struct(f"<{CD.nwords}Q")
 # §5.3: Level 1 Context Descriptor.
 L1CD = Layout("L1CD", 64, {"V": 0, "L2Ptr": (51, 12)})
 
@@ -121,7 +124,10 @@ def fetch_cd(mem: GuestMemory, addr: int) -> list[int] | None:
         data = mem.read(addr, CD_BYTES)
     except BusError:
         return None
-    return [int.from_bytes(data[i:i + 8], "little") for i in range(0, CD_BYTES, 8)]
+    if len(data) < CD_BYTES:
+        # A short read supplies zero upper bytes, as a byte-wise decode would.
+        data = bytes(data).ljust(CD_BYTES, b"\0")
+    return list(_CD_QWORDS.unpack_from(data))
 
 
 @dataclass
@@ -140,7 +146,7 @@ class Cd:
 
 def decode_cd(addr: int, words: list[int], opt: SmmuOptions) -> Cd:
     """Decode and check a CD (§5.4 "CD validity"); illegal -> the caller raises C_BAD_CD."""
-    f = CD.decode(CD.from_words(words))
+    f = CD.decode_words(words)
 
     def bad(why: str) -> Cd:
         return Cd(addr, words, False, why)

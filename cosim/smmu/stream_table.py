@@ -8,6 +8,7 @@ legality: an ILLEGAL STE is reported as C_BAD_STE by the caller (§5.2 "STE vali
 from __future__ import annotations
 
 import logging
+import struct
 from dataclasses import dataclass
 
 from cosim.memory import BusError, GuestMemory
@@ -36,6 +37,8 @@ STE = Layout("STE", 512, {
     "S2S": 185, "S2R": 186,
     "S2TTB": (243, 196),
 })
+# The fetched STE as little-endian 64-bit words, the order decode_words indexes them in.
+_STE_QWORDS = struct.Struct(f"<{STE.nwords}Q")
 # §5.1: Level 1 Stream Table Descriptor.
 L1STD = Layout("L1STD", 64, {"Span": (4, 0), "L2Ptr": (51, 6)})
 
@@ -144,13 +147,15 @@ def fetch_ste(mem: GuestMemory, addr: int) -> list[int] | None:
         data = mem.read(addr, STE_BYTES)
     except BusError:
         return None
-    return [int.from_bytes(data[i:i + 8], "little") for i in range(0, STE_BYTES, 8)]
+    if len(data) < STE_BYTES:
+        # A short read supplies zero upper bytes, as a byte-wise decode would.
+        data = bytes(data).ljust(STE_BYTES, b"\0")
+    return list(_STE_QWORDS.unpack_from(data))
 
 
 def decode_ste(addr: int, words: list[int], opt: SmmuOptions) -> Ste:
     """Decode and check one STE against §5.2's validity rules and the advertised features."""
-    raw = STE.from_words(words)
-    f = STE.decode(raw)
+    f = STE.decode_words(words)
     config = f["Config"]
 
     def bad(why: str, cfg: str | None = None) -> Ste:
