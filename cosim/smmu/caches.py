@@ -11,13 +11,18 @@ by VMID, ASID (stage 1) and input address range, stage 2 entries by VMID and IPA
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 # TLB entry kinds: which commands reach them.
 KIND_S1 = "s1"          # stage 1 only, tagged (vmid, asid); VMID from STE.S2VMID (§5.2)
 KIND_NESTED = "nested"  # combined stage 1+2, tagged (vmid, asid)
 KIND_S2 = "s2"          # stage 2 only, tagged vmid
+STAGE1_KINDS = (KIND_S1, KIND_NESTED)  # what the TLBI_NH_* commands reach (§4.4.2-§4.4.5)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -89,53 +94,177 @@ class ConfigCache:
             self.cd.pop(key)
 
 
+class DecodeMemo(Generic[T]):
+    """Reuses the decode of byte-identical STEs/CDs; a model speed-up, not an SMMU cache.
+
+    Callers still fetch (and trace) the structure on every translation, so coherent mode keeps
+    observing every write; only decoding the same qwords at the same address under the same
+    options is skipped. Decoded objects are shared between hits and must not be mutated.
+    """
+
+    def __init__(self, decode: Callable[[int, list[int], Any], T], capacity: int = 256) -> None:
+        self.decode = decode
+        self.capacity = capacity
+        self._memo: OrderedDict[tuple, T] = OrderedDict()
+
+    def __call__(self, addr: int, words: list[int], opt: Any) -> T:
+        # The options are part of the key: legality depends on the advertised features.
+        key = (addr, tuple(words), tuple(vars(opt).values()))
+        memo = self._memo
+        hit = memo.get(key)
+        if hit is not None:
+            memo.move_to_end(key)
+            return hit
+        out = self.decode(addr, words, opt)
+        memo[key] = out
+        if len(memo) > self.capacity:
+            memo.popitem(last=False)
+        return out
+
+
+# A TLB lookup tag: entry kind, VMID, ASID and the privilege the permissions were computed for.
+_Tag = tuple[str, int, int | None, bool]
+
+
 class Tlb:
+    """Translations indexed by tag and size-aligned base, so a lookup costs one probe per
+    distinct block size in use instead of a scan.
+
+    Lookup and invalidation behave as a list scanned oldest-first: the oldest covering entry
+    with a matching tag wins, and invalidations remove exactly the entries their predicate
+    matches. Every entry carries an insertion sequence number to keep that order.
+    """
+
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.entries: list[TlbEntry] = []
+        self._clear()
+
+    def _clear(self) -> None:
+        self._seq = 0
+        self._all: dict[int, TlbEntry] = {}          # seq -> entry, oldest first
+        # (tag, size, base) -> [(seq, entry)] oldest first, for power-of-two sized entries
+        # aligned to their size (every walk result): `addr & -size` finds the only candidate.
+        self._index: dict[tuple[_Tag, int, int], list[tuple[int, TlbEntry]]] = {}
+        self._sizes: dict[_Tag, dict[int, int]] = {}  # tag -> {size: entries of that size}
+        self._odd: dict[int, TlbEntry] = {}          # any other shape: scanned on lookup
+        self._by_tag: dict[tuple[int, int | None], dict[int, TlbEntry]] = {}  # (vmid, asid)
+
+    @property
+    def entries(self) -> list[TlbEntry]:
+        """Every cached entry, oldest first."""
+        return list(self._all.values())
 
     def lookup(self, kind: str, vmid: int, asid: int | None, addr: int,
                priv: bool) -> TlbEntry | None:
         if not self.enabled:
             return None
-        for e in self.entries:
-            if (e.kind == kind and e.vmid == vmid and e.asid == asid and e.covers(addr)
-                    and e.walk_access_priv == priv):
-                return e
-        return None
+        tag = (kind, vmid, asid, priv)
+        best: TlbEntry | None = None
+        best_seq = -1
+        sizes = self._sizes.get(tag)
+        if sizes:
+            index = self._index
+            for size in sizes:
+                bucket = index.get((tag, size, addr & -size))
+                if bucket is not None:
+                    seq, e = bucket[0]
+                    if best is None or seq < best_seq:
+                        best, best_seq = e, seq
+        if self._odd:
+            for seq, e in self._odd.items():
+                if best is not None and seq > best_seq:
+                    break
+                if (e.kind == kind and e.vmid == vmid and e.asid == asid and e.covers(addr)
+                        and e.walk_access_priv == priv):
+                    return e
+        return best
 
     def insert(self, e: TlbEntry) -> None:
-        if self.enabled:
-            self.entries.append(e)
+        if not self.enabled:
+            return
+        seq = self._seq
+        self._seq += 1
+        self._all[seq] = e
+        self._by_tag.setdefault((e.vmid, e.asid), {})[seq] = e
+        if _indexable(e):
+            tag = (e.kind, e.vmid, e.asid, e.walk_access_priv)
+            self._index.setdefault((tag, e.size, e.base), []).append((seq, e))
+            sizes = self._sizes.setdefault(tag, {})
+            sizes[e.size] = sizes.get(e.size, 0) + 1
+        else:
+            self._odd[seq] = e
 
-    def _drop(self, pred) -> int:
-        before = len(self.entries)
-        self.entries = [e for e in self.entries if not pred(e)]
-        return before - len(self.entries)
+    def _remove(self, seq: int, e: TlbEntry) -> None:
+        del self._all[seq]
+        tag_key = (e.vmid, e.asid)
+        bucket = self._by_tag[tag_key]
+        del bucket[seq]
+        if not bucket:
+            del self._by_tag[tag_key]
+        if self._odd.pop(seq, None) is not None:
+            return
+        tag = (e.kind, e.vmid, e.asid, e.walk_access_priv)
+        key = (tag, e.size, e.base)
+        entries = [p for p in self._index[key] if p[0] != seq]
+        if entries:
+            self._index[key] = entries
+        else:
+            del self._index[key]
+        sizes = self._sizes[tag]
+        sizes[e.size] -= 1
+        if not sizes[e.size]:
+            del sizes[e.size]
+            if not sizes:
+                del self._sizes[tag]
+
+    def _drop(self, candidates: Iterable[tuple[int, TlbEntry]],
+              pred: Callable[[TlbEntry], bool]) -> int:
+        doomed = [(seq, e) for seq, e in candidates if pred(e)]
+        for seq, e in doomed:
+            self._remove(seq, e)
+        return len(doomed)
+
+    def _tagged(self, vmid: int, asid: int | None = None, any_asid: bool = True
+                ) -> list[tuple[int, TlbEntry]]:
+        """Entries with this VMID (and this ASID unless `any_asid`): the invalidation scope."""
+        if not any_asid:
+            return list(self._by_tag.get((vmid, asid), {}).items())
+        out: list[tuple[int, TlbEntry]] = []
+        for (v, _), bucket in self._by_tag.items():
+            if v == vmid:
+                out.extend(bucket.items())
+        return out
 
     # §4.4: TLB invalidation commands. Each returns how many entries it removed.
     def nh_all(self, vmid: int) -> int:
-        return self._drop(lambda e: e.kind in (KIND_S1, KIND_NESTED) and e.vmid == vmid)
+        return self._drop(self._tagged(vmid), lambda e: e.kind in STAGE1_KINDS)
 
     def nh_asid(self, vmid: int, asid: int) -> int:
-        return self._drop(lambda e: e.kind in (KIND_S1, KIND_NESTED) and e.vmid == vmid
-                          and e.asid == asid)
+        return self._drop(self._tagged(vmid, asid, any_asid=False),
+                          lambda e: e.kind in STAGE1_KINDS)
 
     def nh_va(self, vmid: int, asid: int | None, lo: int, hi: int) -> int:
         """TLBI_NH_VA (asid given) / TLBI_NH_VAA (asid None: all ASIDs)."""
-        return self._drop(lambda e: e.kind in (KIND_S1, KIND_NESTED) and e.vmid == vmid
-                          and (asid is None or e.asid == asid) and e.overlaps(lo, hi))
+        return self._drop(self._tagged(vmid, asid, any_asid=asid is None),
+                          lambda e: e.kind in STAGE1_KINDS and e.overlaps(lo, hi))
 
     def s12_vmall(self, vmid: int) -> int:
-        return self._drop(lambda e: e.vmid == vmid)
+        return self._drop(self._tagged(vmid), lambda e: True)
 
     def s2_ipa(self, vmid: int, lo: int, hi: int) -> int:
         # Only stage 2 entries are tagged by IPA; combined entries need a stage 1 TLBI (§4.4.7).
-        return self._drop(lambda e: e.kind == KIND_S2 and e.vmid == vmid and e.overlaps(lo, hi))
+        return self._drop(self._tagged(vmid), lambda e: e.kind == KIND_S2 and e.overlaps(lo, hi))
 
     def nsnh_all(self) -> int:
-        return self._drop(lambda e: True)
+        n = len(self._all)
+        self._clear()
+        return n
 
     def el2_all(self) -> int:
         # EL2 regime entries exist only with STRW=EL2; this model tags none separately.
         return 0
+
+
+def _indexable(e: TlbEntry) -> bool:
+    """A power-of-two sized entry aligned to its size: found by `addr & -size`."""
+    return e.size > 0 and not e.size & (e.size - 1) and not e.base & (e.size - 1)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .access import Access
-from .caches import KIND_NESTED, KIND_S1, KIND_S2, TlbEntry
+from .caches import KIND_NESTED, KIND_S1, KIND_S2, DecodeMemo, TlbEntry
 from .context_descriptor import Cd, cd_address, decode_cd, fetch_cd, select_substream
 from .event_queue import CLASS_CD, CLASS_IN, CLASS_TT, EventRecord
 from .registers import GBPA
@@ -73,6 +73,9 @@ def s2_dom(ste: Ste) -> str:
 class Translator:
     def __init__(self, dev: SMMUv3) -> None:
         self.dev = dev
+        # Decoding is memoised on the fetched bytes; the fetch itself happens every time.
+        self._decode_ste = DecodeMemo(decode_ste)
+        self._decode_cd = DecodeMemo(decode_cd)
 
     # -- configuration -------------------------------------------------------------------
     def get_ste(self, sid: int, ssid: int | None) -> tuple[Ste | None, EventRecord | None]:
@@ -88,7 +91,7 @@ class Translator:
         words = fetch_ste(dev.mem, loc.addr)
         if words is None:
             return None, EventRecord("F_STE_FETCH", sid, ssid, {"FetchAddr": loc.addr >> 3})
-        ste = decode_ste(loc.addr, words, dev.options)
+        ste = self._decode_ste(loc.addr, words, dev.options)
         self._trace_ste(sid, ste, False)
         if ste.legal:
             # Only legal configurations are cached: an ILLEGAL STE is re-read (§3.21.3 lets
@@ -129,7 +132,7 @@ class Translator:
         words = fetch_cd(dev.mem, loc.addr)
         if words is None:
             return None, EventRecord("F_CD_FETCH", sid, ssid, {"FetchAddr": loc.addr >> 3})
-        cd = decode_cd(loc.addr, words, dev.options)
+        cd = self._decode_cd(loc.addr, words, dev.options)
         self._trace_cd(sid, ssid, cd, False)
         if cd.legal:
             dev.config_cache.put_cd(sid, index, cd)
