@@ -20,9 +20,12 @@ MODS=""; [ -d "$KDIR/modules" ] && MODS="$KDIR/modules"
 # driver and VFIO with its type1 backend and vfio-pci. Built-in ones are skipped; their
 # dependencies come along from the kernel's modules.dep. Order is load order.
 WANT_MODS="arm_smmu_v3 vfio vfio_iommu_type1 vfio_pci"
+# The kdma test's module (guest-kmod/), when kernel.sh built one for this kernel; it goes to
+# /lib/cosim/ where only that test loads it.
+KMOD="$KDIR/extra/cosim_ep_dma.ko"; KMOD_KEY="$KMOD"; [ -f "$KMOD" ] || KMOD_KEY="no cosim_ep_dma.ko"
 KEY=$(hash_inputs "$BB_DEB" "$COSIM_ROOT/guest" "$COSIM_ROOT/guest-tests" "$KHDR/linux/version.h" \
       "$KHDR/linux/iommufd.h" "$KHDR/linux/vfio.h" "mods:$MODS" "modset v2:$WANT_MODS unxz depmod" \
-      "initramfs v1")
+      "$KMOD_KEY" "initramfs v1")
 OUT="$COSIM_CACHE/initramfs/$KEY"
 if [ "${2:-}" = "--key" ]; then echo "KEY=$KEY"; exit 0; fi
 take_lock initramfs
@@ -98,6 +101,9 @@ if [ -f "$COSIM_ROOT/guest-tests/Makefile" ]; then
 fi
 if [ -n "$MODS" ]; then
     ship_modules "$MODS" "$R"
+fi
+if [ -f "$KMOD" ]; then
+    mkdir -p "$R/lib/cosim"; cp "$KMOD" "$R/lib/cosim/cosim_ep_dma.ko"
 fi
 (cd "$R" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0) \
     | gzip -6 >"$OUT.new/initramfs.cpio.gz"

@@ -15,9 +15,34 @@ FRAG="$COSIM_ROOT/kernel/cosim.config"
 CROSS=aarch64-linux-gnu-
 KMAKE=(make -s ARCH=arm64 CROSS_COMPILE=$CROSS -j"$(nproc)")
 # Bump when build_tree changes what it produces: it is part of the cache key.
-BUILD_RECIPE="allnoconfig+fragment Image headers_install v1"
+BUILD_RECIPE="allnoconfig+fragment Image headers_install guest-kmod v2"
+# The guest's test kernel module (extra/cosim_ep_dma.ko) and the register map it includes.
+KMOD_SRC="$COSIM_ROOT/guest-kmod"
+KMOD_HDR="$COSIM_ROOT/guest-tests/include/cosim_ep.h"
 
-# build_tree SRC OUT: allnoconfig + fragment, Image, uapi headers, into OUT.
+# build_kmod SRC OUT: guest-kmod/ as an external module of the tree just built in OUT/build,
+# into OUT/extra/cosim_ep_dma.ko. Built from a copy: with O= kbuild writes an external
+# module's objects into M=, and the source dir must stay clean (it is hashed into the key).
+# A failure is a note, not fatal: the kernel is still usable and the kdma test then says the
+# kernel has no module (a recorded "pass" expectation turns that into a visible mismatch).
+build_kmod() {
+    local src="$1" out="$2"
+    rm -rf "$out/extra" "$out/build/guest-kmod"
+    cp -r "$KMOD_SRC" "$out/build/guest-kmod"
+    # The tree's own "modules" (none: the fragment sets no =m) writes Module.symvers, which
+    # an external module links against; "Image" alone leaves only vmlinux.symvers.
+    if (cd "$src" && "${KMAKE[@]}" O="$out/build" modules \
+            && "${KMAKE[@]}" O="$out/build" M="$out/build/guest-kmod" \
+            COSIM_EP_INCLUDE="$(dirname "$KMOD_HDR")" modules) >"$out/kmod.log" 2>&1; then
+        mkdir -p "$out/extra"
+        cp "$out/build/guest-kmod/cosim_ep_dma.ko" "$out/extra/cosim_ep_dma.ko"
+    else
+        grep -E 'error|Error' "$out/kmod.log" | head -10 >&2 || true
+        echo "    note: guest-kmod/cosim_ep_dma.ko did not build against this tree (log: $out/kmod.log)"
+    fi
+}
+
+# build_tree SRC OUT: allnoconfig + fragment, Image, uapi headers, test module, into OUT.
 build_tree() {
     local src="$1" out="$2"
     mkdir -p "$out/build"
@@ -42,6 +67,7 @@ build_tree() {
     cp "$out/build/arch/arm64/boot/Image" "$out/Image"
     cp "$out/build/.config" "$out/config"
     rm -rf "$out/include"; cp -r "$out/hdr/include" "$out/include"
+    build_kmod "$src" "$out"
 }
 
 debian_source() {  # debian_source PKG SUITE
@@ -50,7 +76,7 @@ debian_source() {  # debian_source PKG SUITE
     deb=$(apt_p download --print-uris "$pkg/$suite" 2>/dev/null | awk '{print $2}' | head -1)
     [ -n "$deb" ] || die "$pkg not found in Debian $suite"
     ver=${deb#"${pkg}_"}; ver=${ver%_all.deb}
-    KEY=$(hash_inputs "$pkg $ver" "$FRAG" "$BUILD_RECIPE")
+    KEY=$(hash_inputs "$pkg $ver" "$FRAG" "$BUILD_RECIPE" "$KMOD_SRC" "$KMOD_HDR")
     OUT="$COSIM_CACHE/kernel/$pkg-$KEY"
     if [ -n "$KEY_ONLY" ]; then echo "KEY=$KEY"; exit 0; fi
     take_lock "$pkg"
