@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from cosim.smmu import SmmuOptions
 from cosim.smmu.caches import KIND_NESTED, KIND_S1, KIND_S2, DecodeMemo, Tlb, TlbEntry
-from cosim.smmu.context_descriptor import CD, decode_cd, encode_cd
-from cosim.smmu.stream_table import STE, decode_ste, encode_ste
+from cosim.smmu.context_descriptor import CD, cd_words, decode_cd, encode_cd, read_cd
+from cosim.smmu.stream_table import STE, decode_ste, encode_ste, read_ste, ste_words
 
 S1 = (KIND_S1, KIND_NESTED)
 KB4, MB2, GB1 = 1 << 12, 1 << 21, 1 << 30
@@ -173,6 +173,10 @@ def test_decode_words_matches_wide_decode(words):
         assert layout.decode_words(words) == layout.decode(layout.from_words(words))
 
 
+def _raw(words: list[int]) -> bytes:
+    return b"".join(w.to_bytes(8, "little") for w in words)
+
+
 def test_decode_memo_reuses_only_identical_bytes_and_options():
     calls = []
 
@@ -180,25 +184,42 @@ def test_decode_memo_reuses_only_identical_bytes_and_options():
         calls.append(addr)
         return decode_ste(addr, words, opt)
 
-    memo = DecodeMemo(decode, capacity=2)
+    memo = DecodeMemo(decode, ste_words, capacity=2)
     opt = SmmuOptions()
     ste = encode_ste(V=1, Config=0b101, S1ContextPtr=0x1000 >> 6)
-    a = memo(0x100, list(ste), opt)
-    assert memo(0x100, list(ste), opt) is a and calls == [0x100]
+    a = memo(0x100, _raw(ste), opt)
+    assert a.words == ste and a == decode_ste(0x100, ste, opt)
+    assert memo(0x100, _raw(ste), opt) is a and calls == [0x100]
     other = list(ste)
     other[1] ^= 1 << 28  # EATS
-    assert memo(0x100, other, opt).eats != a.eats
-    assert memo(0x140, list(ste), opt).addr == 0x140
-    # Same bytes, different advertised features: decoded again (stage 1 now unsupported).
-    assert not memo(0x100, list(ste), SmmuOptions(stage1=False)).legal
+    assert memo(0x100, _raw(other), opt).eats != a.eats
+    assert memo(0x140, _raw(ste), opt).addr == 0x140
+    assert len(calls) == 3
+    # Capacity 2: the oldest key was evicted and decodes again.
+    memo(0x100, _raw(ste), opt)
     assert len(calls) == 4
-    # Capacity 2: the oldest keys were evicted and decode again.
-    memo(0x100, list(ste), opt)
+    # Same bytes, changed advertised features: decoded again (stage 1 now unsupported).
+    opt.stage1 = False
+    assert not memo(0x100, _raw(ste), opt).legal
     assert len(calls) == 5
+    assert not memo(0x100, _raw(ste), SmmuOptions(stage1=False)).legal
 
 
 def test_decode_memo_cd_result_equals_direct_decode():
-    memo = DecodeMemo(decode_cd)
+    memo = DecodeMemo(decode_cd, cd_words)
     opt = SmmuOptions()
     cd = encode_cd(V=1, AA64=1, T0SZ=16, TG0=0, IPS=5, EPD1=1, TTB0=0x8000 >> 4, ASID=3, R=1)
-    assert memo(0x40, list(cd), opt) == decode_cd(0x40, list(cd), opt)
+    got = memo(0x40, _raw(cd), opt)
+    assert got.legal and got == decode_cd(0x40, list(cd), opt)
+
+
+class ShortMemory:
+    """A memory that returns fewer bytes than asked (a truncated reply on the wire)."""
+
+    def read(self, addr: int, length: int, rid: int = 0) -> bytes:
+        return bytes(range(1, 11))
+
+
+def test_short_read_decodes_as_zero_padded():
+    assert read_ste(ShortMemory(), 0) == bytes(range(1, 11)) + bytes(54)
+    assert read_cd(ShortMemory(), 0) == bytes(range(1, 11)) + bytes(54)

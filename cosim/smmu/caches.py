@@ -98,24 +98,32 @@ class DecodeMemo(Generic[T]):
     """Reuses the decode of byte-identical STEs/CDs; a model speed-up, not an SMMU cache.
 
     Callers still fetch (and trace) the structure on every translation, so coherent mode keeps
-    observing every write; only decoding the same qwords at the same address under the same
+    observing every write; only decoding the same bytes at the same address under the same
     options is skipped. Decoded objects are shared between hits and must not be mutated.
     """
 
-    def __init__(self, decode: Callable[[int, list[int], Any], T], capacity: int = 256) -> None:
+    def __init__(self, decode: Callable[[int, list[int], Any], T],
+                 words: Callable[[bytes], list[int]], capacity: int = 256) -> None:
         self.decode = decode
+        self.words = words
         self.capacity = capacity
-        self._memo: OrderedDict[tuple, T] = OrderedDict()
+        self._memo: OrderedDict[tuple[int, bytes], T] = OrderedDict()
+        self._opt: Any = None
+        self._opt_fields: dict[str, Any] = {}
 
-    def __call__(self, addr: int, words: list[int], opt: Any) -> T:
-        # The options are part of the key: legality depends on the advertised features.
-        key = (addr, tuple(words), tuple(vars(opt).values()))
+    def __call__(self, addr: int, data: bytes, opt: Any) -> T:
+        """`decode(addr, words(data), opt)`, reused while addr, data and options are equal."""
+        # Legality depends on the advertised features: other options, other decodes.
+        if opt is not self._opt or vars(opt) != self._opt_fields:
+            self._memo.clear()
+            self._opt, self._opt_fields = opt, dict(vars(opt))
+        key = (addr, data)
         memo = self._memo
         hit = memo.get(key)
         if hit is not None:
             memo.move_to_end(key)
             return hit
-        out = self.decode(addr, words, opt)
+        out = self.decode(addr, self.words(data), opt)
         memo[key] = out
         if len(memo) > self.capacity:
             memo.popitem(last=False)

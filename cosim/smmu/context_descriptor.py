@@ -119,15 +119,26 @@ def cd_address(mem: GuestMemory, ste: Ste, sid: int, ssid: int | None, index: in
     return CdLocation(addr, ev, l1_pa)
 
 
-def fetch_cd(mem: GuestMemory, addr: int) -> list[int] | None:
+def read_cd(mem: GuestMemory, addr: int) -> bytes | None:
+    """The CD_BYTES bytes of the CD at `addr`, or None on an external abort."""
     try:
         data = mem.read(addr, CD_BYTES)
     except BusError:
         return None
-    if len(data) < CD_BYTES:
+    if type(data) is not bytes or len(data) != CD_BYTES:
         # A short read supplies zero upper bytes, as a byte-wise decode would.
-        data = bytes(data).ljust(CD_BYTES, b"\0")
-    return list(_CD_QWORDS.unpack_from(data))
+        data = bytes(data[:CD_BYTES]).ljust(CD_BYTES, b"\0")
+    return data
+
+
+def cd_words(data: bytes) -> list[int]:
+    """The CD as 64-bit words, the form `decode_cd` takes and traces record."""
+    return list(_CD_QWORDS.unpack(data))
+
+
+def fetch_cd(mem: GuestMemory, addr: int) -> list[int] | None:
+    data = read_cd(mem, addr)
+    return None if data is None else cd_words(data)
 
 
 @dataclass

@@ -142,15 +142,26 @@ def locate_ste(mem: GuestMemory, base_reg: int, cfg_reg: int, opt: SmmuOptions,
     return SteLocation((L1STD.get(desc, "L2Ptr") << 6) + l2_index * STE_BYTES)
 
 
-def fetch_ste(mem: GuestMemory, addr: int) -> list[int] | None:
+def read_ste(mem: GuestMemory, addr: int) -> bytes | None:
+    """The STE_BYTES bytes of the STE at `addr`, or None on an external abort."""
     try:
         data = mem.read(addr, STE_BYTES)
     except BusError:
         return None
-    if len(data) < STE_BYTES:
+    if type(data) is not bytes or len(data) != STE_BYTES:
         # A short read supplies zero upper bytes, as a byte-wise decode would.
-        data = bytes(data).ljust(STE_BYTES, b"\0")
-    return list(_STE_QWORDS.unpack_from(data))
+        data = bytes(data[:STE_BYTES]).ljust(STE_BYTES, b"\0")
+    return data
+
+
+def ste_words(data: bytes) -> list[int]:
+    """The STE as 64-bit words, the form `decode_ste` takes and traces record."""
+    return list(_STE_QWORDS.unpack(data))
+
+
+def fetch_ste(mem: GuestMemory, addr: int) -> list[int] | None:
+    data = read_ste(mem, addr)
+    return None if data is None else ste_words(data)
 
 
 def decode_ste(addr: int, words: list[int], opt: SmmuOptions) -> Ste:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from .access import Access
 from .caches import KIND_NESTED, KIND_S1, KIND_S2, DecodeMemo, TlbEntry
-from .context_descriptor import Cd, cd_address, decode_cd, fetch_cd, select_substream
+from .context_descriptor import Cd, cd_address, cd_words, decode_cd, read_cd, select_substream
 from .event_queue import CLASS_CD, CLASS_IN, CLASS_TT, EventRecord
 from .registers import GBPA
-from .stream_table import EATS_ABORT, Ste, decode_ste, fetch_ste, locate_ste
+from .stream_table import EATS_ABORT, Ste, decode_ste, locate_ste, read_ste, ste_words
 from .walker import WalkResult, translate_stage1, translate_stage2
 
 if TYPE_CHECKING:
@@ -74,8 +74,8 @@ class Translator:
     def __init__(self, dev: SMMUv3) -> None:
         self.dev = dev
         # Decoding is memoised on the fetched bytes; the fetch itself happens every time.
-        self._decode_ste = DecodeMemo(decode_ste)
-        self._decode_cd = DecodeMemo(decode_cd)
+        self._decode_ste = DecodeMemo(decode_ste, ste_words)
+        self._decode_cd = DecodeMemo(decode_cd, cd_words)
 
     # -- configuration -------------------------------------------------------------------
     def get_ste(self, sid: int, ssid: int | None) -> tuple[Ste | None, EventRecord | None]:
@@ -88,10 +88,10 @@ class Translator:
                          dev.options, sid, ssid)
         if loc.addr is None:
             return None, loc.event
-        words = fetch_ste(dev.mem, loc.addr)
-        if words is None:
+        data = read_ste(dev.mem, loc.addr)
+        if data is None:
             return None, EventRecord("F_STE_FETCH", sid, ssid, {"FetchAddr": loc.addr >> 3})
-        ste = self._decode_ste(loc.addr, words, dev.options)
+        ste = self._decode_ste(loc.addr, data, dev.options)
         self._trace_ste(sid, ste, False)
         if ste.legal:
             # Only legal configurations are cached: an ILLEGAL STE is re-read (§3.21.3 lets
@@ -129,10 +129,10 @@ class Translator:
         loc = cd_address(dev.mem, ste, sid, ssid, index, ipa_to_pa)
         if loc.addr is None:
             return None, loc.event
-        words = fetch_cd(dev.mem, loc.addr)
-        if words is None:
+        data = read_cd(dev.mem, loc.addr)
+        if data is None:
             return None, EventRecord("F_CD_FETCH", sid, ssid, {"FetchAddr": loc.addr >> 3})
-        cd = self._decode_cd(loc.addr, words, dev.options)
+        cd = self._decode_cd(loc.addr, data, dev.options)
         self._trace_cd(sid, ssid, cd, False)
         if cd.legal:
             dev.config_cache.put_cd(sid, index, cd)
@@ -285,9 +285,10 @@ class Translator:
         t.pa = w.out
         t.size = w.size
         t.perm = w.perm
-        base = iova & ~(w.size - 1)
-        dev.tlb.insert(TlbEntry(kind, ste.s2vmid, asid, base, w.size, w.out & ~(w.size - 1),
-                                w.perm, dom, access.priv, w.level))
+        if dev.tlb.enabled:
+            base = iova & ~(w.size - 1)
+            dev.tlb.insert(TlbEntry(kind, ste.s2vmid, asid, base, w.size, w.out & ~(w.size - 1),
+                                    w.perm, dom, access.priv, w.level))
         return t
 
 
