@@ -12,6 +12,9 @@ the guest replace test's window, and 1024). Two cache modes:
 Each is also run with the trace written to a file (`TraceWriter(path)`) versus disabled
 (`TraceWriter(None)`): the ratio is the model's slowdown with tracing on.
 
+`tlbi_va_<pages>` is the invalidation side of the TLB index: single-page TLBI_NH_VA calls per
+second on a TLB holding every page of the working set (each call removes one entry).
+
     .venv/bin/python bench/bench_smmu.py [--n 20000]
 """
 
@@ -31,7 +34,7 @@ from smmu_driver import Driver, s1_cd, s1_ste  # noqa: E402
 from cosim.smmu import Access, SmmuOptions  # noqa: E402
 from cosim.trace import TraceWriter  # noqa: E402
 
-SID, ASID = 8, 1
+SID, ASID, VMID = 8, 1, 0  # VMID: the STE's S2VMID, which tags stage 1 TLB entries too
 WORKING_SETS = (16, 1024)  # pages
 IOVA_BASE = 0x10_0000_0000  # spread over several level 0..2 entries, see iovas()
 PA_BASE = 0x8000_0000
@@ -49,7 +52,7 @@ def build(cache_mode: str, trace: TraceWriter, pages: int) -> tuple[Driver, list
     ttb = d.s1_tables({va: PA_BASE + n * 4096 for n, va in enumerate(addrs)})
     cdtab = d.cd_table(SID)
     d.write_cd(cdtab, 0, s1_cd(ttb, asid=ASID))
-    d.write_ste(SID, s1_ste(cdtab))
+    d.write_ste(SID, s1_ste(cdtab, vmid=VMID))
     d.smmu.trace = trace
     return d, addrs
 
@@ -73,15 +76,34 @@ def rate(cache_mode: str, n: int, trace_path: str | None, pages: int = 16) -> fl
     return n / elapsed
 
 
+def tlbi_rate(pages: int, rounds: int = 5) -> float:
+    """Single-page TLBI_NH_VA invalidations per second against a TLB of `pages` entries."""
+    d, addrs = build("caching", TraceWriter(None), pages)
+    translate, access, tlb = d.smmu.translate, Access(read=True), d.smmu.tlb
+    elapsed = 0.0
+    for _ in range(rounds):
+        for va in addrs:
+            translate(SID, None, va, access)
+        assert len(tlb.entries) == len(addrs)
+        t0 = time.perf_counter()
+        for va in addrs:
+            tlb.nh_va(VMID, ASID, va, va + 4096)
+        elapsed += time.perf_counter() - t0
+        assert not tlb.entries, "every page was invalidated"
+    return rounds * len(addrs) / elapsed
+
+
 def measure(n: int = 20000) -> dict[str, float]:
     """Translations/s, keys `tlb_hit_<pages>` and `full_walk_<pages>` for each working set,
-    each also with `_traced` (trace written to a file) appended."""
+    each also with `_traced` (trace written to a file) appended; `tlbi_va_<pages>`:
+    invalidations/s (see the module docstring)."""
     out = {}
     with tempfile.TemporaryDirectory() as d:
         for pages in WORKING_SETS:
             for key, mode in ((f"tlb_hit_{pages}", "caching"), (f"full_walk_{pages}", "coherent")):
                 out[key] = rate(mode, n, None, pages)
                 out[key + "_traced"] = rate(mode, n, os.path.join(d, f"{key}.jsonl"), pages)
+            out[f"tlbi_va_{pages}"] = tlbi_rate(pages)
     return out
 
 
@@ -98,7 +120,8 @@ def main() -> int:
             print(f"| {name}, {pages} pages | {off:,.0f} | {on:,.0f} | {off / on:.2f}x |")
     for pages in WORKING_SETS:
         print(f"\n{pages} pages: TLB hit vs full walk "
-              f"{m[f'tlb_hit_{pages}'] / m[f'full_walk_{pages}']:.1f}x", end="")
+              f"{m[f'tlb_hit_{pages}'] / m[f'full_walk_{pages}']:.1f}x; single-page TLBI_NH_VA "
+              f"{m[f'tlbi_va_{pages}']:,.0f}/s", end="")
     print()
     return 0
 

@@ -79,6 +79,11 @@ def entries(draw):
                     "dom", draw(st.booleans()))
 
 
+# Invalidation ranges: a page or two (index probes) up to several blocks (a scan of the scope);
+# zero and negative lengths check the empty-range edge the list scan also had.
+lengths = st.one_of(st.sampled_from([1, KB4, 2 * KB4, 0, -KB4]), st.integers(1, 8 << 20),
+                    st.just(1 << 100))
+
 ops = st.one_of(
     st.tuples(st.just("insert"), entries()),
     st.tuples(st.just("insert"), entries()),
@@ -92,9 +97,9 @@ ops = st.one_of(
     st.tuples(st.just("probe"), st.integers(0, 1000), st.integers(0, GB1 - 1)),
     st.tuples(st.just("nh_all"), vmids),
     st.tuples(st.just("nh_asid"), vmids, asids),
-    st.tuples(st.just("nh_va"), vmids, asids, addrs, st.integers(1, 8 << 20)),
+    st.tuples(st.just("nh_va"), vmids, asids, addrs, lengths),
     st.tuples(st.just("s12_vmall"), vmids),
-    st.tuples(st.just("s2_ipa"), vmids, addrs, st.integers(1, 8 << 20)),
+    st.tuples(st.just("s2_ipa"), vmids, addrs, lengths),
     st.tuples(st.just("nsnh_all")),
 )
 

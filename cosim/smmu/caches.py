@@ -243,6 +243,39 @@ class Tlb:
                 out.extend(bucket.items())
         return out
 
+    def _in_range(self, kinds: tuple[str, ...], vmid: int, asid: int | None, any_asid: bool,
+                  lo: int, hi: int) -> list[tuple[int, TlbEntry]]:
+        """A superset of the in-scope entries overlapping [lo, hi): by index probes when the
+        range spans fewer size-aligned slots than there are entries in scope, else all of them.
+
+        An indexed entry of size s overlapping [lo, hi) has its base in [lo & -s, hi) on an
+        s boundary, so probing those slots finds every one; odd-shaped entries are always
+        included. The caller's predicate makes the exact decision either way.
+        """
+        scope = self._tagged(vmid, asid, any_asid)
+        if hi <= lo:
+            return scope
+        tags = [tag for tag in self._sizes if tag[0] in kinds and tag[1] == vmid
+                and (any_asid or tag[2] == asid)]
+        slots: list[tuple[_Tag, int, int, int]] = []
+        budget = len(scope)
+        for tag in tags:
+            for size in self._sizes[tag]:
+                first = lo & -size
+                budget -= (hi - first + size - 1) // size
+                if budget < 0:
+                    return scope
+                slots.append((tag, size, first, hi))
+        out = [(seq, e) for seq, e in self._odd.items()
+               if e.vmid == vmid and (any_asid or e.asid == asid)]
+        index = self._index
+        for tag, size, first, end in slots:
+            for base in range(first, end, size):
+                bucket = index.get((tag, size, base))
+                if bucket is not None:
+                    out.extend(bucket)
+        return out
+
     # §4.4: TLB invalidation commands. Each returns how many entries it removed.
     def nh_all(self, vmid: int) -> int:
         return self._drop(self._tagged(vmid), lambda e: e.kind in STAGE1_KINDS)
@@ -253,7 +286,7 @@ class Tlb:
 
     def nh_va(self, vmid: int, asid: int | None, lo: int, hi: int) -> int:
         """TLBI_NH_VA (asid given) / TLBI_NH_VAA (asid None: all ASIDs)."""
-        return self._drop(self._tagged(vmid, asid, any_asid=asid is None),
+        return self._drop(self._in_range(STAGE1_KINDS, vmid, asid, asid is None, lo, hi),
                           lambda e: e.kind in STAGE1_KINDS and e.overlaps(lo, hi))
 
     def s12_vmall(self, vmid: int) -> int:
@@ -261,7 +294,8 @@ class Tlb:
 
     def s2_ipa(self, vmid: int, lo: int, hi: int) -> int:
         # Only stage 2 entries are tagged by IPA; combined entries need a stage 1 TLBI (§4.4.7).
-        return self._drop(self._tagged(vmid), lambda e: e.kind == KIND_S2 and e.overlaps(lo, hi))
+        return self._drop(self._in_range((KIND_S2,), vmid, None, True, lo, hi),
+                          lambda e: e.kind == KIND_S2 and e.overlaps(lo, hi))
 
     def nsnh_all(self) -> int:
         n = len(self._all)
