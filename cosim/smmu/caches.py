@@ -252,19 +252,19 @@ class Tlb:
         s boundary, so probing those slots finds every one; odd-shaped entries are always
         included. The caller's predicate makes the exact decision either way.
         """
-        scope = self._tagged(vmid, asid, any_asid)
         if hi <= lo:
-            return scope
+            return self._tagged(vmid, asid, any_asid)
+        budget = sum(len(bucket) for (v, a), bucket in self._by_tag.items()
+                     if v == vmid and (any_asid or a == asid))
         tags = [tag for tag in self._sizes if tag[0] in kinds and tag[1] == vmid
                 and (any_asid or tag[2] == asid)]
         slots: list[tuple[_Tag, int, int, int]] = []
-        budget = len(scope)
         for tag in tags:
             for size in self._sizes[tag]:
                 first = lo & -size
                 budget -= (hi - first + size - 1) // size
                 if budget < 0:
-                    return scope
+                    return self._tagged(vmid, asid, any_asid)
                 slots.append((tag, size, first, hi))
         out = [(seq, e) for seq, e in self._odd.items()
                if e.vmid == vmid and (any_asid or e.asid == asid)]
