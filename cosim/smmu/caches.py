@@ -213,11 +213,11 @@ class Tlb:
             return
         tag = (e.kind, e.vmid, e.asid, e.walk_access_priv)
         key = (tag, e.size, e.base)
-        entries = [p for p in self._index[key] if p[0] != seq]
-        if entries:
-            self._index[key] = entries
-        else:
+        entries = self._index[key]
+        if len(entries) == 1:
             del self._index[key]
+        else:
+            self._index[key] = [p for p in entries if p[0] != seq]
         sizes = self._sizes[tag]
         sizes[e.size] -= 1
         if not sizes[e.size]:
@@ -254,8 +254,10 @@ class Tlb:
         """
         if hi <= lo:
             return self._tagged(vmid, asid, any_asid)
-        budget = sum(len(bucket) for (v, a), bucket in self._by_tag.items()
-                     if v == vmid and (any_asid or a == asid))
+        if any_asid:
+            budget = sum(len(bucket) for (v, _), bucket in self._by_tag.items() if v == vmid)
+        else:
+            budget = len(self._by_tag.get((vmid, asid), ()))
         tags = [tag for tag in self._sizes if tag[0] in kinds and tag[1] == vmid
                 and (any_asid or tag[2] == asid)]
         slots: list[tuple[_Tag, int, int, int]] = []
