@@ -64,6 +64,26 @@ static enum result no_failures_in(unsigned i, const char *state, const char *fro
 		    (unsigned long long)(to->ats_err - from->ats_err));
 }
 
+/*
+ * Let the generator issue o->settle more records after a switch returned, then scan buf:
+ * the common first half of expect_refused() and expect_landing().
+ */
+static int settle_and_scan(struct ep *ep, const struct opts *o, unsigned i, const char *label,
+			   const void *buf, uint64_t len, uint64_t iova,
+			   const struct tg_counters *ret, struct tg_counters *tc, struct tg_scan *s)
+{
+	int rc = ep_tg_wait_seq(ep, ret->seq + o->settle, o->timeout_ms, tc);
+
+	if (rc != EP_OK)
+		return rc;
+	tg_scan(buf, len, iova, o->stride, s);
+	vdiag("%u %s: TG_SEQ at return %llu; %llu records, max seq %llu; failures %llu -> %llu",
+	      i, label, (unsigned long long)ret->seq, (unsigned long long)s->records,
+	      (unsigned long long)s->max_seq, (unsigned long long)tg_failures(ret),
+	      (unsigned long long)tg_failures(tc));
+	return 0;
+}
+
 /* After a switch into a state where DMA must not land in buf. */
 static enum result expect_refused(struct ep *ep, const struct opts *o, unsigned i,
 				  const char *label, const void *buf, uint64_t len, uint64_t iova,
@@ -72,12 +92,7 @@ static enum result expect_refused(struct ep *ep, const struct opts *o, unsigned 
 	struct tg_counters tc;
 	struct tg_scan s;
 
-	TRY("generator progress", ep_tg_wait_seq(ep, ret->seq + o->settle, o->timeout_ms, &tc));
-	tg_scan(buf, len, iova, o->stride, &s);
-	vdiag("%u %s: TG_SEQ at return %llu; %llu records, max seq %llu; failures %llu -> %llu",
-	      i, label, (unsigned long long)ret->seq, (unsigned long long)s.records,
-	      (unsigned long long)s.max_seq, (unsigned long long)tg_failures(ret),
-	      (unsigned long long)tg_failures(&tc));
+	TRY("generator progress", settle_and_scan(ep, o, i, label, buf, len, iova, ret, &tc, &s));
 	if (s.records && s.max_seq >= ret->seq) {
 		tg_diag("counters", &tc);
 		return fail("%u %s: record seq %llu (tag %llu) landed at offset 0x%llx after the "
@@ -103,12 +118,7 @@ static enum result expect_landing(struct ep *ep, const struct opts *o, unsigned 
 	struct tg_counters tc;
 	struct tg_scan s;
 
-	TRY("generator progress", ep_tg_wait_seq(ep, ret->seq + o->settle, o->timeout_ms, &tc));
-	tg_scan(buf, len, iova, o->stride, &s);
-	vdiag("%u %s: TG_SEQ at return %llu; %llu records, max seq %llu; failures %llu -> %llu",
-	      i, label, (unsigned long long)ret->seq, (unsigned long long)s.records,
-	      (unsigned long long)s.max_seq, (unsigned long long)tg_failures(ret),
-	      (unsigned long long)tg_failures(&tc));
+	TRY("generator progress", settle_and_scan(ep, o, i, label, buf, len, iova, ret, &tc, &s));
 	if (tg_failures(&tc) != tg_failures(ret)) {
 		diag("%u %s: DMA must land from the switch's return on", i, label);
 		return no_failures_in(i, "DMA had to land", "switch returned", ret,
