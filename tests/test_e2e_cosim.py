@@ -71,3 +71,19 @@ def test_dma_through_iommufd_with_ats_uses_the_atc(tmp_path: Path) -> None:
                for r in tr.records)
     # The guest saw ATS enabled in config space, and the model mirrored it.
     assert any(r["k"] == "cfg" and r.get("ats") for r in tr.records)
+
+
+def test_caching_mode_finds_no_missing_invalidation_on_612(tmp_path: Path) -> None:
+    # With caches that keep every STE, CD and TLB entry until a command invalidates it, a
+    # driver that forgot a CFGI or TLBI would show stale-cache or old-domain violations.
+    products_for("debian-6.12")
+    _, s, out = run_suite("debian-6.12", tmp_path / "runs", "--replaces", "50",
+                          "--model-arg=--cache-mode=caching", tests="replace,blocked,unmap")
+    assert s["analysis"]["header"]["cache_mode"] == "caching", s["analysis"]["header"]
+    by_rule = s["analysis"]["counts"]["by_rule"]
+    assert by_rule["stale-cache"] == 0 and by_rule["inv1-old-domain"] == 0, by_rule
+    assert by_rule["inv2-invalidated-atc"] == 0, by_rule
+    tr = read_trace(Path(s["run_dir"]) / "trace.jsonl")
+    # Caching really happened: translations were served from the TLB and cached STEs.
+    assert any(r["k"] == "xlate" and r.get("tlb") for r in tr.records)
+    assert any(r["k"] == "ste_fetch" and r.get("cached") for r in tr.records)
