@@ -78,3 +78,24 @@ def test_sigint_leaves_no_process(products_612, runs_dir: Path) -> None:
     assert cosim_processes(tag) == [], "a process outlived cosim run after SIGINT"
     summary = json.loads((runs_dir / "latest" / "summary.json").read_text())
     assert summary["guest"] == "interrupted"
+
+
+def test_interactive_leaves_the_user_at_the_guest_shell(products_612, runs_dir: Path) -> None:
+    import pexpect
+
+    tag = f"cosimtest={uuid.uuid4().hex}"
+    child = pexpect.spawn(sys.executable, ["-m", "cosim", "run", "--quiet-setup", "--smmu",
+                                           "builtin", "--interactive", "--runs-dir",
+                                           str(runs_dir), "--append", tag],
+                          cwd=str(ROOT), encoding="utf-8", timeout=300)
+    try:
+        child.expect("you are at the guest shell")
+        child.sendline("echo guest-says-$((6*7))")
+        child.expect("guest-says-42")
+        child.send("\x1d")  # Ctrl-] leaves and stops the run
+        child.expect(pexpect.EOF, timeout=60)
+    finally:
+        child.close(force=True)
+    assert cosim_processes(tag) == [], "QEMU outlived an interactive run"
+    summary = json.loads((runs_dir / "latest" / "summary.json").read_text())
+    assert summary["guest"] == "booted"
