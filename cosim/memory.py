@@ -31,6 +31,21 @@ class GuestMemory(Protocol):
     def write(self, addr: int, data: bytes, rid: int = 0, msi: bool = False) -> None: ...
 
 
+def read_or_none(mem: GuestMemory, addr: int, length: int) -> bytes | None:
+    """Exactly `length` bytes at `addr`, or None on an external abort (a BusError).
+
+    A short read from a misbehaving memory supplies zero upper bytes, as a byte-wise decode of
+    a table entry would, so a decoder never sees the wrong length.
+    """
+    try:
+        data = mem.read(addr, length)
+    except BusError:
+        return None
+    if type(data) is not bytes or len(data) != length:
+        data = bytes(data[:length]).ljust(length, b"\0")
+    return data
+
+
 class SparseMemory:
     """In-process memory for unit tests: sparse 4 KiB pages, optional address limit."""
 

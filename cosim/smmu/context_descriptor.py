@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from cosim.memory import BusError, GuestMemory
+from cosim.memory import BusError, GuestMemory, read_or_none
 
 from .bitfield import Layout
 from .event_queue import EventRecord
@@ -121,14 +121,7 @@ def cd_address(mem: GuestMemory, ste: Ste, sid: int, ssid: int | None, index: in
 
 def read_cd(mem: GuestMemory, addr: int) -> bytes | None:
     """The CD_BYTES bytes of the CD at `addr`, or None on an external abort."""
-    try:
-        data = mem.read(addr, CD_BYTES)
-    except BusError:
-        return None
-    if type(data) is not bytes or len(data) != CD_BYTES:
-        # A short read supplies zero upper bytes, as a byte-wise decode would.
-        data = bytes(data[:CD_BYTES]).ljust(CD_BYTES, b"\0")
-    return data
+    return read_or_none(mem, addr, CD_BYTES)
 
 
 def cd_words(data: bytes) -> list[int]:

@@ -11,7 +11,7 @@ import logging
 import struct
 from dataclasses import dataclass
 
-from cosim.memory import BusError, GuestMemory
+from cosim.memory import BusError, GuestMemory, read_or_none
 
 from .bitfield import Layout
 from .event_queue import EventRecord
@@ -144,14 +144,7 @@ def locate_ste(mem: GuestMemory, base_reg: int, cfg_reg: int, opt: SmmuOptions,
 
 def read_ste(mem: GuestMemory, addr: int) -> bytes | None:
     """The STE_BYTES bytes of the STE at `addr`, or None on an external abort."""
-    try:
-        data = mem.read(addr, STE_BYTES)
-    except BusError:
-        return None
-    if type(data) is not bytes or len(data) != STE_BYTES:
-        # A short read supplies zero upper bytes, as a byte-wise decode would.
-        data = bytes(data[:STE_BYTES]).ljust(STE_BYTES, b"\0")
-    return data
+    return read_or_none(mem, addr, STE_BYTES)
 
 
 def ste_words(data: bytes) -> list[int]:
