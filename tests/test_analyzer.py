@@ -549,3 +549,22 @@ def test_test_boundary_ends_the_after_attach_window(tmp_path: Path) -> None:
     traffic(s2, DOM_B, STE_B, CD_B)
     traffic(s2, DOM_A, STE_A, CD_A)
     assert rules(run(tmp_path, s2, "u.jsonl")) == ["inv1-old-domain"]
+
+
+def test_entry_update_breaking_cd_state_in_caching_mode(tmp_path: Path) -> None:
+    # In caching mode the new CD may only ever be seen as a cached fetch after the window; the
+    # V=0 intermediate state is still a breaking update, not the final state of a detach.
+    s = Synth(cache_mode="caching")
+    traffic(s, DOM_A, STE_A, CD_A)
+    s.marker("attach-begin", 1)
+    cleared = list(CD_A)
+    cleared[0] &= ~CD["V"].mask
+    s.cd(cleared, legal=False)
+    s.marker("attach-end", 1)
+    for p in PAGES:
+        s.ste(STE_A, cached=True)
+        s.cd(CD_B, cached=True)
+        s.translate(p, DOM_B)
+    an = run(tmp_path, s)
+    v = next(v for v in an.violations if v.rule == "entry-update")
+    assert v.entries["structure"] == "CD" and "V" in v.entries["fields"]

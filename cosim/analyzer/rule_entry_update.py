@@ -4,7 +4,8 @@ the new entry. This is the "used bits" rule the driver's hitless update relies o
 may fetch the entry between any two of the driver's writes (§3.21.3).
 
 An update is an attach window of a device using the StreamID. Old = the state last fetched
-before the window; new = the first state fetched from memory (not from a cache) after it. An
+before the window; new = the first state fetched from memory (not from a cache) after it, or
+failing that the first cached state after it (caching mode). An
 illegal state equal to the old entry is not the update's doing; an invalid (V=0) final state
 is a legitimate target (a PASID being detached).
 """
@@ -67,10 +68,15 @@ def _check_window(ctx: Context, out: Collector, kind: str, sid: int, ssid: int |
     before = lst.last_before(lo)
     old = layouts.qwords(recs[before].get("qw")) if before is not None else None
     new = None
-    for j in lst.between(hi, nxt):
+    after = lst.between(hi, nxt)
+    for j in after:
         if not recs[j].get("cached"):
             new = layouts.qwords(recs[j].get("qw"))
             break
+    if new is None and after:
+        # Caching mode may serve the new entry from its cache until the next update: the first
+        # cached state after the window is what was loaded once the update settled.
+        new = layouts.qwords(recs[after[0]].get("qw"))
     name = "STE" if kind == "ste_fetch" else "CD"
     for j in inside:
         r = recs[j]
