@@ -136,6 +136,7 @@ int ep_ats_enabled(struct ep *ep, bool *on);    /* ATS Control.Enable (bit 15) *
 int ep_pasid_enabled(struct ep *ep, bool *on);  /* PASID Control.Enable (bit 0) */
 int ep_bus_master(struct ep *ep, bool on);      /* Command: Memory Space + Bus Master */
 const char *ep_driver(struct ep *ep, char *buf, size_t len); /* "" when none */
+int ep_unbind_driver(struct ep *ep); /* unbind whatever driver holds the device */
 
 /* iommufd objects */
 int ep_ioas_alloc(struct ep *ep, uint32_t *ioas);

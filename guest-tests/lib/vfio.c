@@ -163,7 +163,7 @@ const char *ep_driver(struct ep *ep, char *buf, size_t len)
 	return buf;
 }
 
-static int unbind_driver(struct ep *ep)
+int ep_unbind_driver(struct ep *ep)
 {
 	char drv[64], path[300];
 
@@ -185,7 +185,7 @@ static int bind_vfio_pci(struct ep *ep)
 		return ep_set_err(EP_UNSUP, "vfio-pci (no " VFIO_PCI_DRV ")");
 	if (!strcmp(ep_driver(ep, drv, sizeof(drv)), "vfio-pci"))
 		return EP_OK;
-	if (unbind_driver(ep))
+	if (ep_unbind_driver(ep))
 		return EP_ERR;
 	snprintf(path, sizeof(path), "%s/driver_override", ep->sysdir);
 	if (sysfs_write(path, "vfio-pci"))
@@ -362,7 +362,7 @@ int ep_open_sysfs(struct ep *ep, const char *bdf)
 	rc = ep_find(ep, bdf);
 	if (rc)
 		return rc;
-	rc = unbind_driver(ep);
+	rc = ep_unbind_driver(ep);
 	if (rc)
 		return rc;
 	snprintf(path, sizeof(path), "%s/resource0", ep->sysdir);

@@ -67,20 +67,6 @@ static int unload_module(void)
 	return EP_OK;
 }
 
-static int unbind(struct ep *ep)
-{
-	char drv[64], path[300];
-
-	if (!*ep_driver(ep, drv, sizeof(drv)))
-		return EP_OK;
-	snprintf(path, sizeof(path), "%s/driver/unbind", ep->sysdir);
-	if (sysfs_write(path, ep->bdf))
-		return EP_ERR;
-	if (*ep_driver(ep, drv, sizeof(drv)))
-		return ep_set_err(EP_ERR, "%s still bound to %s after unbind", ep->bdf, drv);
-	return EP_OK;
-}
-
 /* Bind driver `drv` ("" for none) through driver_override = `override`. */
 static int bind_override(struct ep *ep, const char *override, const char *drv)
 {
@@ -112,7 +98,7 @@ static int take_device(struct ep *ep, struct saved *sv)
 		return EP_ERR;
 	diag("endpoint %s: driver '%s', driver_override '%s'", ep->bdf, sv->driver,
 	     sv->override);
-	if ((rc = load_module()) || (rc = unbind(ep)) ||
+	if ((rc = load_module()) || (rc = ep_unbind_driver(ep)) ||
 	    (rc = bind_override(ep, KMOD_NAME, KMOD_NAME)))
 		return rc;
 	return EP_OK;
@@ -121,7 +107,7 @@ static int take_device(struct ep *ep, struct saved *sv)
 /* Unbind the module's driver, unload it, rebind the driver the device had. */
 static int give_back(struct ep *ep, const struct saved *sv)
 {
-	int rc = unbind(ep);
+	int rc = ep_unbind_driver(ep);
 
 	if (!rc)
 		rc = unload_module();
