@@ -23,12 +23,17 @@ class Expectation:
     findings: list[dict] = field(default_factory=list)
 
 
+def path(kernel: str) -> Path:
+    """Where the expectations of a kernel choice live."""
+    return DIR / f"{kernel}.toml"
+
+
 def available(kernel: str) -> bool:
-    return (DIR / f"{kernel}.toml").exists()
+    return path(kernel).exists()
 
 
 def load(kernel: str) -> Expectation:
-    f = DIR / f"{kernel}.toml"
+    f = path(kernel)
     if not f.exists():
         raise FileNotFoundError(f"no expectations for kernel {kernel}: {f} is missing")
     data = tomllib.loads(f.read_text())

@@ -344,7 +344,7 @@ def execute(cfg: RunConfig) -> RunOutcome:
         for s, h in old.items():
             signal.signal(s, h)
 
-    if "kunit" in cfg.tests and guest not in ("not-started",):
+    if "kunit" in cfg.tests and guest != "not-started":
         results += _kunit_results(run)
     analysis = _analyze(run.dir) if cfg.smmu == "cosim" else None
     failed = [r for r in results if r.status in ("fail", "error")]
@@ -383,7 +383,7 @@ def _judge_expectations(cfg: RunConfig, summary: dict, interrupted: bool) -> dic
         return None
     exp = expectations.load(cfg.kernel_choice)
     problems = expectations.mismatches(exp, summary)
-    return {"file": str(expectations.DIR / f"{cfg.kernel_choice}.toml"), "match": not problems,
+    return {"file": str(expectations.path(cfg.kernel_choice)), "match": not problems,
             "mismatches": problems,
             "findings": [{k: f.get(k) for k in ("id", "title", "invariant", "tests")}
                          for f in exp.findings]}

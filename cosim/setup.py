@@ -63,8 +63,6 @@ def run_step(script: str, *args: str, quiet: bool = False) -> str:
         tail = (tail + [line])[-30:]
         if "=" in line and line.split("=", 1)[0].isupper() and not line.startswith(" "):
             last = line.split("=", 1)[1]
-        elif line.startswith("/") and script == "qemu.sh":
-            last = line
         elif not quiet:
             print(line, flush=True)
     rc = proc.wait()

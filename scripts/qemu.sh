@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # QEMU: Debian trixie's qemu 10.0.x source package, our qemu-patches/series on top,
-# only qemu-system-aarch64 built. Prints the path of the binary on its last line.
+# only qemu-system-aarch64 built. Prints "QEMU=<binary>" last.
 source "$(dirname "$0")/common.sh"
 
 apt_private_setup
@@ -24,7 +24,7 @@ if [ "${1:-}" = "--key" ]; then echo "KEY=$KEY"; exit 0; fi
 take_lock qemu
 if [ -x "$BIN" ]; then
     step_cached "qemu $VER + $(grep -cvE '^\s*(#|$)' "$PATCHES/series" 2>/dev/null || true) patches" "$OUT"
-    echo "$BIN"; exit 0
+    echo "QEMU=$BIN"; exit 0
 fi
 
 # Pristine source, shared by every patch set.
@@ -87,4 +87,4 @@ echo "qemu $VER" >"$OUT.new/VERSION"; cp -r "$PATCHES" "$OUT.new/patches" 2>/dev
 rm -rf "$OUT"; mv "$OUT.new" "$OUT"
 rm -rf "$WORK"
 step_end
-echo "$BIN"
+echo "QEMU=$BIN"
