@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from cosim.arch.domain import Domain
+
 SCHEMA = 1
 
 
@@ -70,6 +72,8 @@ class TraceWriter:
 
 
 def _default(obj: Any) -> Any:
+    if isinstance(obj, Domain):
+        return obj.to_record()
     if isinstance(obj, bytes | bytearray):
         return obj.hex()
     if isinstance(obj, set | frozenset | tuple):
