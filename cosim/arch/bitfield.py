@@ -45,6 +45,8 @@ class Field:
 
     @property
     def word_lo(self) -> int:
+        """The field's low bit inside its word. Address fields (table pointers, queue bases,
+        fault addresses) hold their address bits in place: address = value << word_lo."""
         return self.lo - self.word * WORD_BITS
 
     @property

@@ -33,7 +33,9 @@ CD = Layout("CD", 512, {
 CD_WORDS = CD.nwords
 # The fetched CD as little-endian 64-bit words, the order decode_words indexes them in.
 _CD_QWORDS = struct.Struct(f"<{CD_WORDS}Q")
-TTB_SHIFT = 4  # TTB0/TTB1 hold table base address bits [51:4]
+# TTB0/TTB1 hold table base address bits [51:4] in place.
+TTB_SHIFT = CD["TTB0"].word_lo
+assert CD["TTB1"].word_lo == TTB_SHIFT
 
 # §5.3: Level 1 Context Descriptor.
 L1CD = Layout("L1CD", 64, {"V": 0, "L2Ptr": (51, 12)})

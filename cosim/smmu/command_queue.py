@@ -18,6 +18,7 @@ from cosim.arch.commands import (
     CERROR_ILL,
     CERROR_NAMES,
     CFGI_ALL_RANGE,
+    CMD,
     CMD_BYTES,
     CS_IRQ,
     CS_NAMES,
@@ -34,9 +35,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Address fields hold their address bits in place (field value << its low bit in the word).
+_ADDR_LO = {name: CMD[name].word_lo for name in ("Address", "IPA", "MSIAddress")}
+
+
 def tlbi_range(f: dict[str, int], addr_field: str, range_inv: bool) -> tuple[int, int]:
     """[lo, hi) covered by a TLBI_*_VA / TLBI_S2_IPA (§4.4.1: NUM/SCALE/TG range form)."""
-    addr = f[addr_field] << 12
+    addr = f[addr_field] << _ADDR_LO[addr_field]
     granule = TG_GRANULE.get(f.get("TG", 0))
     if range_inv and granule is not None:
         span = (f["NUM"] + 1) << (5 * f["SCALE"] + 1)
@@ -59,7 +64,7 @@ class CommandQueue:
     def _geometry(self) -> tuple[int, int]:
         base = self.dev.regs["CMDQ_BASE"]
         log2 = min(Q_BASE.get(base, "LOG2SIZE"), self.dev.options.cmdq_log2)
-        return Q_BASE.get(base, "ADDR") << 5, log2
+        return Q_BASE.get(base, "ADDR") << Q_BASE["ADDR"].word_lo, log2
 
     def stalled(self) -> bool:
         """The queue stops while a command error is unacknowledged (§7.1)."""
@@ -223,7 +228,7 @@ class CommandQueue:
         dev = self.dev
         sid = f["StreamID"]
         ssid = f["SubstreamID"] if f["SSV"] else None
-        addr, size = atc_range(f["Address"] << 12, f["Size"])
+        addr, size = atc_range(f["Address"] << _ADDR_LO["Address"], f["Size"])
         tracker = dev.atc
         inv = AtcInvalidation(sid, ssid, addr, size, bool(f["Global"]), tracker.new_id(),
                               on_complete=self._atc_completed, issued_at=dev.clock())
@@ -283,7 +288,7 @@ class CommandQueue:
         dev = self.dev
         cs = f["CS"]
         if cs == CS_IRQ:
-            msi_addr = f["MSIAddress"] << 2
+            msi_addr = f["MSIAddress"] << _ADDR_LO["MSIAddress"]
             if dev.options.msi and msi_addr:
                 # §4.7.3: the completion MSI is a 32-bit write of MSIData to MSIAddress.
                 try:

@@ -20,6 +20,7 @@ from cosim.arch.cd import (
     TTB_SHIFT,
     cd_words,
 )
+from cosim.arch.events import EVENT_RECORD
 from cosim.arch.ste import S1DSS_BYPASS, S1DSS_SSID0, S1DSS_TERMINATE, TG0_GRANULE
 from cosim.memory import BusError, GuestMemory, read_or_none
 
@@ -27,6 +28,10 @@ from .event_queue import EventRecord
 from .options import SmmuOptions
 from .stream_table import Ste, effective_oas
 from .walker import Stage1Regime, StageConfig, stage1_config_legal
+
+# Address fields hold their address bits in place (field value << its low bit in the word).
+_L2PTR_LO = L1CD["L2Ptr"].word_lo
+_FETCH_ADDR_LO = EVENT_RECORD["FetchAddr"].word_lo
 
 
 @dataclass
@@ -86,11 +91,12 @@ def cd_address(mem: GuestMemory, ste: Ste, sid: int, ssid: int | None, index: in
     try:
         desc = int.from_bytes(mem.read(l1_pa, L1CD_BYTES), "little")
     except BusError:
-        return CdLocation(None, EventRecord("F_CD_FETCH", sid, ssid, {"FetchAddr": l1_pa >> 3}))
+        return CdLocation(None, EventRecord("F_CD_FETCH", sid, ssid,
+                                            {"FetchAddr": l1_pa >> _FETCH_ADDR_LO}))
     if not L1CD.get(desc, "V"):
         # §5.3: an invalid L1CD makes the SubstreamID unusable.
         return CdLocation(None, EventRecord("C_BAD_SUBSTREAMID", sid, ssid), l1_pa)
-    leaf = (L1CD.get(desc, "L2Ptr") << 12) + (index & ((1 << leaf_bits) - 1)) * CD_BYTES
+    leaf = (L1CD.get(desc, "L2Ptr") << _L2PTR_LO) + (index & ((1 << leaf_bits) - 1)) * CD_BYTES
     addr, ev = xl(leaf)
     return CdLocation(addr, ev, l1_pa)
 

@@ -49,7 +49,7 @@ class EventRecord:
     def addr(self) -> int | None:
         for k in ("InputAddr", "FetchAddr"):
             if k in self.fields:
-                return self.fields[k] << (3 if k == "FetchAddr" else 0)
+                return self.fields[k] << EVENT_RECORD[k].word_lo
         return None
 
 
@@ -64,7 +64,7 @@ class EventQueue:
     def _geometry(self) -> tuple[int, int]:
         base = self.dev.regs["EVENTQ_BASE"]
         log2 = min(Q_BASE.get(base, "LOG2SIZE"), self.dev.options.evtq_log2)
-        return Q_BASE.get(base, "ADDR") << 5, log2
+        return Q_BASE.get(base, "ADDR") << Q_BASE["ADDR"].word_lo, log2
 
     def record(self, ev: EventRecord) -> None:
         """Write `ev` to the queue if enabled (events are discarded while EVENTQEN=0, §7.2)."""

@@ -110,7 +110,7 @@ class SMMUv3:
 
     def signal_irq(self, line: int, cfg_prefix: str, on_abort: str | None = None) -> None:
         """Raise an interrupt: MSI if configured (§3.18.2), else the wired SPI."""
-        addr = IRQ_CFG0.get(self.regs[cfg_prefix + "0"], "ADDR") << 2
+        addr = IRQ_CFG0.get(self.regs[cfg_prefix + "0"], "ADDR") << IRQ_CFG0["ADDR"].word_lo
         if self.options.msi and addr:
             data = IRQ_CFG1.get(self.regs[cfg_prefix + "1"], "DATA")
             try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from cosim.arch.events import EVENT_RECORD
 from cosim.arch.registers import PS_BITS, STRTAB_BASE, STRTAB_BASE_CFG, STRTAB_FMT_2LVL
 from cosim.arch.ste import (
     CONFIG_ABORT,
@@ -36,6 +37,13 @@ from .options import SmmuOptions
 from .walker import StageConfig, stage2_config_legal
 
 log = logging.getLogger(__name__)
+
+# Address fields hold their address bits in place (field value << its low bit in the word).
+_STRTAB_ADDR_LO = STRTAB_BASE["ADDR"].word_lo
+_L2PTR_LO = L1STD["L2Ptr"].word_lo
+_S1CTXPTR_LO = STE["S1ContextPtr"].word_lo
+_S2TTB_LO = STE["S2TTB"].word_lo
+_FETCH_ADDR_LO = EVENT_RECORD["FetchAddr"].word_lo
 
 # Valid STRTAB_BASE_CFG.SPLIT values (§6.3.24); others are reserved.
 VALID_SPLITS = (6, 8, 10)
@@ -95,7 +103,7 @@ def locate_ste(mem: GuestMemory, base_reg: int, cfg_reg: int, opt: SmmuOptions,
     log2size = min(STRTAB_BASE_CFG.get(cfg_reg, "LOG2SIZE"), opt.sid_bits)
     if sid >= (1 << log2size):
         return SteLocation(None, EventRecord("C_BAD_STREAMID", sid, ssid))
-    base = STRTAB_BASE.get(base_reg, "ADDR") << 6
+    base = STRTAB_BASE.get(base_reg, "ADDR") << _STRTAB_ADDR_LO
     fmt = STRTAB_BASE_CFG.get(cfg_reg, "FMT")
     if fmt != STRTAB_FMT_2LVL or not opt.st_2level:
         # Linear (§3.3.1.1); a 2-level format the SMMU does not implement reads as linear.
@@ -106,7 +114,7 @@ def locate_ste(mem: GuestMemory, base_reg: int, cfg_reg: int, opt: SmmuOptions,
         desc = int.from_bytes(mem.read(l1_addr, L1STD_BYTES), "little")
     except BusError:
         return SteLocation(None, EventRecord("F_STE_FETCH", sid, ssid,
-                                             {"FetchAddr": l1_addr >> 3}))
+                                             {"FetchAddr": l1_addr >> _FETCH_ADDR_LO}))
     span = L1STD.get(desc, "Span")
     if span == 0:
         # §5.1: Span 0 marks the L2 table invalid; the StreamID is out of range.
@@ -115,7 +123,7 @@ def locate_ste(mem: GuestMemory, base_reg: int, cfg_reg: int, opt: SmmuOptions,
     l2_index = sid & ((1 << split) - 1)
     if l2_index >= (1 << (span - 1)):
         return SteLocation(None, EventRecord("C_BAD_STREAMID", sid, ssid))
-    return SteLocation((L1STD.get(desc, "L2Ptr") << 6) + l2_index * STE_BYTES)
+    return SteLocation((L1STD.get(desc, "L2Ptr") << _L2PTR_LO) + l2_index * STE_BYTES)
 
 
 def read_ste(mem: GuestMemory, addr: int) -> bytes | None:
@@ -168,7 +176,7 @@ def decode_ste(addr: int, words: list[int], opt: SmmuOptions) -> Ste:
         ste.s1fmt = f["S1Fmt"]
         ste.s1cdmax = f["S1CDMax"]
         ste.s1dss = f["S1DSS"]
-        ste.s1ctxptr = f["S1ContextPtr"] << 6
+        ste.s1ctxptr = f["S1ContextPtr"] << _S1CTXPTR_LO
         ste.strw = f["STRW"]
         if ste.s1cdmax > opt.ssid_bits:
             return bad(f"S1CDMax {ste.s1cdmax} > IDR1.SSIDSIZE {opt.ssid_bits}")
@@ -206,7 +214,7 @@ def _decode_s2(f: dict[str, int], opt: SmmuOptions) -> tuple[StageConfig | None,
     if granule is None or granule not in opt.granules:
         return None, f"S2TG {f['S2TG']} not a supported granule"
     oas = effective_oas(f["S2PS"], opt)
-    ttb = f["S2TTB"] << 4
+    ttb = f["S2TTB"] << _S2TTB_LO
     if ttb >> oas:
         return None, f"S2TTB {ttb:#x} outside the effective S2PS ({oas} bits)"
     cfg = StageConfig(stage=2, granule=granule, tsz=f["S2T0SZ"], ttb=ttb, oas=oas,
