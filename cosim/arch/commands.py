@@ -63,12 +63,13 @@ COMMANDS: dict[int, CommandSpec] = {
 }
 OPCODES = {spec.name: op for op, spec in COMMANDS.items()}
 
-# Fields share bits only between opcodes that never carry both (a unit test checks each
-# command's own fields are disjoint).
+# Fields share bits only where no opcode carries both: those overlays are the declared
+# overlaps (a unit test checks that each command's own fields are disjoint).
 _CO_USED = {frozenset(p) for spec in COMMANDS.values()
             for p in combinations(("Opcode",) + spec.fields, 2)}
-CMD = Layout("CMD", 128, _CMD_FIELDS,
-             overlaps=[p for p in combinations(_CMD_FIELDS, 2) if frozenset(p) not in _CO_USED])
+CMD = Layout("CMD", 128, _CMD_FIELDS, overlaps=[
+    p for p in Layout("CMD", 128, _CMD_FIELDS).overlapping_pairs()
+    if frozenset(p) not in _CO_USED])
 
 # CMDQ_CONS.ERR codes (§7.1).
 CERROR_NONE, CERROR_ILL, CERROR_ABT, CERROR_ATC_INV_SYNC = 0, 1, 2, 3
