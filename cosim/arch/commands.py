@@ -62,6 +62,11 @@ COMMANDS: dict[int, CommandSpec] = {
     0x46: CommandSpec("CMD_SYNC", ("CS", "MSH", "MSIAttr", "MSIData", "MSIAddress")),
 }
 OPCODES = {spec.name: op for op, spec in COMMANDS.items()}
+# Every opcode the project names, implemented or not (§4.1.1): the model executes COMMANDS and
+# rejects the rest (CERROR_ILL); the analysis names opcodes of traces that record numbers.
+# 0x01 is CMD_PREFETCH_CONFIG in IHI 0070; it keeps Linux's name, PREFETCH_CFG, that traces use.
+OPCODE_NAMES: dict[int, str] = {**{op: spec.name for op, spec in COMMANDS.items()},
+                                0x45: "STALL_TERM"}
 
 # Fields share bits only where no opcode carries both: those overlays are the declared
 # overlaps (a unit test checks that each command's own fields are disjoint).
@@ -82,7 +87,7 @@ CS_NAMES = {CS_NONE: "NONE", CS_IRQ: "IRQ", CS_SEV: "SEV"}
 
 # TLBI range encoding (§4.4.1): TG selects the granule the range counts in; 0 = not a range.
 TG_GRANULE = {1: 4096, 2: 16384, 3: 65536}
-CFGI_ALL_RANGE = 31
+CFGI_ALL_RANGE = 31  # CMD_CFGI_ALL is CMD_CFGI_STE_RANGE with Range 31 (§4.3.3)
 
 
 def encode_command(name: str, **fields: int) -> list[int]:
