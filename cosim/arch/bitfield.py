@@ -91,6 +91,9 @@ class Layout:
             for fname in pair:
                 if fname not in self.fields:
                     raise KeyError(f"{name}: overlap names unknown field {fname}")
+        self._defined = 0
+        for f in self.fields.values():
+            self._defined |= f.mask
         # Per-word extraction plan for `decode_words`, derived from the same table: a field
         # inside one 64-bit word is read as (word >> shift) & mask without joining the words.
         self._word_plan: list[tuple[str, int, int, int]] = []
@@ -151,10 +154,8 @@ class Layout:
         return out
 
     def defined_mask(self) -> int:
-        m = 0
-        for f in self.fields.values():
-            m |= f.mask
-        return m
+        """Every bit some field covers (a register write keeps only these)."""
+        return self._defined
 
     def word_masks(self, names: Iterable[str]) -> list[int]:
         """Per 64-bit word, the bits of the named fields (the analysis' used-bit masks)."""
@@ -201,7 +202,3 @@ def join_words(words: Iterable[int]) -> int:
 def split_words(value: int, n: int) -> list[int]:
     return [(value >> (WORD_BITS * i)) & WORD_MASK for i in range(n)]
 
-
-def mask(hi: int, lo: int = 0) -> int:
-    """Bits [hi:lo] set."""
-    return ((1 << (hi - lo + 1)) - 1) << lo
