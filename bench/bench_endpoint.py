@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from cosim.endpoint import regs
+from cosim.arch import endpoint_regs as regs
 from cosim.endpoint.endpoint import Endpoint
 from cosim.endpoint.testing import FakeSmmu
 from cosim.memory import SparseMemory

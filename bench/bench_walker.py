@@ -12,15 +12,15 @@ from __future__ import annotations
 import argparse
 import time
 
-from cosim.memory import SparseMemory
-from cosim.smmu.access import Access
-from cosim.smmu.descriptors import (
+from cosim.arch.descriptors import (
     TableBuilder,
     s1_leaf,
     s1_start_level,
     s2_leaf,
     s2_start_level,
 )
+from cosim.memory import SparseMemory
+from cosim.smmu.access import Access
 from cosim.smmu.walker import Stage1Regime, StageConfig, translate_stage1, translate_stage2
 
 PAGES = 512

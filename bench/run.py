@@ -359,7 +359,7 @@ class Bench:
 def replace_segments(trace_path: Path) -> list[dict]:
     """Per cosim_replace run (test-begin .. test-end): its label, replaces per second from the
     attach-begin markers, and the median back-to-back TG register read gap in µs."""
-    from cosim.endpoint import regs
+    from cosim.arch import endpoint_regs as regs
     from cosim.trace import read_trace
     off = {r.name: r.offset for r in regs.REGISTERS}
     pairs = {(off[a], off[b]) for a, b in zip(TG_READ_SEQUENCE, TG_READ_SEQUENCE[1:], strict=False)}

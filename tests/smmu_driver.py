@@ -1,20 +1,20 @@
 """A test-side SMMUv3 driver: builds stream tables, CDs and page tables in SparseMemory the way
 Linux's arm-smmu-v3 does, and programs the model through MMIO only (CR0/CR0ACK handshake,
-queue PROD/CONS, GERRORN). Field encodings come from the model's own layout tables."""
+queue PROD/CONS, GERRORN). Field encodings come from the architecture's declarations in
+cosim/arch."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from cosim.memory import SparseMemory
-from cosim.smmu import Access, SmmuOptions, SMMUv3
-from cosim.smmu.command_queue import CMD_BYTES, CMDQ_CONS, encode_command
-from cosim.smmu.context_descriptor import CD_BYTES, L1CD, encode_cd
-from cosim.smmu.descriptors import TableBuilder, s1_leaf, s1_start_level, s2_leaf
-from cosim.smmu.event_queue import EVENT_BYTES, EVENT_RECORD, decode_event
-from cosim.smmu.registers import (
+from cosim.arch.cd import CD_BYTES, L1CD, encode_cd
+from cosim.arch.commands import CMD_BYTES, encode_command
+from cosim.arch.descriptors import TableBuilder, s1_leaf, s1_start_level, s2_leaf
+from cosim.arch.events import EVENT_BYTES, EVENT_RECORD, decode_event
+from cosim.arch.registers import (
     BY_NAME,
+    CMDQ_CONS,
     CR0,
     EVTQ_CONS,
     EVTQ_PROD,
@@ -25,7 +25,7 @@ from cosim.smmu.registers import (
     STRTAB_BASE,
     STRTAB_BASE_CFG,
 )
-from cosim.smmu.stream_table import (
+from cosim.arch.ste import (
     CONFIG_BYPASS,
     CONFIG_NESTED,
     CONFIG_S1,
@@ -34,6 +34,8 @@ from cosim.smmu.stream_table import (
     STE_BYTES,
     encode_ste,
 )
+from cosim.memory import SparseMemory
+from cosim.smmu import Access, SmmuOptions, SMMUv3
 
 STRTAB = 0x10_0000
 L2_STRTAB = 0x18_0000
@@ -242,7 +244,7 @@ class Driver:
 
     def s2_tables(self, mappings: dict[int, int], granule: int = 4096, tsz: int = 16,
                   sl0: int = 2, base: int | None = None, **leaf: int) -> int:
-        from cosim.smmu.descriptors import s2_start_level
+        from cosim.arch.descriptors import s2_start_level
         base = self.alloc(0x10_0000) if base is None else base
         tb = TableBuilder(self.mem, granule, tsz, s2_start_level(granule, sl0), base)
         for ipa, pa in mappings.items():

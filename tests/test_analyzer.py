@@ -23,7 +23,8 @@ from synth import (  # noqa: E402
 )
 
 from cosim.analyzer import analyze_file  # noqa: E402
-from cosim.analyzer.layouts import CD, STE, cd_used, fields_in, ste_used  # noqa: E402
+from cosim.arch.cd import CD, cd_used  # noqa: E402
+from cosim.arch.ste import STE, ste_used  # noqa: E402
 
 PAGES = (0x1000, 0x2000, 0x3000)
 STE_A, STE_B = ste_s1(0x9000), ste_s1(0xA000)
@@ -374,8 +375,8 @@ def test_entry_update_hitless_mix_is_clean(tmp_path: Path) -> None:
     s.marker("attach-begin", 1)
     # Step 1 of a hitless update: new values in bits bypass does not use (S1 fields).
     mixed = list(ste_bypass())
-    mixed[0] |= STE_A[0] & STE["S1ContextPtr"].mask
-    mixed[1] |= STE_A[1] & (STE["S1DSS"].mask | STE["EATS"].mask)
+    mixed[0] |= STE_A[0] & STE["S1ContextPtr"].word_mask
+    mixed[1] |= STE_A[1] & (STE["S1DSS"].word_mask | STE["EATS"].word_mask)
     s.ste(mixed, cfg="bypass")
     s.translate(PAGES[0], "bypass")
     s.ste(STE_A)
@@ -392,7 +393,7 @@ def test_entry_update_illegal_state(tmp_path: Path) -> None:
     traffic(s, DOM_A, STE_A, CD_A)
     s.marker("attach-begin", 1)
     weird = list(STE_B)
-    weird[0] |= STE["S1Fmt"].mask   # a state that is neither old nor new, and illegal
+    weird[0] |= STE["S1Fmt"].word_mask   # a state that is neither old nor new, and illegal
     s.ste(weird, legal=False)
     s.marker("attach-end", 1)
     traffic(s, DOM_B, STE_B, CD_B)
@@ -407,7 +408,7 @@ def test_entry_update_breaking_cd_state(tmp_path: Path) -> None:
     traffic(s, DOM_A, STE_A, CD_A)
     s.marker("attach-begin", 1)
     cleared = list(CD_A)
-    cleared[0] &= ~CD["V"].mask
+    cleared[0] &= ~CD["V"].word_mask
     s.cd(cleared, legal=False)
     s.marker("attach-end", 1)
     traffic(s, DOM_B, STE_A, CD_B)
@@ -475,15 +476,15 @@ def test_tlbi_before_sync_completes_is_not_stale(tmp_path: Path) -> None:
 # -- layouts --------------------------------------------------------------------------------
 
 def test_used_bits_follow_config() -> None:
-    assert fields_in(STE, ste_used(tuple(ste_abort()))) == ["V", "Config"]
-    s1 = fields_in(STE, ste_used(tuple(STE_A)))
+    assert STE.fields_in(ste_used(tuple(ste_abort()))) == ["V", "Config"]
+    s1 = STE.fields_in(ste_used(tuple(STE_A)))
     assert "S1ContextPtr" in s1 and "S2TTB" not in s1 and "SHCFG" not in s1
-    s2 = fields_in(STE, ste_used(tuple(pack(STE, V=1, Config=0b110))))
+    s2 = STE.fields_in(ste_used(tuple(pack(STE, V=1, Config=0b110))))
     assert "S2TTB" in s2 and "S1ContextPtr" not in s2
-    assert fields_in(STE, ste_used(tuple(pack(STE, Config=0b101)))) == ["V"]
-    cd_fields = fields_in(CD, cd_used(tuple(CD_A)))
+    assert STE.fields_in(ste_used(tuple(pack(STE, Config=0b101)))) == ["V"]
+    cd_fields = CD.fields_in(cd_used(tuple(CD_A)))
     assert "TTB0" in cd_fields and "TTB1" not in cd_fields and "ASID" in cd_fields
-    assert fields_in(CD, cd_used(tuple(pack(CD, ASID=3)))) == ["V"]
+    assert CD.fields_in(cd_used(tuple(pack(CD, ASID=3)))) == ["V"]
 
 
 @pytest.mark.parametrize("torn", ['{"t": 99999, "k": "xla', "garbage"])
@@ -558,7 +559,7 @@ def test_entry_update_breaking_cd_state_in_caching_mode(tmp_path: Path) -> None:
     traffic(s, DOM_A, STE_A, CD_A)
     s.marker("attach-begin", 1)
     cleared = list(CD_A)
-    cleared[0] &= ~CD["V"].mask
+    cleared[0] &= ~CD["V"].word_mask
     s.cd(cleared, legal=False)
     s.marker("attach-end", 1)
     for p in PAGES:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cosim.endpoint import regs
+from cosim.arch import endpoint_regs as regs
 from cosim.endpoint.endpoint import RESET_FLR, Endpoint, EndpointOptions
 from cosim.endpoint.testing import FakeInvalidation, FakeSmmu
 from cosim.memory import SparseMemory

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
-from cosim.endpoint import regs
+from cosim.arch import endpoint_regs as regs
 
 HEADER = Path(__file__).resolve().parents[1] / "guest-tests" / "include" / "cosim_ep.h"
 
@@ -12,7 +14,15 @@ HEADER = Path(__file__).resolve().parents[1] / "guest-tests" / "include" / "cosi
 def test_committed_header_matches_generator() -> None:
     assert HEADER.read_text() == regs.c_header(), (
         "guest-tests/include/cosim_ep.h is stale: regenerate with "
-        "`python -m cosim.endpoint.regs --c-header > guest-tests/include/cosim_ep.h`")
+        "`python -m cosim.arch.endpoint_regs --c-header > guest-tests/include/cosim_ep.h`")
+
+
+def test_the_entry_point_the_header_names_still_generates_it() -> None:
+    # The committed header says it was made by `python -m cosim.endpoint.regs --c-header`.
+    out = subprocess.run([sys.executable, "-m", "cosim.endpoint.regs", "--c-header"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out == HEADER.read_text()
+    assert "python -m cosim.endpoint.regs --c-header" in out
 
 
 def test_offsets_match_docs() -> None:

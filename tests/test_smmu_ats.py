@@ -3,8 +3,8 @@
 import pytest
 from smmu_driver import Driver, bypass_ste, s1_cd, s1_ste, s2_ste
 
+from cosim.arch.ste import S1DSS_BYPASS, encode_ste
 from cosim.smmu import Access, SmmuOptions
-from cosim.smmu.stream_table import S1DSS_BYPASS, encode_ste
 
 PA = 0x8000_0000
 RW = Access(read=True, write=True)

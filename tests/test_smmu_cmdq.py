@@ -4,8 +4,7 @@ ATC_INV ordering and CERROR_ATC_INV_SYNC, caching vs coherent (§4, §7.1)."""
 import pytest
 from smmu_driver import CMDQ, Driver, FakeEndpoint, bypass_ste, s1_cd, s1_ste, s2_ste
 
-from cosim.smmu import SmmuOptions
-from cosim.smmu.command_queue import (
+from cosim.arch.commands import (
     CERROR_ABT,
     CERROR_ATC_INV_SYNC,
     CERROR_ILL,
@@ -15,7 +14,8 @@ from cosim.smmu.command_queue import (
     CS_SEV,
     encode_command,
 )
-from cosim.smmu.registers import CMDQ_PROD, Q_BASE
+from cosim.arch.registers import CMDQ_PROD, Q_BASE
+from cosim.smmu import SmmuOptions
 
 PA = 0x8000_0000
 
@@ -205,7 +205,7 @@ def test_tlb_needs_tlbi_when_caching(mode):
     t1 = d.xl(3, 0x1000)
     assert not t1.tlb
     # Remap the page behind the SMMU's back (4 KB granule, 4 levels from level 0).
-    from cosim.smmu.descriptors import s1_leaf
+    from cosim.arch.descriptors import s1_leaf
     table = ttb
     for lvl in range(3):
         idx = (0x1000 >> (12 + 9 * (3 - lvl))) & 0x1FF

@@ -5,9 +5,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from smmu_driver import CDTAB, STRTAB, Driver, FakeEndpoint
 
+from cosim.arch.events import EVENT_CODES
+from cosim.arch.registers import REGISTERS
 from cosim.smmu import Access, SmmuOptions
-from cosim.smmu.event_queue import EVENT_CODES
-from cosim.smmu.registers import REGISTERS
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -2,8 +2,8 @@
 
 from smmu_driver import Driver
 
+from cosim.arch.registers import BY_NAME, CR0, GBPA, IDR0, IDR1, IDR3, IDR5, PAGE1
 from cosim.smmu import SmmuOptions
-from cosim.smmu.registers import BY_NAME, CR0, GBPA, IDR0, IDR1, IDR3, IDR5, PAGE1
 
 
 def test_default_id_registers_advertise_the_brief_features():

@@ -12,10 +12,12 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cosim.arch.cd import CD, cd_words, encode_cd
+from cosim.arch.ste import STE, encode_ste, ste_words
 from cosim.smmu import SmmuOptions
 from cosim.smmu.caches import KIND_NESTED, KIND_S1, KIND_S2, DecodeMemo, Tlb, TlbEntry
-from cosim.smmu.context_descriptor import CD, cd_words, decode_cd, encode_cd, read_cd
-from cosim.smmu.stream_table import STE, decode_ste, encode_ste, read_ste, ste_words
+from cosim.smmu.context_descriptor import decode_cd, read_cd
+from cosim.smmu.stream_table import decode_ste, read_ste
 
 S1 = (KIND_S1, KIND_NESTED)
 KB4, MB2, GB1 = 1 << 12, 1 << 21, 1 << 30

@@ -12,8 +12,8 @@ from smmu_driver import (
     s2_ste,
 )
 
+from cosim.arch.ste import S1DSS_BYPASS, S1DSS_SSID0, S1DSS_TERMINATE, encode_ste
 from cosim.smmu import SmmuOptions
-from cosim.smmu.stream_table import S1DSS_BYPASS, S1DSS_SSID0, S1DSS_TERMINATE, encode_ste
 
 PA = 0x8000_0000
 
@@ -70,7 +70,7 @@ def test_invalid_and_reserved_ste_are_c_bad_ste():
 
 
 def test_ste_fetch_abort():
-    from cosim.smmu.registers import STRTAB_BASE
+    from cosim.arch.registers import STRTAB_BASE
     d = Driver(mem_size=1 << 32).init()
     d.wr("STRTAB_BASE", STRTAB_BASE.encode(ADDR=(1 << 33) >> 6))     # off the bus
     t = d.xl(1, 0)
@@ -202,7 +202,7 @@ def test_event_queue_overflow_and_irq():
     d.irqs.clear()
     for _ in range(6):
         d.xl(1, 0)
-    from cosim.smmu.registers import EVTQ_PROD
+    from cosim.arch.registers import EVTQ_PROD
     prod = d.rd("EVENTQ_PROD")
     assert EVTQ_PROD.get(prod, "OVFLG") == 1
     assert (0, 2) in d.irqs                           # eventq pulse

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cosim.memory import SparseMemory
-from cosim.smmu.access import Access
-from cosim.smmu.descriptors import (
+from cosim.arch.descriptors import (
     AP_RO_ANY,
     AP_RO_PRIV_ONLY,
     AP_RW_ANY,
@@ -21,6 +19,8 @@ from cosim.smmu.descriptors import (
     s2_start_level,
     table_desc,
 )
+from cosim.memory import SparseMemory
+from cosim.smmu.access import Access
 from cosim.smmu.walker import (
     Stage1Regime,
     StageConfig,

@@ -7,9 +7,9 @@ import logging
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from cosim.arch.descriptors import ADDR, DESC_SIZE_LOG2, GRANULE_BITS, s2_start_level
 from cosim.memory import BusError
 from cosim.smmu.access import Access
-from cosim.smmu.descriptors import ADDR, DESC_SIZE_LOG2, GRANULE_BITS, s2_start_level
 from cosim.smmu.walker import (
     Stage1Regime,
     StageConfig,
@@ -28,9 +28,9 @@ LOW_BITS = 0b111_1111_1111  # valid, type, and the lower attributes (AP/S2AP, AF
 def descriptor():
     """Random words, biased towards valid table/page/block entries with plausible addresses."""
     near = st.integers(0, 255).map(lambda i: POOL + i * 4096)
-    anywhere = st.integers(0, WORD).map(lambda a: a & ADDR.in_place)
+    anywhere = st.integers(0, WORD).map(lambda a: a & ADDR.mask)
     biased = st.tuples(st.integers(0, WORD), st.one_of(near, anywhere), st.integers(0, 3)).map(
-        lambda t: (t[0] & ~ADDR.in_place & ~0b11) | t[1] | t[2])
+        lambda t: (t[0] & ~ADDR.mask & ~0b11) | t[1] | t[2])
     return st.one_of(st.integers(0, WORD), biased, biased.map(lambda d: d | LOW_BITS))
 
 

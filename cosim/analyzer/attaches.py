@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cosim.arch.ste import S1DSS_SSID0, STE
+
 from . import layouts
 from .domains import DomainIndex, parse_dom
 from .view import Key, TraceView, ssid_of
@@ -181,8 +183,8 @@ def _config_domain(view: TraceView, doms: DomainIndex, key: Key, lo: int, hi: in
     elif cfg == "s2":
         want = (s2,)
     elif cfg in ("s1", "nested"):
-        if ssid is None and layouts.STE["S1CDMax"].get(ste) \
-                and layouts.STE["S1DSS"].get(ste) != layouts.S1DSS_SSID0:
+        if ssid is None and STE["S1CDMax"].of_words(ste) \
+                and STE["S1DSS"].of_words(ste) != S1DSS_SSID0:
             return None  # non-PASID traffic bypasses or terminates: leave it to translations
         s1 = layouts.cd_stage1_part(cd) if cd is not None else None
         if s1 is None:

@@ -12,25 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cosim.arch.commands import CFGI_ALL_RANGE, OPCODE_NAMES
+
 from .domains import PAGE, tags
 from .view import Record, TraceView
 
-# Opcodes (§4.1.1) for traces that record numbers instead of names.
-OPCODES = {
-    0x01: "PREFETCH_CONFIG", 0x02: "PREFETCH_ADDR", 0x03: "CFGI_STE", 0x04: "CFGI_STE_RANGE",
-    0x05: "CFGI_CD", 0x06: "CFGI_CD_ALL", 0x10: "TLBI_NH_ALL", 0x11: "TLBI_NH_ASID",
-    0x12: "TLBI_NH_VA", 0x13: "TLBI_NH_VAA", 0x20: "TLBI_EL2_ALL", 0x21: "TLBI_EL2_ASID",
-    0x22: "TLBI_EL2_VA", 0x23: "TLBI_EL2_VAA", 0x28: "TLBI_S12_VMALL", 0x2A: "TLBI_S2_IPA",
-    0x30: "TLBI_NSNH_ALL", 0x40: "ATC_INV", 0x41: "PRI_RESP", 0x44: "RESUME",
-    0x45: "STALL_TERM", 0x46: "CMD_SYNC",
-}
 SYNC = "CMD_SYNC"
-CFGI_ALL_RANGE = 31  # CMD_CFGI_ALL is CMD_CFGI_STE_RANGE with Range 31 (§4.3.3)
 
 
 def op_name(op: object) -> str:
     if isinstance(op, int):
-        return OPCODES.get(op, f"UNKNOWN_{op:#x}")
+        # Opcodes (§4.1.1) for traces that record numbers instead of names.
+        return OPCODE_NAMES.get(op, f"UNKNOWN_{op:#x}")
     name = str(op).upper()
     if name.startswith("CMD_") and name != SYNC:
         name = name[4:]

@@ -1,5 +1,5 @@
 """Check d: every STE and CD state the SMMU fetched while an entry was being updated is legal
-and, in every bit that state uses (layouts.ste_used / cd_used, §5.2 / §5.4), equals the old or
+and, in every bit that state uses (cosim.arch ste_used / cd_used, §5.2 / §5.4), equals the old or
 the new entry. This is the "used bits" rule the driver's hitless update relies on: the SMMU
 may fetch the entry between any two of the driver's writes (§3.21.3).
 
@@ -13,6 +13,9 @@ is a legitimate target (a PASID being detached).
 from __future__ import annotations
 
 from collections import defaultdict
+
+from cosim.arch.cd import CD, cd_used
+from cosim.arch.ste import STE, ste_used
 
 from . import layouts
 from .context import Context
@@ -63,8 +66,8 @@ def _check_window(ctx: Context, out: Collector, kind: str, sid: int, ssid: int |
     inside = lst.between(lo, hi)
     if not inside:
         return
-    table = layouts.STE if kind == "ste_fetch" else layouts.CD
-    used_of = layouts.ste_used if kind == "ste_fetch" else layouts.cd_used
+    table = STE if kind == "ste_fetch" else CD
+    used_of = ste_used if kind == "ste_fetch" else cd_used
     before = lst.last_before(lo)
     old = layouts.qwords(recs[before].get("qw")) if before is not None else None
     new = None
@@ -90,7 +93,7 @@ def _check_window(ctx: Context, out: Collector, kind: str, sid: int, ssid: int |
         bad_fields: list[str] = []
         if old is not None and new is not None:
             bits = layouts.mismatched_bits(state, old, new, used_of(state))
-            bad_fields = layouts.fields_in(table, bits)
+            bad_fields = table.fields_in(bits)
         illegal = r.get("legal") is False
         if illegal and not layouts.is_valid(table, state) and new is None:
             illegal = False  # may be the (unseen) final state of a detach

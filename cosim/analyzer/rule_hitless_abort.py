@@ -10,6 +10,8 @@ configuration, and is not counted.
 
 from __future__ import annotations
 
+from cosim.arch.events import TRANSLATION_FAULTS
+
 from .context import Context
 from .domains import PAGE, acc_letters, is_paging
 from .findings import Collector, Violation
@@ -17,8 +19,7 @@ from .view import Record, ssid_of
 
 RULE = "inv3-abort-during-attach"
 # Faults found by walking a domain's own tables (§7.3 event types F_TRANSLATION etc.).
-WALK_FAULTS = frozenset({"F_TRANSLATION", "F_ADDR_SIZE", "F_ACCESS", "F_PERMISSION",
-                         "F_WALK_EABT"})
+WALK_FAULTS = frozenset(TRANSLATION_FAULTS)
 
 
 def _failure(r: Record) -> tuple[int | None, str, str | None] | None:

@@ -2,36 +2,35 @@
 
 QEMU owns config space and forwards each guest config write (after applying it to its own
 copy) as CFG_WRITE; the model applies the written bytes to a shadow and derives the control
-bits from it at once. Capability offsets come from the DEVICE message.
+bits from it at once. Capability offsets come from the DEVICE message; the capability layouts
+are declared in cosim/arch/pcie.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-CONFIG_SPACE_SIZE = 4096  # PCIe extended config space
+from cosim.arch.pcie import (
+    ATS_CONTROL,
+    ATS_CTRL,
+    ATS_INV_QUEUE_DEPTH_MAX,
+    COMMAND,
+    COMMAND_OFF,
+    CONFIG_SPACE_SIZE,
+    MSIX_CONTROL,
+    MSIX_CTRL,
+    PASID_CONTROL,
+    PASID_CTRL,
+    STU_BASE_SHIFT,
+)
 
-# Command register (PCI Local Bus / PCIe Base spec, Type 0 header).
-COMMAND_OFF = 0x04
-COMMAND_BME = 1 << 2  # Bus Master Enable: the function may issue memory requests (and MSIs)
-
-# ATS Extended Capability: Capability register at +4 (16 bits), Control register at +6.
-ATS_CONTROL = 6
-ATS_CONTROL_ENABLE = 1 << 15
-ATS_CONTROL_STU_MASK = 0x1F  # Smallest Translation Unit: 2^STU 4 KiB blocks
-ATS_INV_QUEUE_DEPTH_MASK = 0x1F  # Capability[4:0]; 0 encodes 32 (PCIe Base §10.5.1.2)
-ATS_INV_QUEUE_DEPTH_MAX = 32
-
-# PASID Extended Capability: Control register at +6.
-PASID_CONTROL = 6
-PASID_CONTROL_ENABLE = 1 << 0
-
-# MSI-X Capability: Message Control at +2.
-MSIX_CONTROL = 2
-MSIX_CONTROL_ENABLE = 1 << 15
-MSIX_CONTROL_FUNCTION_MASK = 1 << 14
-
-STU_BASE_SHIFT = 12
+# Control bits, derived once from the capability layouts in cosim/arch/pcie.py.
+_BME = COMMAND["BME"].mask
+_ATS_ENABLE = ATS_CTRL["ENABLE"].mask
+_ATS_STU = ATS_CTRL["STU"]
+_PASID_ENABLE = PASID_CTRL["ENABLE"].mask
+_MSIX_ENABLE = MSIX_CTRL["ENABLE"].mask
+_MSIX_FUNCTION_MASK = MSIX_CTRL["FUNCTION_MASK"].mask
 
 
 @dataclass(frozen=True)
@@ -74,19 +73,19 @@ class ConfigMirror:
 
     @property
     def bus_master(self) -> bool:
-        return bool(self._u16(COMMAND_OFF) & COMMAND_BME)
+        return bool(self._u16(COMMAND_OFF) & _BME)
 
     @property
     def ats_enabled(self) -> bool:
         return bool(self.caps.ats) and bool(self._u16(self.caps.ats + ATS_CONTROL)
-                                            & ATS_CONTROL_ENABLE)
+                                            & _ATS_ENABLE)
 
     @property
     def stu(self) -> int:
         """The STU field (log2 of the number of 4 KiB blocks); 0 without an ATS capability."""
         if not self.caps.ats:
             return 0
-        return self._u16(self.caps.ats + ATS_CONTROL) & ATS_CONTROL_STU_MASK
+        return _ATS_STU.get(self._u16(self.caps.ats + ATS_CONTROL))
 
     @property
     def stu_bytes(self) -> int:
@@ -95,17 +94,17 @@ class ConfigMirror:
     @property
     def pasid_enabled(self) -> bool:
         return bool(self.caps.pasid) and bool(self._u16(self.caps.pasid + PASID_CONTROL)
-                                              & PASID_CONTROL_ENABLE)
+                                              & _PASID_ENABLE)
 
     @property
     def msix_enabled(self) -> bool:
         return bool(self.caps.msix) and bool(self._u16(self.caps.msix + MSIX_CONTROL)
-                                             & MSIX_CONTROL_ENABLE)
+                                             & _MSIX_ENABLE)
 
     @property
     def msix_function_mask(self) -> bool:
         return bool(self.caps.msix) and bool(self._u16(self.caps.msix + MSIX_CONTROL)
-                                             & MSIX_CONTROL_FUNCTION_MASK)
+                                             & _MSIX_FUNCTION_MASK)
 
     def summary(self) -> dict[str, object]:
         """The fields of the `cfg` trace record that describe the resulting state."""

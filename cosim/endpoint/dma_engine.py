@@ -11,7 +11,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cosim.endpoint.regs import (
+from cosim.arch.endpoint_regs import (
     DMA_STATUS_ERR_SHIFT,
     PASID_MASK,
     TG_RECORD_MAGIC,

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cosim.endpoint import regs
+from cosim.arch import endpoint_regs as regs
 from cosim.endpoint.atc import DEFAULT_ENTRIES, POLICIES, Atc
 from cosim.endpoint.config import ATS_INV_QUEUE_DEPTH_MAX, CapOffsets, ConfigMirror
 from cosim.endpoint.dma_engine import DescriptorEngine, TrafficGenerator

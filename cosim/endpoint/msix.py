@@ -10,16 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from cosim.endpoint.regs import (
+from cosim.arch.endpoint_regs import MSIX_PBA_OFF, MSIX_TABLE_OFF, MSIX_VECTORS
+from cosim.arch.pcie import (
     MSIX_CTRL_MASKED,
     MSIX_ENTRY_ADDR_HI,
     MSIX_ENTRY_ADDR_LO,
     MSIX_ENTRY_CTRL,
     MSIX_ENTRY_DATA,
     MSIX_ENTRY_SIZE,
-    MSIX_PBA_OFF,
-    MSIX_TABLE_OFF,
-    MSIX_VECTORS,
 )
 
 log = logging.getLogger("cosim.endpoint")

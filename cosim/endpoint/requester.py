@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cosim.arch.endpoint_regs import DmaErr
 from cosim.endpoint.atc import Atc, AtcEntry
 from cosim.endpoint.config import ConfigMirror
-from cosim.endpoint.regs import DmaErr
 from cosim.memory import BusError, GuestMemory
 from cosim.smmu.access import Access
 

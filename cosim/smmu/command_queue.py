@@ -1,115 +1,47 @@
-"""Command queue: command formats, decode and execution (Arm IHI 0070 §4, §7.1).
+"""Command queue: consumption and execution of commands (Arm IHI 0070 §4, §7.1).
 
-Every command is 16 bytes; its fields are declared once in `CMD` and each opcode lists the
-fields it uses (§4.1.2 onwards). The consumer runs when the driver moves CMDQ_PROD (and when
-CR0.CMDQEN turns on). An illegal command stops the queue with CMDQ_CONS.ERR = CERROR_ILL and
-GERROR.CMDQ_ERR until the driver acknowledges through GERRORN (§7.1). A CMD_SYNC after ATC_INV
-commands waits for their completion (§4.7.3); one that times out fails with
-CERROR_ATC_INV_SYNC.
+The command layout, opcodes and error codes are declared in cosim/arch/commands.py. The
+consumer runs when the driver moves CMDQ_PROD (and when CR0.CMDQEN turns on). An illegal
+command stops the queue with CMDQ_CONS.ERR = CERROR_ILL and GERROR.CMDQ_ERR until the driver
+acknowledges through GERRORN (§7.1). A CMD_SYNC after ATC_INV commands waits for their
+completion (§4.7.3); one that times out fails with CERROR_ATC_INV_SYNC.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cosim.arch.commands import (
+    CERROR_ABT,
+    CERROR_ATC_INV_SYNC,
+    CERROR_ILL,
+    CERROR_NAMES,
+    CFGI_ALL_RANGE,
+    CMD,
+    CMD_BYTES,
+    CS_IRQ,
+    CS_NAMES,
+    TG_GRANULE,
+    decode_command,
+)
+from cosim.arch.registers import CMDQ_CONS, CMDQ_PROD, Q_BASE
 from cosim.memory import BusError
 
 from .ats import ATC_SIZE_MAX, AtcInvalidation, atc_range
-from .bitfield import Layout
-from .registers import CMDQ_CONS, CMDQ_PROD, Q_BASE
 
 if TYPE_CHECKING:
     from .smmu import SMMUv3
 
 log = logging.getLogger(__name__)
 
-CMD_BYTES = 16
-
-# §4.1.2 onwards: command fields (128 bits); each opcode uses the subset listed in COMMANDS.
-CMD = Layout("CMD", 128, {
-    "Opcode": (7, 0), "Global": 9, "SSec": 10, "SSV": 11, "SubstreamID": (31, 12),
-    "StreamID": (63, 32),
-    "NUM": (16, 12), "SCALE": (24, 20), "VMID": (47, 32), "ASID": (63, 48),
-    "CS": (13, 12), "MSH": (23, 22), "MSIAttr": (27, 24), "MSIData": (63, 32),
-    "Resp": (13, 12),
-    "Leaf": 64, "Range": (68, 64), "Size": (69, 64), "PrefetchSize": (68, 64),
-    "TTL": (73, 72), "TG": (75, 74), "Address": (127, 76), "IPA": (115, 76),
-    "MSIAddress": (115, 66), "PRGI": (72, 64), "PriResp": (77, 76), "STAG": (79, 64),
-})
-
-
-@dataclass(frozen=True)
-class CommandSpec:
-    name: str
-    fields: tuple[str, ...]
-
-
-# §4: opcodes this model implements and the fields each one carries.
-COMMANDS: dict[int, CommandSpec] = {
-    0x01: CommandSpec("PREFETCH_CFG", ("SSV", "SubstreamID", "StreamID")),
-    0x02: CommandSpec("PREFETCH_ADDR", ("SSV", "SubstreamID", "StreamID", "PrefetchSize",
-                                        "Address")),
-    0x03: CommandSpec("CFGI_STE", ("StreamID", "Leaf")),
-    0x04: CommandSpec("CFGI_STE_RANGE", ("StreamID", "Range")),
-    0x05: CommandSpec("CFGI_CD", ("SubstreamID", "StreamID", "Leaf")),
-    0x06: CommandSpec("CFGI_CD_ALL", ("StreamID",)),
-    0x10: CommandSpec("TLBI_NH_ALL", ("VMID",)),
-    0x11: CommandSpec("TLBI_NH_ASID", ("VMID", "ASID")),
-    0x12: CommandSpec("TLBI_NH_VA", ("NUM", "SCALE", "VMID", "ASID", "Leaf", "TTL", "TG",
-                                     "Address")),
-    0x13: CommandSpec("TLBI_NH_VAA", ("NUM", "SCALE", "VMID", "Leaf", "TTL", "TG", "Address")),
-    0x20: CommandSpec("TLBI_EL2_ALL", ()),
-    0x21: CommandSpec("TLBI_EL2_ASID", ("ASID",)),
-    0x22: CommandSpec("TLBI_EL2_VA", ("NUM", "SCALE", "ASID", "Leaf", "TTL", "TG", "Address")),
-    0x23: CommandSpec("TLBI_EL2_VAA", ("NUM", "SCALE", "Leaf", "TTL", "TG", "Address")),
-    0x28: CommandSpec("TLBI_S12_VMALL", ("VMID",)),
-    0x2A: CommandSpec("TLBI_S2_IPA", ("NUM", "SCALE", "VMID", "Leaf", "TTL", "TG", "IPA")),
-    0x30: CommandSpec("TLBI_NSNH_ALL", ()),
-    0x40: CommandSpec("ATC_INV", ("Global", "SSV", "SubstreamID", "StreamID", "Size",
-                                  "Address")),
-    0x41: CommandSpec("PRI_RESP", ("SSV", "SubstreamID", "StreamID", "PRGI", "PriResp")),
-    0x44: CommandSpec("RESUME", ("Resp", "StreamID", "STAG")),
-    0x46: CommandSpec("CMD_SYNC", ("CS", "MSH", "MSIAttr", "MSIData", "MSIAddress")),
-}
-OPCODES = {spec.name: op for op, spec in COMMANDS.items()}
-
-# CMDQ_CONS.ERR codes (§7.1).
-CERROR_NONE, CERROR_ILL, CERROR_ABT, CERROR_ATC_INV_SYNC = 0, 1, 2, 3
-CERROR_NAMES = {CERROR_ILL: "CERROR_ILL", CERROR_ABT: "CERROR_ABT",
-                CERROR_ATC_INV_SYNC: "CERROR_ATC_INV_SYNC"}
-
-# CMD_SYNC.CS (§4.7.3).
-CS_NONE, CS_IRQ, CS_SEV = 0, 1, 2
-CS_NAMES = {CS_NONE: "NONE", CS_IRQ: "IRQ", CS_SEV: "SEV"}
-
-# TLBI range encoding (§4.4.1): TG selects the granule the range counts in; 0 = not a range.
-TG_GRANULE = {1: 4096, 2: 16384, 3: 65536}
-CFGI_ALL_RANGE = 31
-
-
-def encode_command(name: str, **fields: int) -> list[int]:
-    """Build a command's two words from named fields (test driver and tools)."""
-    op = OPCODES[name]
-    spec = COMMANDS[op]
-    for k in fields:
-        if k not in spec.fields:
-            raise ValueError(f"{name} has no field {k}")
-    return CMD.to_words(CMD.encode(Opcode=op, **fields))
-
-
-def decode_command(words: list[int]) -> tuple[str | None, dict[str, int]]:
-    raw = CMD.from_words(words)
-    spec = COMMANDS.get(CMD.get(raw, "Opcode"))
-    if spec is None:
-        return None, {}
-    return spec.name, {k: CMD.get(raw, k) for k in spec.fields}
+# Address fields hold their address bits in place (field value << its low bit in the word).
+_ADDR_LO = {name: CMD[name].word_lo for name in ("Address", "IPA", "MSIAddress")}
 
 
 def tlbi_range(f: dict[str, int], addr_field: str, range_inv: bool) -> tuple[int, int]:
     """[lo, hi) covered by a TLBI_*_VA / TLBI_S2_IPA (§4.4.1: NUM/SCALE/TG range form)."""
-    addr = f[addr_field] << 12
+    addr = f[addr_field] << _ADDR_LO[addr_field]
     granule = TG_GRANULE.get(f.get("TG", 0))
     if range_inv and granule is not None:
         span = (f["NUM"] + 1) << (5 * f["SCALE"] + 1)
@@ -132,7 +64,7 @@ class CommandQueue:
     def _geometry(self) -> tuple[int, int]:
         base = self.dev.regs["CMDQ_BASE"]
         log2 = min(Q_BASE.get(base, "LOG2SIZE"), self.dev.options.cmdq_log2)
-        return Q_BASE.get(base, "ADDR") << 5, log2
+        return Q_BASE.get(base, "ADDR") << Q_BASE["ADDR"].word_lo, log2
 
     def stalled(self) -> bool:
         """The queue stops while a command error is unacknowledged (§7.1)."""
@@ -296,7 +228,7 @@ class CommandQueue:
         dev = self.dev
         sid = f["StreamID"]
         ssid = f["SubstreamID"] if f["SSV"] else None
-        addr, size = atc_range(f["Address"] << 12, f["Size"])
+        addr, size = atc_range(f["Address"] << _ADDR_LO["Address"], f["Size"])
         tracker = dev.atc
         inv = AtcInvalidation(sid, ssid, addr, size, bool(f["Global"]), tracker.new_id(),
                               on_complete=self._atc_completed, issued_at=dev.clock())
@@ -356,7 +288,7 @@ class CommandQueue:
         dev = self.dev
         cs = f["CS"]
         if cs == CS_IRQ:
-            msi_addr = f["MSIAddress"] << 2
+            msi_addr = f["MSIAddress"] << _ADDR_LO["MSIAddress"]
             if dev.options.msi and msi_addr:
                 # §4.7.3: the completion MSI is a 32-bit write of MSIData to MSIAddress.
                 try:

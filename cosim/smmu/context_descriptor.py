@@ -1,56 +1,37 @@
 """Context descriptor tables and CD decode (Arm IHI 0070 §3.3.2, §5.3, §5.4).
 
-`select_substream` applies the SubstreamID rules of the STE (S1CDMax, S1DSS); `cd_address`
-walks a linear or 2-level CD table (fetch faults -> F_CD_FETCH, invalid L1CD ->
-C_BAD_SUBSTREAMID); `decode_cd` checks a CD against §5.4's validity rules (-> C_BAD_CD).
+The CD layout and its encodings are declared in cosim/arch/cd.py. `select_substream` applies
+the SubstreamID rules of the STE (S1CDMax, S1DSS); `cd_address` walks a linear or 2-level CD
+table (fetch faults -> F_CD_FETCH, invalid L1CD -> C_BAD_SUBSTREAMID); `decode_cd` checks a CD
+against §5.4's validity rules (-> C_BAD_CD).
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
+from cosim.arch.cd import (
+    CD,
+    CD_BYTES,
+    L1CD,
+    L1CD_BYTES,
+    LEAF_BITS,
+    TG1_GRANULE,
+    TTB_SHIFT,
+    cd_words,
+)
+from cosim.arch.events import EVENT_RECORD
+from cosim.arch.ste import S1DSS_BYPASS, S1DSS_SSID0, S1DSS_TERMINATE, TG0_GRANULE
 from cosim.memory import BusError, GuestMemory, read_or_none
 
-from .bitfield import Layout
 from .event_queue import EventRecord
 from .options import SmmuOptions
-from .stream_table import (
-    S1DSS_BYPASS,
-    S1DSS_SSID0,
-    S1DSS_TERMINATE,
-    S1FMT_4K_L2,
-    S1FMT_64K_L2,
-    TG0_GRANULE,
-    Ste,
-    effective_oas,
-)
+from .stream_table import Ste, effective_oas
 from .walker import Stage1Regime, StageConfig, stage1_config_legal
 
-CD_BYTES = 64
-L1CD_BYTES = 8
-
-# §5.4: the CD as one 512-bit value.
-CD = Layout("CD", 512, {
-    "T0SZ": (5, 0), "TG0": (7, 6), "IR0": (9, 8), "OR0": (11, 10), "SH0": (13, 12),
-    "EPD0": 14, "ENDI": 15, "T1SZ": (21, 16), "TG1": (23, 22), "IR1": (25, 24),
-    "OR1": (27, 26), "SH1": (29, 28), "EPD1": 30, "V": 31, "IPS": (34, 32), "AFFD": 35,
-    "WXN": 36, "UWXN": 37, "TBI": (39, 38), "PAN": 40, "AA64": 41, "HD": 42, "HA": 43,
-    "S": 44, "R": 45, "A": 46, "ASET": 47, "ASID": (63, 48),
-    "NSCFG0": 64, "HAD0": 65, "E0PD0": 66, "TTB0": (115, 68),
-    "NSCFG1": 128, "HAD1": 129, "E0PD1": 130, "TTB1": (179, 132),
-    "MAIR": (255, 192), "AMAIR": (319, 256), "IMPDEF": (383, 320), "PARTID": (399, 384),
-    "PMG": (407, 400),
-})
-# The fetched CD as little-endian 64-bit words, the order decode_words indexes them in.
-_CD_QWORDS = struct.Struct(f"<{CD.nwords}Q")
-# §5.3: Level 1 Context Descriptor.
-L1CD = Layout("L1CD", 64, {"V": 0, "L2Ptr": (51, 12)})
-
-# CD.TG1 uses a different encoding from TG0 (§5.4).
-TG1_GRANULE = {1: 16384, 2: 4096, 3: 65536}
-# Number of SSID bits indexing a leaf table, by S1Fmt (§5.2 S1Fmt).
-LEAF_BITS = {S1FMT_4K_L2: 6, S1FMT_64K_L2: 10}
+# Address fields hold their address bits in place (field value << its low bit in the word).
+_L2PTR_LO = L1CD["L2Ptr"].word_lo
+_FETCH_ADDR_LO = EVENT_RECORD["FetchAddr"].word_lo
 
 
 @dataclass
@@ -110,11 +91,12 @@ def cd_address(mem: GuestMemory, ste: Ste, sid: int, ssid: int | None, index: in
     try:
         desc = int.from_bytes(mem.read(l1_pa, L1CD_BYTES), "little")
     except BusError:
-        return CdLocation(None, EventRecord("F_CD_FETCH", sid, ssid, {"FetchAddr": l1_pa >> 3}))
+        return CdLocation(None, EventRecord("F_CD_FETCH", sid, ssid,
+                                            {"FetchAddr": l1_pa >> _FETCH_ADDR_LO}))
     if not L1CD.get(desc, "V"):
         # §5.3: an invalid L1CD makes the SubstreamID unusable.
         return CdLocation(None, EventRecord("C_BAD_SUBSTREAMID", sid, ssid), l1_pa)
-    leaf = (L1CD.get(desc, "L2Ptr") << 12) + (index & ((1 << leaf_bits) - 1)) * CD_BYTES
+    leaf = (L1CD.get(desc, "L2Ptr") << _L2PTR_LO) + (index & ((1 << leaf_bits) - 1)) * CD_BYTES
     addr, ev = xl(leaf)
     return CdLocation(addr, ev, l1_pa)
 
@@ -122,11 +104,6 @@ def cd_address(mem: GuestMemory, ste: Ste, sid: int, ssid: int | None, index: in
 def read_cd(mem: GuestMemory, addr: int) -> bytes | None:
     """The CD_BYTES bytes of the CD at `addr`, or None on an external abort."""
     return read_or_none(mem, addr, CD_BYTES)
-
-
-def cd_words(data: bytes) -> list[int]:
-    """The CD as 64-bit words, the form `decode_cd` takes and traces record."""
-    return list(_CD_QWORDS.unpack(data))
 
 
 def fetch_cd(mem: GuestMemory, addr: int) -> list[int] | None:
@@ -169,7 +146,7 @@ def decode_cd(addr: int, words: list[int], opt: SmmuOptions) -> Cd:
     halves: list[StageConfig | None] = []
     for n, tg_map in ((0, TG0_GRANULE), (1, TG1_GRANULE)):
         disabled = bool(f[f"EPD{n}"])
-        ttb = f[f"TTB{n}"] << 4
+        ttb = f[f"TTB{n}"] << TTB_SHIFT
         granule = tg_map.get(f[f"TG{n}"])
         if disabled:
             # An EPDx=1 half is not walked, so its other fields are not checked (§5.4).
@@ -187,10 +164,6 @@ def decode_cd(addr: int, words: list[int], opt: SmmuOptions) -> Cd:
         halves.append(cfg)
     t0, t1 = halves
     assert t0 is not None
-    return Cd(addr, words, True, asid=f["ASID"], ttb0=f["TTB0"] << 4, ttb1=f["TTB1"] << 4,
-              regime=Stage1Regime(ttb0=t0, ttb1=t1), record_faults=bool(f["R"]), mair=f["MAIR"])
-
-
-def encode_cd(**fields: int) -> list[int]:
-    """Build CD words from named fields (test driver and tools)."""
-    return CD.to_words(CD.encode(**fields))
+    return Cd(addr, words, True, asid=f["ASID"], ttb0=f["TTB0"] << TTB_SHIFT,
+              ttb1=f["TTB1"] << TTB_SHIFT, regime=Stage1Regime(ttb0=t0, ttb1=t1),
+              record_faults=bool(f["R"]), mair=f["MAIR"])

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-CACHE_MODES = ("coherent", "caching")
+from cosim.arch.registers import OAS_ENCODING
 
-# IDR5.OAS encodings (§6.3.6): output address size in bits -> field value.
-OAS_ENCODING = {32: 0, 36: 1, 40: 2, 42: 3, 44: 4, 48: 5, 52: 6}
+CACHE_MODES = ("coherent", "caching")
 
 
 @dataclass

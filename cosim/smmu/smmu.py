@@ -1,7 +1,7 @@
 """The SMMUv3 device: programming interface and translation entry points (Arm IHI 0070).
 
-MMIO accesses go through the register table in registers.py (§6); writes with side effects
-(CR0/CR0ACK, IRQ_CTRL/IRQ_CTRLACK, GBPA update, CMDQ_PROD, GERRORN) act here. Devices call
+MMIO accesses go through the register table in cosim/arch/registers.py (§6); writes with side
+effects (CR0/CR0ACK, IRQ_CTRL/IRQ_CTRLACK, GBPA update, CMDQ_PROD, GERRORN) act here. Devices call
 `translate` (untranslated DMA), `ats_translate` (ATS Translation Requests) and
 `check_translated` (ATS Translated transactions, STE.EATS) on behalf of a StreamID.
 """
@@ -13,15 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cosim.memory import BusError, GuestMemory
-
-from .access import Access
-from .ats import CA, SUCCESS, UR, AtcTracker, AtsCompletion, AtsDevice
-from .caches import ConfigCache, Tlb
-from .command_queue import CommandQueue
-from .event_queue import EventQueue, EventRecord, GlobalErrors
-from .options import SmmuOptions
-from .registers import (
+from cosim.arch.registers import (
     BY_NAME,
     CMDQ_PROD,
     CR0,
@@ -33,10 +25,18 @@ from .registers import (
     IRQ_CTRL,
     REGISTERS,
     Reg,
-    build_id_registers,
     lookup,
 )
-from .stream_table import EATS_ABORT
+from cosim.arch.ste import EATS_ABORT
+from cosim.memory import BusError, GuestMemory
+
+from .access import Access
+from .ats import CA, SUCCESS, UR, AtcTracker, AtsCompletion, AtsDevice
+from .caches import ConfigCache, Tlb
+from .command_queue import CommandQueue
+from .event_queue import EventQueue, EventRecord, GlobalErrors
+from .options import SmmuOptions
+from .registers import build_id_registers
 from .translation import (
     ATS_FORBIDDEN,
     BYPASS,
@@ -110,7 +110,7 @@ class SMMUv3:
 
     def signal_irq(self, line: int, cfg_prefix: str, on_abort: str | None = None) -> None:
         """Raise an interrupt: MSI if configured (§3.18.2), else the wired SPI."""
-        addr = IRQ_CFG0.get(self.regs[cfg_prefix + "0"], "ADDR") << 2
+        addr = IRQ_CFG0.get(self.regs[cfg_prefix + "0"], "ADDR") << IRQ_CFG0["ADDR"].word_lo
         if self.options.msi and addr:
             data = IRQ_CFG1.get(self.regs[cfg_prefix + "1"], "DATA")
             try:

@@ -1,65 +1,49 @@
 """Stream table walk and Stream Table Entry decode (Arm IHI 0070 §3.3.1, §5.1, §5.2).
 
-`locate_ste` finds the STE for a StreamID through a linear or 2-level stream table, reporting
-C_BAD_STREAMID / F_STE_FETCH; `decode_ste` turns the 64 bytes into an `Ste` and decides
-legality: an ILLEGAL STE is reported as C_BAD_STE by the caller (§5.2 "STE validity").
+The STE layout and its encodings are declared in cosim/arch/ste.py. `locate_ste` finds the STE
+for a StreamID through a linear or 2-level stream table, reporting C_BAD_STREAMID /
+F_STE_FETCH; `decode_ste` turns the 64 bytes into an `Ste` and decides legality against the
+advertised features: an ILLEGAL STE is reported as C_BAD_STE by the caller (§5.2 "STE
+validity").
 """
 
 from __future__ import annotations
 
 import logging
-import struct
 from dataclasses import dataclass
 
+from cosim.arch.events import EVENT_RECORD
+from cosim.arch.registers import PS_BITS, STRTAB_BASE, STRTAB_BASE_CFG, STRTAB_FMT_2LVL
+from cosim.arch.ste import (
+    CONFIG_ABORT,
+    CONFIG_BYPASS,
+    CONFIG_NAMES,
+    CONFIG_NESTED,
+    EATS_S1CHK,
+    L1STD,
+    L1STD_BYTES,
+    S1FMT_LINEAR,
+    STE,
+    STE_BYTES,
+    STRW_EL2,
+    STRW_NSEL1,
+    TG0_GRANULE,
+    ste_words,
+)
 from cosim.memory import BusError, GuestMemory, read_or_none
 
-from .bitfield import Layout
 from .event_queue import EventRecord
-from .options import OAS_ENCODING, SmmuOptions
-from .registers import STRTAB_BASE, STRTAB_BASE_CFG, STRTAB_FMT_2LVL
+from .options import SmmuOptions
 from .walker import StageConfig, stage2_config_legal
 
 log = logging.getLogger(__name__)
 
-STE_BYTES = 64
-L1STD_BYTES = 8
-
-# §5.2: the STE, as one 512-bit little-endian value.
-STE = Layout("STE", 512, {
-    "V": 0, "Config": (3, 1), "S1Fmt": (5, 4), "S1ContextPtr": (51, 6), "S1CDMax": (63, 59),
-    "S1DSS": (65, 64), "S1CIR": (67, 66), "S1COR": (69, 68), "S1CSH": (71, 70),
-    "S1STALLD": 91, "EATS": (93, 92), "STRW": (95, 94), "MemAttr": (99, 96), "MTCFG": 100,
-    "ALLOCCFG": (104, 101), "SHCFG": (109, 108), "NSCFG": (111, 110), "PRIVCFG": (113, 112),
-    "INSTCFG": (115, 114),
-    "S2VMID": (143, 128), "S2T0SZ": (165, 160), "S2SL0": (167, 166), "S2IR0": (169, 168),
-    "S2OR0": (171, 170), "S2SH0": (173, 172), "S2TG": (175, 174), "S2PS": (178, 176),
-    "S2AA64": 179, "S2ENDI": 180, "S2AFFD": 181, "S2PTW": 182, "S2HD": 183, "S2HA": 184,
-    "S2S": 185, "S2R": 186,
-    "S2TTB": (243, 196),
-})
-# The fetched STE as little-endian 64-bit words, the order decode_words indexes them in.
-_STE_QWORDS = struct.Struct(f"<{STE.nwords}Q")
-# §5.1: Level 1 Stream Table Descriptor.
-L1STD = Layout("L1STD", 64, {"Span": (4, 0), "L2Ptr": (51, 6)})
-
-# STE.Config (§5.2): bit 0 of the upper pair = stage 1 translates, bit 1 = stage 2 translates.
-CONFIG_ABORT = 0b000
-CONFIG_BYPASS = 0b100
-CONFIG_S1 = 0b101
-CONFIG_S2 = 0b110
-CONFIG_NESTED = 0b111
-CONFIG_NAMES = {CONFIG_ABORT: "abort", CONFIG_BYPASS: "bypass", CONFIG_S1: "s1",
-                CONFIG_S2: "s2", CONFIG_NESTED: "nested"}
-
-S1FMT_LINEAR, S1FMT_4K_L2, S1FMT_64K_L2 = 0, 1, 2
-S1DSS_TERMINATE, S1DSS_BYPASS, S1DSS_SSID0 = 0, 1, 2
-EATS_ABORT, EATS_TRANS, EATS_S1CHK = 0, 1, 2
-STRW_NSEL1, STRW_EL2 = 0, 2
-
-# STE.S2TG and CD.TG0 share this encoding (§5.2, §5.4).
-TG0_GRANULE = {0: 4096, 1: 65536, 2: 16384}
-# PS/IPS encoding -> bits (§5.2 S2PS, §5.4 IPS).
-PS_BITS = {v: k for k, v in OAS_ENCODING.items()}
+# Address fields hold their address bits in place (field value << its low bit in the word).
+_STRTAB_ADDR_LO = STRTAB_BASE["ADDR"].word_lo
+_L2PTR_LO = L1STD["L2Ptr"].word_lo
+_S1CTXPTR_LO = STE["S1ContextPtr"].word_lo
+_S2TTB_LO = STE["S2TTB"].word_lo
+_FETCH_ADDR_LO = EVENT_RECORD["FetchAddr"].word_lo
 
 # Valid STRTAB_BASE_CFG.SPLIT values (§6.3.24); others are reserved.
 VALID_SPLITS = (6, 8, 10)
@@ -119,7 +103,7 @@ def locate_ste(mem: GuestMemory, base_reg: int, cfg_reg: int, opt: SmmuOptions,
     log2size = min(STRTAB_BASE_CFG.get(cfg_reg, "LOG2SIZE"), opt.sid_bits)
     if sid >= (1 << log2size):
         return SteLocation(None, EventRecord("C_BAD_STREAMID", sid, ssid))
-    base = STRTAB_BASE.get(base_reg, "ADDR") << 6
+    base = STRTAB_BASE.get(base_reg, "ADDR") << _STRTAB_ADDR_LO
     fmt = STRTAB_BASE_CFG.get(cfg_reg, "FMT")
     if fmt != STRTAB_FMT_2LVL or not opt.st_2level:
         # Linear (§3.3.1.1); a 2-level format the SMMU does not implement reads as linear.
@@ -130,7 +114,7 @@ def locate_ste(mem: GuestMemory, base_reg: int, cfg_reg: int, opt: SmmuOptions,
         desc = int.from_bytes(mem.read(l1_addr, L1STD_BYTES), "little")
     except BusError:
         return SteLocation(None, EventRecord("F_STE_FETCH", sid, ssid,
-                                             {"FetchAddr": l1_addr >> 3}))
+                                             {"FetchAddr": l1_addr >> _FETCH_ADDR_LO}))
     span = L1STD.get(desc, "Span")
     if span == 0:
         # §5.1: Span 0 marks the L2 table invalid; the StreamID is out of range.
@@ -139,17 +123,12 @@ def locate_ste(mem: GuestMemory, base_reg: int, cfg_reg: int, opt: SmmuOptions,
     l2_index = sid & ((1 << split) - 1)
     if l2_index >= (1 << (span - 1)):
         return SteLocation(None, EventRecord("C_BAD_STREAMID", sid, ssid))
-    return SteLocation((L1STD.get(desc, "L2Ptr") << 6) + l2_index * STE_BYTES)
+    return SteLocation((L1STD.get(desc, "L2Ptr") << _L2PTR_LO) + l2_index * STE_BYTES)
 
 
 def read_ste(mem: GuestMemory, addr: int) -> bytes | None:
     """The STE_BYTES bytes of the STE at `addr`, or None on an external abort."""
     return read_or_none(mem, addr, STE_BYTES)
-
-
-def ste_words(data: bytes) -> list[int]:
-    """The STE as 64-bit words, the form `decode_ste` takes and traces record."""
-    return list(_STE_QWORDS.unpack(data))
 
 
 def fetch_ste(mem: GuestMemory, addr: int) -> list[int] | None:
@@ -197,7 +176,7 @@ def decode_ste(addr: int, words: list[int], opt: SmmuOptions) -> Ste:
         ste.s1fmt = f["S1Fmt"]
         ste.s1cdmax = f["S1CDMax"]
         ste.s1dss = f["S1DSS"]
-        ste.s1ctxptr = f["S1ContextPtr"] << 6
+        ste.s1ctxptr = f["S1ContextPtr"] << _S1CTXPTR_LO
         ste.strw = f["STRW"]
         if ste.s1cdmax > opt.ssid_bits:
             return bad(f"S1CDMax {ste.s1cdmax} > IDR1.SSIDSIZE {opt.ssid_bits}")
@@ -235,7 +214,7 @@ def _decode_s2(f: dict[str, int], opt: SmmuOptions) -> tuple[StageConfig | None,
     if granule is None or granule not in opt.granules:
         return None, f"S2TG {f['S2TG']} not a supported granule"
     oas = effective_oas(f["S2PS"], opt)
-    ttb = f["S2TTB"] << 4
+    ttb = f["S2TTB"] << _S2TTB_LO
     if ttb >> oas:
         return None, f"S2TTB {ttb:#x} outside the effective S2PS ({oas} bits)"
     cfg = StageConfig(stage=2, granule=granule, tsz=f["S2T0SZ"], ttb=ttb, oas=oas,
@@ -244,8 +223,3 @@ def _decode_s2(f: dict[str, int], opt: SmmuOptions) -> tuple[StageConfig | None,
         return None, (f"S2T0SZ {f['S2T0SZ']} / S2SL0 {f['S2SL0']} / granule {granule} "
                       "inconsistent")
     return cfg, None
-
-
-def encode_ste(**fields: int) -> list[int]:
-    """Build STE words from named fields (test driver and tools)."""
-    return STE.to_words(STE.encode(**fields))

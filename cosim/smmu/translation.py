@@ -12,12 +12,16 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cosim.arch.cd import cd_words
+from cosim.arch.events import CLASS_CD, CLASS_IN, CLASS_TT
+from cosim.arch.registers import GBPA
+from cosim.arch.ste import EATS_ABORT, ste_words
+
 from .access import Access
 from .caches import KIND_NESTED, KIND_S1, KIND_S2, DecodeMemo, TlbEntry
-from .context_descriptor import Cd, cd_address, cd_words, decode_cd, read_cd, select_substream
-from .event_queue import CLASS_CD, CLASS_IN, CLASS_TT, EventRecord
-from .registers import GBPA
-from .stream_table import EATS_ABORT, Ste, decode_ste, locate_ste, read_ste, ste_words
+from .context_descriptor import Cd, cd_address, decode_cd, read_cd, select_substream
+from .event_queue import EventRecord
+from .stream_table import Ste, decode_ste, locate_ste, read_ste
 from .walker import WalkResult, translate_stage1, translate_stage2
 
 if TYPE_CHECKING:

@@ -5,9 +5,9 @@ fields), §7.3 (fault events F_TRANSLATION, F_ADDR_SIZE, F_ACCESS, F_PERMISSION,
 the walk itself follows the Arm ARM (DDI 0487) VMSAv8-64 translation process.
 
 Walk parameters (level shifts, index masks, address masks) are derived once per `StageConfig`,
-when it is built, from the descriptor layouts in `descriptors.py`; the per-translation loop only
-indexes, reads and masks. Every outcome, including malformed configurations and descriptors, is
-a `WalkResult`: nothing raises out of `translate_stage1` / `translate_stage2`.
+when it is built, from the descriptor layouts in `cosim/arch/descriptors.py`; the per-translation
+loop only indexes, reads and masks. Every outcome, including malformed configurations and
+descriptors, is a `WalkResult`: nothing raises out of `translate_stage1` / `translate_stage2`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from cosim.memory import BusError
-from cosim.smmu.access import Access
-from cosim.smmu.descriptors import (
+from cosim.arch.descriptors import (
     ADDR,
     APTABLE_NO_EL0,
     APTABLE_NO_WRITE,
@@ -40,6 +38,8 @@ from cosim.smmu.descriptors import (
     s1_start_level,
     s2_start_level,
 )
+from cosim.memory import BusError
+from cosim.smmu.access import Access
 
 log = logging.getLogger(__name__)
 
@@ -108,28 +108,29 @@ class WalkResult:
     reads: list[tuple[int, int]] = field(default_factory=list)
 
 
-# Descriptor bits used by the loop, taken from the one declaration in descriptors.py.
-_VALID = VALID.in_place
-_TYPE = TYPE.in_place
-_AF = S1_LEAF.AF.in_place
-assert _AF == S2_LEAF.AF.in_place
-_AP_SHIFT, _AP_MASK, _AP_WIDTH = S1_LEAF.AP.lsb, S1_LEAF.AP.mask, S1_LEAF.AP.width
-_PXN = S1_LEAF.PXN.in_place
-_UXN = S1_LEAF.UXN.in_place
-_S2AP_SHIFT, _S2AP_MASK = S2_LEAF.S2AP.lsb, S2_LEAF.S2AP.mask
-_S2XN = S2_LEAF.XN.in_place
-_S2MEMATTR_SHIFT, _S2MEMATTR_MASK = S2_LEAF.MEMATTR.lsb, S2_LEAF.MEMATTR.mask
-_OA_HI_SHIFT, _OA_HI_MASK = OA_HI_64K.lsb, OA_HI_64K.mask
+# Descriptor bits used by the loop, derived once from the one declaration in cosim/arch.
+_VALID = VALID.mask
+_TYPE = TYPE.mask
+_AF = S1_LEAF["AF"].mask
+assert _AF == S2_LEAF["AF"].mask
+_AP_SHIFT, _AP_MASK, _AP_WIDTH = S1_LEAF["AP"].lo, S1_LEAF["AP"].max, S1_LEAF["AP"].width
+_PXN = S1_LEAF["PXN"].mask
+_UXN = S1_LEAF["UXN"].mask
+_S2AP_SHIFT, _S2AP_MASK = S2_LEAF["S2AP"].lo, S2_LEAF["S2AP"].max
+_S2XN = S2_LEAF["XN"].mask
+_S2MEMATTR_SHIFT, _S2MEMATTR_MASK = S2_LEAF["MEMATTR"].lo, S2_LEAF["MEMATTR"].max
+_OA_HI_SHIFT, _OA_HI_MASK = OA_HI_64K.lo, OA_HI_64K.max
 
 # Table-descriptor restrictions accumulated down a stage 1 walk (hierarchical permissions):
 # the walk ORs the table descriptors together and keeps the contiguous field run
 # PXNTable..APTable as one small number, whose bits are these.
-_HIER_LSB = TABLE.PXNTABLE.lsb
-_HIER_MASK = (1 << (TABLE.APTABLE.lsb + TABLE.APTABLE.width - _HIER_LSB)) - 1
-_H_PXN = 1 << (TABLE.PXNTABLE.lsb - _HIER_LSB)
-_H_UXN = 1 << (TABLE.UXNTABLE.lsb - _HIER_LSB)
-_H_NO_EL0 = APTABLE_NO_EL0 << (TABLE.APTABLE.lsb - _HIER_LSB)
-_H_NO_WRITE = APTABLE_NO_WRITE << (TABLE.APTABLE.lsb - _HIER_LSB)
+_PXNTABLE, _UXNTABLE, _APTABLE = TABLE["PXNTABLE"], TABLE["UXNTABLE"], TABLE["APTABLE"]
+_HIER_LSB = _PXNTABLE.lo
+_HIER_MASK = (1 << (_APTABLE.hi + 1 - _HIER_LSB)) - 1
+_H_PXN = 1 << (_PXNTABLE.lo - _HIER_LSB)
+_H_UXN = 1 << (_UXNTABLE.lo - _HIER_LSB)
+_H_NO_EL0 = APTABLE_NO_EL0 << (_APTABLE.lo - _HIER_LSB)
+_H_NO_WRITE = APTABLE_NO_WRITE << (_APTABLE.lo - _HIER_LSB)
 _HIER_BITS = _HIER_MASK.bit_length()
 _PERM_PXN_BIT = 1 << (_AP_WIDTH + _HIER_BITS)
 _PERM_UXN_BIT = _PERM_PXN_BIT << 1
@@ -197,11 +198,11 @@ class _WalkParams:
             shift = gbits + (FINAL_LEVEL - level) * stride
             width = (self.ia_bits - shift) if level == self.start_level else stride
             size = 1 << shift
-            addr_mask = ADDR.in_place & ~(size - 1)
+            addr_mask = ADDR.mask & ~(size - 1)
             levels.append((level, shift, (1 << width) - 1, addr_mask,
                            _block_allowed(cfg.granule, level, cfg.oas)))
         self.levels = tuple(levels)
-        self.table_mask = ADDR.in_place & ~((1 << gbits) - 1)  # next tables are granule-aligned
+        self.table_mask = ADDR.mask & ~((1 << gbits) - 1)  # next tables are granule-aligned
         # The base is aligned to the (possibly concatenated) start table; lower bits are RES0.
         start_table_bytes = (1 << (self.ia_bits - levels[0][1])) * DESC_BYTES
         self.ttb = cfg.ttb & ~(start_table_bytes - 1)

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cosim.analyzer.layouts import CD, STE
+from cosim.arch.bitfield import Layout
+from cosim.arch.cd import CD
+from cosim.arch.ste import STE
 from cosim.trace import SCHEMA
 
 DOM_A = "s1:asid=1:ttb=0x40000"
@@ -15,12 +17,9 @@ SID = 8
 DEV = 1
 
 
-def pack(table: dict, **fields: int) -> list[int]:
-    qw = [0] * 8
-    for name, value in fields.items():
-        f = table[name]
-        qw[f.qw] |= (value << f.lsb) & f.mask
-    return qw
+def pack(table: Layout, **fields: int) -> list[int]:
+    """The qwords of an STE or CD with these fields, through the model's own layouts."""
+    return table.encode_words(**fields)
 
 
 def ste_s1(ctxptr: int) -> list[int]:

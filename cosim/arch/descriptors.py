@@ -2,14 +2,15 @@
 
 The SMMU walks the same long-descriptor format as the PE (Arm IHI 0070 §3.4, "the SMMU uses
 the VMSAv8-64 translation table format"); the bit positions come from the Arm ARM
-(DDI 0487, "VMSAv8-64 translation table format descriptors"). Each layout is a table of
-`Field(name, lsb, width)`; the walker derives its masks and shifts from these same objects,
-and tests build page tables with `encode()`, so there is one source of truth for every bit.
+(DDI 0487, "VMSAv8-64 translation table format descriptors"). Each layout is a
+`cosim.arch.bitfield.Layout` with the Arm ARM's bit numbers; the walker derives its masks and
+shifts from these same fields once, at import, and tests build page tables with `encode()`, so
+there is one source of truth for every bit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .bitfield import Layout
 
 DESC_BYTES = 8  # every VMSAv8-64 descriptor is one little-endian 64-bit word
 DESC_SIZE_LOG2 = 3
@@ -18,99 +19,54 @@ MAX_S2_CONCAT_LOG2 = 4  # a stage 2 starting level may concatenate up to 16 tabl
 
 GRANULE_BITS = {4096: 12, 16384: 14, 65536: 16}
 
-
-@dataclass(frozen=True)
-class Field:
-    """One descriptor field: bits [lsb + width - 1 : lsb]."""
-
-    name: str
-    lsb: int
-    width: int
-
-    @property
-    def mask(self) -> int:
-        """Unshifted mask of the field's width (apply after `>> lsb`)."""
-        return (1 << self.width) - 1
-
-    @property
-    def in_place(self) -> int:
-        """Mask of the field at its position in the descriptor."""
-        return self.mask << self.lsb
-
-    def get(self, desc: int) -> int:
-        return (desc >> self.lsb) & self.mask
-
-    def put(self, desc: int, value: int) -> int:
-        if value < 0 or value > self.mask:
-            raise ValueError(f"{self.name}={value:#x} does not fit {self.width} bits")
-        return (desc & ~self.in_place) | (value << self.lsb)
-
-
-class Layout:
-    """A named set of fields; attribute access gives the `Field` (e.g. `S1_LEAF.AP`)."""
-
-    def __init__(self, name: str, *fields: Field) -> None:
-        self.name = name
-        self.fields = {f.name: f for f in fields}
-        for f in fields:
-            setattr(self, f.name, f)
-
-    def decode(self, desc: int) -> dict[str, int]:
-        return {n: f.get(desc) for n, f in self.fields.items()}
-
-    def encode(self, **values: int) -> int:
-        desc = 0
-        for name, value in values.items():
-            if name not in self.fields:
-                raise KeyError(f"{self.name} has no field {name}")
-            desc = self.fields[name].put(desc, value)
-        return desc
-
-
 # Bits common to every descriptor: bit 0 valid, bit 1 type (table/page = 1, block = 0).
-VALID = Field("VALID", 0, 1)
-TYPE = Field("TYPE", 1, 1)
 # Output / next-table address: bits [47:granule]. Bits [51:48] are OA[51:48] with the 64 KB
-# granule under FEAT_LPA, where they live in bits [15:12] instead (OA_HI_64K).
-ADDR = Field("ADDR", 12, 36)
-OA_HI_64K = Field("OA_HI_64K", 12, 4)
+# granule under FEAT_LPA, where they live in bits [15:12] instead (OA_HI_64K), overlaying the
+# low ADDR bits that a 64 KB-aligned address leaves zero.
+_COMMON: dict[str, tuple[int, int] | int] = {"VALID": 0, "TYPE": 1, "ADDR": (47, 12)}
+_OA_HI: dict[str, tuple[int, int] | int] = {"OA_HI_64K": (15, 12)}
+_OA_HI_OVERLAP = (("ADDR", "OA_HI_64K"),)
 OA_HI_64K_DEST = 48  # OA bit that OA_HI_64K's lsb supplies
 
-TABLE = Layout(
-    "table",
-    VALID, TYPE, ADDR,
-    Field("PXNTABLE", 59, 1),
-    Field("UXNTABLE", 60, 1),   # XNTable at stage 1 regimes with one privilege level
-    Field("APTABLE", 61, 2),    # [0]: no EL0 access below, [1]: no write below
-    Field("NSTABLE", 63, 1),
-)
+TABLE = Layout("table", 64, {
+    **_COMMON,
+    "PXNTABLE": 59,
+    "UXNTABLE": 60,             # XNTable at stage 1 regimes with one privilege level
+    "APTABLE": (62, 61),        # [0]: no EL0 access below, [1]: no write below
+    "NSTABLE": 63,
+})
 
-S1_LEAF = Layout(
-    "stage 1 block/page",
-    VALID, TYPE, ADDR, OA_HI_64K,
-    Field("ATTRINDX", 2, 3),
-    Field("NS", 5, 1),
-    Field("AP", 6, 2),          # AP[2:1]
-    Field("SH", 8, 2),
-    Field("AF", 10, 1),
-    Field("NG", 11, 1),
-    Field("DBM", 51, 1),
-    Field("CONTIG", 52, 1),
-    Field("PXN", 53, 1),
-    Field("UXN", 54, 1),
-)
+S1_LEAF = Layout("stage 1 block/page", 64, {
+    **_COMMON, **_OA_HI,
+    "ATTRINDX": (4, 2),
+    "NS": 5,
+    "AP": (7, 6),               # AP[2:1]
+    "SH": (9, 8),
+    "AF": 10,
+    "NG": 11,
+    "DBM": 51,
+    "CONTIG": 52,
+    "PXN": 53,
+    "UXN": 54,
+}, overlaps=_OA_HI_OVERLAP)
 
-S2_LEAF = Layout(
-    "stage 2 block/page",
-    VALID, TYPE, ADDR, OA_HI_64K,
-    Field("MEMATTR", 2, 4),     # MemAttr[3:0]; [3:2] == 0b00 is Device memory (S2FWB=0)
-    Field("S2AP", 6, 2),        # [0]: read allowed, [1]: write allowed
-    Field("SH", 8, 2),
-    Field("AF", 10, 1),
-    Field("DBM", 51, 1),
-    Field("CONTIG", 52, 1),
-    Field("XN", 54, 1),         # XN[1] (FEAT_XNX's XN[0], bit 53, is not implemented)
-)
+S2_LEAF = Layout("stage 2 block/page", 64, {
+    **_COMMON, **_OA_HI,
+    "MEMATTR": (5, 2),          # MemAttr[3:0]; [3:2] == 0b00 is Device memory (S2FWB=0)
+    "S2AP": (7, 6),             # [0]: read allowed, [1]: write allowed
+    "SH": (9, 8),
+    "AF": 10,
+    "DBM": 51,
+    "CONTIG": 52,
+    "XN": 54,                   # XN[1] (FEAT_XNX's XN[0], bit 53, is not implemented)
+}, overlaps=_OA_HI_OVERLAP)
+
+VALID = TABLE["VALID"]
+TYPE = TABLE["TYPE"]
+ADDR = TABLE["ADDR"]
+OA_HI_64K = S1_LEAF["OA_HI_64K"]
+assert all(L[n] == f for L in (S1_LEAF, S2_LEAF) for n, f in
+           (("VALID", VALID), ("TYPE", TYPE), ("ADDR", ADDR), ("OA_HI_64K", OA_HI_64K)))
 
 # Stage 1 AP[2:1] decode (Arm ARM "Data access permissions"): (privileged, unprivileged) rights
 # as (read, write) pairs.
@@ -151,13 +107,13 @@ def s2_leaf(oa: int, *, page: bool, af: int = 1, s2ap: int = S2AP_READ | S2AP_WR
 
 def oa_bits_64k(oa: int) -> int:
     """Descriptor bits for a 52-bit output address with the 64 KB granule (FEAT_LPA)."""
-    low = oa & ADDR.in_place & ~((1 << GRANULE_BITS[65536]) - 1)
-    return low | ((oa >> OA_HI_64K_DEST) << OA_HI_64K.lsb)
+    low = oa & ADDR.mask & ~((1 << GRANULE_BITS[65536]) - 1)
+    return low | ((oa >> OA_HI_64K_DEST) << OA_HI_64K.lo)
 
 
 def _addr_bits(addr: int) -> int:
     # Addresses above 48 bits only fit the 64 KB layout; callers use oa_bits_64k() for them.
-    if addr & ~ADDR.in_place:
+    if addr & ~ADDR.mask:
         raise ValueError(f"{addr:#x} is not a 4 KB-aligned address below 2**48")
     return addr
 
