@@ -413,11 +413,13 @@ def _c_defines(rows: list[tuple[str, str]], comment: str) -> list[str]:
     return out
 
 
-def _c_list(macro: str, rows: list[tuple[str, int]], comment: str) -> list[str]:
-    """An X-macro list, so that C tables indexed by code are built from the same names."""
-    out = ["", f"/* {comment} */", f"#define {C_PREFIX}{macro}(X) \\"]
-    out += [f"    X({name}, {code:#04x}) \\" for name, code in rows]
-    out[-1] = out[-1].removesuffix(" \\")
+def _c_names(function: str, ctype: str, names: list[str], comment: str) -> list[str]:
+    """A function from code to name, so that QEMU's log lines use the declared names."""
+    out = ["", f"/* {comment}; NULL for an unknown code */",
+           f"static inline const char *{function}({ctype} code)", "{", "    switch (code) {"]
+    for name in names:
+        out += [f"    case {C_PREFIX}{name}:", f'        return "{name}";']
+    out += ["    default:", "        return NULL;", "    }", "}"]
     return out
 
 
@@ -453,11 +455,7 @@ def c_header() -> str:
                            (MODEL_REQUESTS, "Message types, model -> QEMU")):
         out += _c_defines([(t.name, f"{int(t):#04x}") for t in MsgType if t in group],
                           comment)
-    out += _c_list("FOR_EACH_TYPE", [(t.name, int(t)) for t in MsgType],
-                   "X(name, code) for every message type")
     out += _c_defines([(st.name, str(int(st))) for st in Status], "Reply status codes")
-    out += _c_list("FOR_EACH_STATUS", [(st.name, int(st)) for st in Status],
-                   "X(name, code) for every status")
     out += _c_defines([(f"CAP_{c.name}", _c_bit(c)) for c in Caps], "HELLO capability bits")
     out += _c_defines([(f"RESET_{k.name}", str(int(k))) for k in ResetKind], "RESET kinds")
     out += _c_defines([(f"DEV_{k.name}", str(int(k))) for k in DeviceKind], "DEVICE kinds")
@@ -483,6 +481,10 @@ def c_header() -> str:
     out.append("")
     out += [f"QEMU_BUILD_BUG_ON(sizeof({name}) != {struct.sizeof()});"
             for name, struct, _ in C_STRUCTS]
+    out += _c_names("cosim_proto_type_name", "uint8_t", [t.name for t in MsgType],
+                    "Name of a message type (REPLY bit clear)")
+    out += _c_names("cosim_proto_status_name", "uint32_t", [st.name for st in Status],
+                    "Name of a reply status")
     out += ["", f"#endif /* {C_GUARD} */"]
     text = "\n".join(out) + "\n"
     names = [line.split()[1] for line in text.splitlines() if line.startswith("#define")]
