@@ -3,7 +3,7 @@
   .venv/bin/python bench/bench_link.py [--iters N] [--quick]
 
 1. MMIO-like round trip: a fake QEMU (Python, its own process) sends MMIO_READ and waits for
-   the reply from a model process serving it through `cosim.transport.Link`; measured next to
+   the reply from a model process serving it through `cosim.link.transport.Link`; measured next to
    a raw pyzmq PAIR ping-pong of the same frame sizes in the same run, over ipc:// as QEMU
    uses it. The ratio is what the protocol layer (construct decode/encode, dispatch) costs.
 2. DMA bandwidth of `LinkMemory`: reads and writes done on the shared-RAM mapping versus
@@ -25,9 +25,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import zmq  # noqa: E402
 
-from cosim.memory import LinkMemory  # noqa: E402
-from cosim.protocol import Caps, MsgType, decode, encode  # noqa: E402
-from cosim.transport import Link, LinkDown  # noqa: E402
+from cosim.link.memory import LinkMemory  # noqa: E402
+from cosim.link.protocol import Caps, MsgType, decode, encode  # noqa: E402
+from cosim.link.transport import Link, LinkDown  # noqa: E402
 
 RECV_TIMEOUT_MS = 20000  # a peer that died must fail the benchmark, not hang it
 MMIO_READ_FRAME = 32     # header + MMIO_READ body

@@ -97,7 +97,7 @@ class Bench:
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as e:  # noqa: BLE001 - one broken section must not lose the
-            # others (cosim.transport's LinkDown is a BaseException)
+            # others (cosim.link.transport's LinkDown is a BaseException)
             self.say(f"{name}: failed\n{traceback.format_exc()}")
             self.add(Figure(name, f"{name} section", "", [], error=f"{type(e).__name__}: {e}"))
         self.say(f"{name}: done in {time.monotonic() - t0:.0f}s")

@@ -17,10 +17,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from cosim.memory import GuestMemory, LinkMemory
-from cosim.protocol import (
+from cosim.link.memory import LinkMemory
+from cosim.link.protocol import (
     DEFAULT_MAX_DMA,
     MMIO_SIZES,
+    SMMU_DEV,
+    SMMU_FRAME_SIZE,
+    SMMU_REGION,
     DeviceKind,
     Message,
     MsgType,
@@ -28,8 +31,7 @@ from cosim.protocol import (
     Status,
     status_name,
 )
-from cosim.trace import TraceWriter
-from cosim.transport import (
+from cosim.link.transport import (
     DEFAULT_TIMEOUT_MS,
     Link,
     LinkClosed,
@@ -40,10 +42,9 @@ from cosim.transport import (
     RequestError,
     VersionMismatch,
 )
+from cosim.memory import GuestMemory
+from cosim.trace import TraceWriter
 
-SMMU_DEV = 0
-SMMU_REGION = 0
-SMMU_FRAME_SIZE = 0x20000     # register page 0 + page 1 (SMMUv3 §6.1)
 CFG_SIZES = (1, 2, 4)
 RESET_KINDS = frozenset(k.value for k in ResetKind)
 IDLE_WAIT_MS = 10             # how long the idle loop blocks before the next tick()/poll()

@@ -27,10 +27,10 @@ from cosim.backend import (
     add_model_arguments,
     run_model,
 )
+from cosim.link.protocol import MAJOR, MsgType, ProtocolError, Status, decode, encode
+from cosim.link.transport import Link, LinkClosed, VersionMismatch
 from cosim.memory import BusError
-from cosim.protocol import MAJOR, MsgType, ProtocolError, Status, decode, encode
 from cosim.trace import TraceWriter, read_trace
-from cosim.transport import Link, LinkClosed, VersionMismatch
 
 CTX = zmq.Context.instance()
 

@@ -9,9 +9,10 @@ import pytest
 import zmq
 from test_transport_fakeqemu import ThreadedQemu, inproc_address
 
-from cosim.memory import BusError, LinkMemory, SharedRam
-from cosim.protocol import Message, MsgType, Status
-from cosim.transport import Link
+from cosim.link.memory import LinkMemory, SharedRam
+from cosim.link.protocol import Message, MsgType, Status
+from cosim.link.transport import Link
+from cosim.memory import BusError
 
 CTX = zmq.Context.instance()
 RAM_BASE = 0x4000_0000

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from cosim.protocol import (
+from cosim.link.protocol import (
     HEADER_SIZE,
     MAGIC,
     REPLY_BODY,

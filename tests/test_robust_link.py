@@ -18,10 +18,10 @@ from test_transport_fakeqemu import FakeQemu, inproc_address
 
 from cosim.backend import Model, _load_models
 from cosim.launcher import Run, RunConfig
-from cosim.protocol import MsgType
+from cosim.link.protocol import MsgType
+from cosim.link.transport import Link, LinkDisconnected, LinkError, resolve_address
 from cosim.setup import Products
 from cosim.trace import TraceWriter, read_trace
-from cosim.transport import Link, LinkDisconnected, LinkError, resolve_address
 
 CTX = zmq.Context.instance()
 NOTICE_S = 2.0          # a vanished peer must be noticed within this (it takes ~ms)

@@ -20,7 +20,7 @@ from conftest import products_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cosim.protocol import (
+from cosim.link.protocol import (
     HEADER_SIZE,
     MAGIC,
     MAJOR,

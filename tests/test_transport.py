@@ -12,9 +12,8 @@ import pytest
 import zmq
 from test_transport_fakeqemu import FakeQemu, ThreadedQemu, inproc_address
 
-from cosim.protocol import MAJOR, Caps, Message, MsgType, Status, encode
-from cosim.trace import TraceWriter, read_trace
-from cosim.transport import (
+from cosim.link.protocol import MAJOR, Caps, Message, MsgType, Status, encode
+from cosim.link.transport import (
     Link,
     LinkClosed,
     LinkError,
@@ -23,6 +22,7 @@ from cosim.transport import (
     VersionMismatch,
     resolve_address,
 )
+from cosim.trace import TraceWriter, read_trace
 
 CTX = zmq.Context.instance()
 

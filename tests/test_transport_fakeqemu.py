@@ -15,7 +15,7 @@ from typing import Any
 
 import zmq
 
-from cosim.protocol import Message, MsgType, Status, decode, encode
+from cosim.link.protocol import Message, MsgType, Status, decode, encode
 
 _ids = itertools.count()
 

@@ -4,11 +4,17 @@ One ZeroMQ frame is one message: a 16-byte header and a body whose layout depend
 type. The same declarations decode and encode; the hot ones (MMIO and DMA) are compiled.
 `decode` validates a frame completely and raises `ProtocolError` carrying the status the
 receiver replies with (or none, when the header cannot even carry a `seq`).
+
+QEMU's side of the same declarations, include/hw/misc/cosim-proto.h in qemu-patches/0001, is
+generated from this module (`python -m cosim.link.protocol --c-header`), so the two sides
+cannot disagree on a code, a bit or a layout (tests/test_protocol_header.py checks).
 """
 
 from __future__ import annotations
 
+import argparse
 import enum
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +29,8 @@ from construct import (
     Int64ul,
     PaddedString,
     Padding,
+    Renamed,
+    StringEncoded,
     Struct,
     this,
 )
@@ -36,6 +44,12 @@ DEFAULT_MAX_DMA = 65536  # QEMU's default max-dma: longer DMA gets TOO_BIG
 RAM_PATH_LEN = 128
 NAME_LEN = 32
 MMIO_SIZES = (1, 2, 4, 8)
+
+# Device numbering (docs/protocol.md "Devices"): the SMMU is device 0 and its only region is
+# the register frame, page 0 and page 1 (SMMUv3 §6.1); endpoints are numbered from 1.
+SMMU_DEV = 0
+SMMU_REGION = 0
+SMMU_FRAME_SIZE = 0x20000
 
 
 class MsgType(enum.IntEnum):
@@ -117,6 +131,9 @@ HEADER = Struct(
 
 EMPTY = Struct()
 
+# DMA_READ's body, which is also the part of DMA_WRITE's that precedes the data.
+DMA = Struct("rid" / Int16ul, "flags" / Int16ul, "len" / Int32ul, "addr" / Int64ul)
+
 # Bodies of requests and of OK replies, in docs/protocol.md order. Reserved fields are
 # Padding: written as zeros, ignored on receipt (so a later minor may give them a meaning).
 REQUEST_BODY: dict[MsgType, Construct] = {
@@ -141,13 +158,8 @@ REQUEST_BODY: dict[MsgType, Construct] = {
         "ats_off" / Int16ul, "pasid_off" / Int16ul, "msix_off" / Int16ul, Padding(2),
     ),
     MsgType.BYE: EMPTY,
-    MsgType.DMA_READ: Struct(
-        "rid" / Int16ul, "flags" / Int16ul, "len" / Int32ul, "addr" / Int64ul,
-    ),
-    MsgType.DMA_WRITE: Struct(
-        "rid" / Int16ul, "flags" / Int16ul, "len" / Int32ul, "addr" / Int64ul,
-        "data" / Bytes(this.len),
-    ),
+    MsgType.DMA_READ: DMA,
+    MsgType.DMA_WRITE: Struct(*DMA.subcons, "data" / Bytes(this.len)),
     MsgType.IRQ: Struct("dev" / Int16ul, "line" / Int16ul, "level" / Int32ul),
 }
 
@@ -176,7 +188,7 @@ _REPLY_C: dict[MsgType, Construct] = {
     t: (REPLY_BODY[t].compile() if t in _HOT else REPLY_BODY[t]) for t in MsgType}
 
 # The part of a variable-length body that precedes its payload.
-_DMA_FIXED = 16
+_DMA_FIXED = DMA.sizeof()
 # Exact body sizes of the fixed layouts, computed once (sizeof() walks the declaration).
 _REQUEST_SIZE = {t: REQUEST_BODY[t].sizeof() for t in MsgType if t is not MsgType.DMA_WRITE}
 _REPLY_SIZE = {t: REPLY_BODY[t].sizeof() for t in MsgType if t is not MsgType.DMA_READ}
@@ -339,3 +351,175 @@ def error_reply(err: ProtocolError) -> bytes | None:
     head = _HEADER_C.build(dict(magic=MAGIC, major=MAJOR, type=err.type_byte | REPLY_BIT,
                                 status=int(err.status), seq=err.seq))
     return head
+
+
+# -- the C header ----------------------------------------------------------------------------
+# QEMU's view of the declarations above. Struct names are the ones cosim-link.c uses; a body
+# layout shared by several messages (DMA_READ, DMA_WRITE) is one struct.
+
+C_PREFIX = "COSIM_"
+C_GUARD = "HW_MISC_COSIM_PROTO_H"
+
+C_STRUCTS: tuple[tuple[str, Construct, str], ...] = (
+    ("CosimHeader", HEADER, "Message header: every message starts with it"),
+    ("CosimHello", REQUEST_BODY[MsgType.HELLO], "HELLO request"),
+    ("CosimHelloReply", REPLY_BODY[MsgType.HELLO], "HELLO reply"),
+    ("CosimMmioRead", REQUEST_BODY[MsgType.MMIO_READ], "MMIO_READ request"),
+    ("CosimMmioReadReply", REPLY_BODY[MsgType.MMIO_READ], "MMIO_READ reply"),
+    ("CosimMmioWrite", REQUEST_BODY[MsgType.MMIO_WRITE], "MMIO_WRITE request"),
+    ("CosimCfgWrite", REQUEST_BODY[MsgType.CFG_WRITE], "CFG_WRITE request"),
+    ("CosimReset", REQUEST_BODY[MsgType.RESET], "RESET request"),
+    ("CosimDevice", REQUEST_BODY[MsgType.DEVICE], "DEVICE request"),
+    ("CosimDma", DMA, "DMA_READ request; DMA_WRITE request, followed by len data "
+                      "bytes; a DMA_READ reply is the len bytes alone"),
+    ("CosimIrq", REQUEST_BODY[MsgType.IRQ], "IRQ request"),
+)
+
+# Fixed-length string fields and the macro giving their length.
+_C_STRING_LEN = {"ram_path": ("RAM_PATH_LEN", RAM_PATH_LEN), "name": ("NAME_LEN", NAME_LEN)}
+_C_INTS = {Int8ul: "uint8_t", Int16ul: "uint16_t", Int32ul: "uint32_t", Int64ul: "uint64_t"}
+_C_PAD = {1: "uint8_t", 2: "uint16_t", 4: "uint32_t", 8: "uint64_t"}
+
+
+def _c_fields(struct: Construct) -> list[str]:
+    """The member lines of one struct, from its construct declaration."""
+    lines = []
+    reserved = 0
+    for sub in struct.subcons:
+        if isinstance(sub, Renamed) and sub.subcon in _C_INTS:
+            lines.append(f"{_C_INTS[sub.subcon]} {sub.name};")
+        elif isinstance(sub, Renamed) and isinstance(sub.subcon, StringEncoded):
+            macro, length = _C_STRING_LEN[sub.name]
+            assert sub.sizeof() == length, sub.name
+            lines.append(f"char {sub.name}[{C_PREFIX}{macro}];")
+        elif not isinstance(sub, Renamed) and sub.sizeof() in _C_PAD:   # Padding
+            reserved += 1
+            name = "rsvd" if reserved == 1 else f"rsvd{reserved}"
+            lines.append(f"{_C_PAD[sub.sizeof()]} {name};")
+        else:
+            raise AssertionError(f"no C type for {sub!r}")
+    return lines
+
+
+def _c_bit(flag: enum.IntFlag) -> str:
+    value = int(flag)
+    assert value and value & (value - 1) == 0, flag
+    return f"(1u << {value.bit_length() - 1})"
+
+
+def _c_defines(rows: list[tuple[str, str]], comment: str) -> list[str]:
+    out = ["", f"/* {comment} */"]
+    out += [f"#define {C_PREFIX}{name:<20} {value}".rstrip() for name, value in rows]
+    return out
+
+
+def _c_names(function: str, ctype: str, names: list[str], comment: str) -> list[str]:
+    """A function from code to name, so that QEMU's log lines use the declared names."""
+    out = ["", f"/* {comment}; NULL for an unknown code */",
+           f"static inline const char *{function}({ctype} code)", "{", "    switch (code) {"]
+    for name in names:
+        out += [f"    case {C_PREFIX}{name}:", f'        return "{name}";']
+    out += ["    default:", "        return NULL;", "    }", "}"]
+    return out
+
+
+def c_header() -> str:
+    """include/hw/misc/cosim-proto.h: codes, bits, layouts and sizes for QEMU's side."""
+    out = [
+        "/*",
+        f" * cosim wire protocol, version {MAJOR}.{MINOR}",
+        " *",
+        " * Messages exchanged between QEMU and an external device model over one",
+        " * ZeroMQ PAIR socket.  Each ZeroMQ message carries exactly one protocol",
+        f" * message: a {HEADER_SIZE}-byte header followed by a type-specific body.  All",
+        " * integers are little-endian; the structures below are packed so that they",
+        " * match the wire layout byte for byte on a little-endian host, and the",
+        " * accessors in cosim-link.c convert explicitly so that big-endian hosts",
+        " * work too.",
+        " *",
+        " * GENERATED by `python -m cosim.link.protocol --c-header` from",
+        " * cosim/link/protocol.py (docs/protocol.md).  Do not edit.",
+        " *",
+        " * Copyright (c) 2025 cosim developers",
+        " *",
+        " * SPDX-License-Identifier: GPL-2.0-or-later",
+        " */",
+        "",
+        f"#ifndef {C_GUARD}",
+        f"#define {C_GUARD}",
+    ]
+    out += _c_defines([("MAGIC", f"{MAGIC:#06x}"), ("MAJOR", str(MAJOR)),
+                       ("MINOR", str(MINOR)), ("REPLY", f"{REPLY_BIT:#04x}")],
+                      "Header magic (\"CS\"), version; a reply has the REPLY bit in its type")
+    for group, comment in ((QEMU_REQUESTS, "Message types, QEMU -> model"),
+                           (MODEL_REQUESTS, "Message types, model -> QEMU")):
+        out += _c_defines([(t.name, f"{int(t):#04x}") for t in MsgType if t in group],
+                          comment)
+    out += _c_defines([(st.name, str(int(st))) for st in Status], "Reply status codes")
+    out += _c_defines([(f"CAP_{c.name}", _c_bit(c)) for c in Caps], "HELLO capability bits")
+    out += _c_defines([(f"RESET_{k.name}", str(int(k))) for k in ResetKind], "RESET kinds")
+    out += _c_defines([(f"DEV_{k.name}", str(int(k))) for k in DeviceKind], "DEVICE kinds")
+    out += _c_defines([("DEV_NUM_SMMU", str(SMMU_DEV))],
+                      "The cosim SMMU is always device 0; endpoints are numbered from 1.")
+    out += _c_defines([("SMMU_REGION", str(SMMU_REGION)),
+                       ("SMMU_FRAME_SIZE", f"{SMMU_FRAME_SIZE:#x}")],
+                      "SMMU region 0: the register frame (page 0 and page 1).")
+    out += _c_defines([(f"SMMU_IRQ_{ln.name}", str(int(ln))) for ln in IrqLine]
+                      + [("SMMU_NUM_IRQS", str(len(IrqLine)))],
+                      "SMMU wired interrupt lines carried by IRQ.line")
+    out += _c_defines([(f"IRQ_{lv.name}", str(int(lv))) for lv in IrqLevel], "IRQ.level")
+    out += _c_defines([(f"DMA_FLAG_{f.name}", _c_bit(f)) for f in DmaFlags], "DMA flags")
+    out += _c_defines([("DEFAULT_MAX_DMA", str(DEFAULT_MAX_DMA))],
+                      "Largest DMA, in bytes, unless the link's max-dma says otherwise")
+    out += _c_defines([(macro, str(length)) for macro, length in _C_STRING_LEN.values()],
+                      "Lengths of the NUL-padded string fields")
+    for name, struct, comment in C_STRUCTS:
+        out += ["", f"/* {comment} */" if len(comment) < 70 else f"/*\n * {_wrap(comment)}\n */",
+                f"typedef struct QEMU_PACKED {name} {{"]
+        out += [f"    {line}" for line in _c_fields(struct)]
+        out.append(f"}} {name};")
+    out.append("")
+    out += [f"QEMU_BUILD_BUG_ON(sizeof({name}) != {struct.sizeof()});"
+            for name, struct, _ in C_STRUCTS]
+    out += _c_names("cosim_proto_type_name", "uint8_t", [t.name for t in MsgType],
+                    "Name of a message type (REPLY bit clear)")
+    out += _c_names("cosim_proto_status_name", "uint32_t", [st.name for st in Status],
+                    "Name of a reply status")
+    out += ["", f"#endif /* {C_GUARD} */"]
+    text = "\n".join(out) + "\n"
+    names = [line.split()[1] for line in text.splitlines() if line.startswith("#define")]
+    assert len(names) == len(set(names)), "duplicate macro names in the C header"
+    assert max(len(line) for line in text.splitlines()) <= 80, "C header line over 80 columns"
+    return text
+
+
+def _wrap(text: str, width: int = 74) -> str:
+    """A comment's words on lines of at most `width` columns, joined for a C block comment."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "\n * ".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--c-header", action="store_true",
+                    help="print include/hw/misc/cosim-proto.h, QEMU's side of the declarations")
+    args = ap.parse_args(argv)
+    if args.c_header:
+        sys.stdout.write(c_header())
+        return 0
+    for t in MsgType:
+        sender = "QEMU " if t in QEMU_REQUESTS else "model"
+        req = f"{DMA.sizeof()}+len" if t is MsgType.DMA_WRITE else str(REQUEST_BODY[t].sizeof())
+        rep = "len" if t is MsgType.DMA_READ else str(REPLY_BODY[t].sizeof())
+        print(f"{int(t):#04x} {t.name:<10} from {sender}  request body {req:>6}  "
+              f"reply body {rep:>3}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,8 +24,8 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from cosim.memory import SharedRam
-from cosim.protocol import (
+from cosim.link.memory import SharedRam
+from cosim.link.protocol import (
     DEFAULT_MAX_DMA,
     MAJOR,
     MINOR,

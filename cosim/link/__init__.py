@@ -1,0 +1,1 @@
+"""The cosim link: the wire protocol, the ZeroMQ transport, and guest memory over the link."""
