@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from cosim.memory import SparseMemory
-from cosim.smmu.access import Access
 from cosim.smmu.descriptors import (
     AP_RO_ANY,
     AP_RO_PRIV_ONLY,
@@ -31,6 +30,7 @@ from cosim.smmu.walker import (
     translate_stage1,
     translate_stage2,
 )
+from cosim.translation_agent import Access
 
 R = Access(read=True)
 W = Access(read=False, write=True)

@@ -16,7 +16,6 @@ import logging
 from dataclasses import dataclass, field
 
 from cosim.memory import BusError
-from cosim.smmu.access import Access
 from cosim.smmu.descriptors import (
     ADDR,
     APTABLE_NO_EL0,
@@ -40,6 +39,7 @@ from cosim.smmu.descriptors import (
     s1_start_level,
     s2_start_level,
 )
+from cosim.translation_agent import Access
 
 log = logging.getLogger(__name__)
 
