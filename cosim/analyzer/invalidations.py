@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .domains import PAGE, tags
+from cosim.arch.domain import Domain
+
+from .domains import PAGE
 from .view import Record, TraceView
 
 # Opcodes (§4.1.1) for traces that record numbers instead of names.
@@ -72,8 +74,9 @@ class Inval:
             return r.get("sid") == sid and r.get("ssid") == (ssid or 0)
         return False
 
-    def covers_tlb(self, dom: str, base: int, size: int) -> bool:
-        asid, vmid, s1, s2 = tags(dom)
+    def covers_tlb(self, dom: Domain, base: int, size: int) -> bool:
+        # TLB entries carry the tags of the domain that filled them (§4.4).
+        asid, vmid, s1, s2 = dom.asid, dom.vmid, dom.has_s1, dom.has_s2
         r, op = self.rec, self.op
         if op == "TLBI_NSNH_ALL":
             return s1 or s2
