@@ -20,13 +20,15 @@ from pathlib import Path
 
 from cosim.analyzer import run
 from cosim.analyzer.view import TraceView
+from cosim.arch.domain import Domain
 from cosim.trace import SCHEMA, read_trace
 
 SID, DEV = 8, 1
 
 
-def _doms(n: int) -> str:
-    return f"s1:asid={n}:ttb={0x40000 * n:#x}"
+def _doms(n: int) -> dict[str, int | str]:
+    """The trace form of domain n (a `dom` object)."""
+    return Domain.stage1(n, 0x40000 * n).to_record()
 
 
 def generate(path: Path, records: int, mode: str, seed: int = 1) -> int:

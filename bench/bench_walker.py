@@ -20,8 +20,8 @@ from cosim.arch.descriptors import (
     s2_start_level,
 )
 from cosim.memory import SparseMemory
-from cosim.smmu.access import Access
 from cosim.smmu.walker import Stage1Regime, StageConfig, translate_stage1, translate_stage2
+from cosim.translation_agent import Access
 
 PAGES = 512
 S1_TABLES = 0x4000_0000

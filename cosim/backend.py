@@ -2,9 +2,11 @@
 
 QEMU's requests are dispatched by device number (docs/protocol.md): dev 0 is the SMMU's
 register frame, dev >= 1 are `cosim-pcie-ep` endpoints, created when QEMU describes them with
-DEVICE. When no request is waiting the loop lets the model make progress on its own:
-`smmu.tick()` (CMD_SYNC waiting on ATC invalidations) and each endpoint's `poll()` (delayed
-invalidation completions, the traffic generator).
+DEVICE. The SMMU is ticked after every request served (a CMD_SYNC waiting on ATC
+invalidations polls them then, so a completion the endpoint sent while handling the request
+is seen before the reply), and when no request is waiting the loop lets the model make
+progress on its own: each endpoint's `poll()` (delayed invalidation completions, the traffic
+generator), then `smmu.tick()`.
 """
 
 from __future__ import annotations
@@ -175,9 +177,16 @@ class Model:
         self.endpoints: dict[int, Any] = {}
         self.smmu_info: dict[str, int] | None = None
         self._failed: set[str] = set()
-        link.handler = self.handle
+        link.handler = self.serve
 
     # QEMU -> model
+
+    def serve(self, msg: Message) -> dict[str, int] | None:
+        """One QEMU request, then the SMMU's turn to notice what it caused (e.g. an ATC
+        invalidation completed by an endpoint reset or register write)."""
+        body = self.handle(msg)
+        self._guard("smmu.tick", self.smmu.tick)
+        return body
 
     def handle(self, msg: Message) -> dict[str, int] | None:
         t = msg.type
@@ -291,10 +300,11 @@ class Model:
         return False
 
     def step(self) -> None:
-        """One round of autonomous progress; a model bug is logged once, not fatal."""
-        self._guard("smmu.tick", self.smmu.tick)
+        """One round of autonomous progress; a model bug is logged once, not fatal. The SMMU
+        goes last, so it sees the invalidations the endpoints completed in this round."""
         for dev, ep in list(self.endpoints.items()):
             self._guard(f"endpoint {dev} poll", ep.poll)
+        self._guard("smmu.tick", self.smmu.tick)
 
     def _guard(self, what: str, fn: Callable[[], Any]) -> None:
         try:

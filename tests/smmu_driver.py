@@ -35,7 +35,8 @@ from cosim.arch.ste import (
     encode_ste,
 )
 from cosim.memory import SparseMemory
-from cosim.smmu import Access, SmmuOptions, SMMUv3
+from cosim.smmu import SmmuOptions, SMMUv3
+from cosim.translation_agent import Access, AtcInvalidation, TranslationResult
 
 STRTAB = 0x10_0000
 L2_STRTAB = 0x18_0000
@@ -62,9 +63,9 @@ class FakeEndpoint:
     """An ATS device: completes invalidations inline, later, or never."""
 
     mode: str = "inline"           # inline | later | never
-    received: list = field(default_factory=list)
+    received: list[AtcInvalidation] = field(default_factory=list)
 
-    def ats_invalidate(self, inv) -> None:
+    def ats_invalidate(self, inv: AtcInvalidation) -> None:
         self.received.append(inv)
         if self.mode == "inline":
             inv.complete()
@@ -273,7 +274,7 @@ class Driver:
         self.wr("GBPA", GBPA.encode(UPDATE=1, ABORT=int(abort), SHCFG=1))
 
     def xl(self, sid: int, iova: int, ssid: int | None = None, write: bool = False,
-           priv: bool = False, exec_: bool = False):
+           priv: bool = False, exec_: bool = False) -> TranslationResult:
         return self.smmu.translate(sid, ssid, iova,
                                    Access(read=not write, write=write, exec=exec_, priv=priv))
 

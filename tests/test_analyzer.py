@@ -24,6 +24,7 @@ from synth import (  # noqa: E402
 
 from cosim.analyzer import analyze_file  # noqa: E402
 from cosim.arch.cd import CD, cd_used  # noqa: E402
+from cosim.arch.domain import ABORT, BYPASS, Domain  # noqa: E402
 from cosim.arch.ste import STE, ste_used  # noqa: E402
 
 PAGES = (0x1000, 0x2000, 0x3000)
@@ -39,7 +40,7 @@ def rules(an) -> list[str]:
     return [v.rule for v in an.violations]
 
 
-def traffic(s: Synth, dom: str, ste: list[int] | None = None, c: list[int] | None = None,
+def traffic(s: Synth, dom: Domain | None, ste: list[int] | None = None, c: list[int] | None = None,
             pages=PAGES) -> None:
     for p in pages:
         if ste is not None:
@@ -49,7 +50,7 @@ def traffic(s: Synth, dom: str, ste: list[int] | None = None, c: list[int] | Non
         s.translate(p, dom)
 
 
-def replace(s: Synth, old: str, new: str, ste_new: list[int] | None = None,
+def replace(s: Synth, old: Domain | None, new: Domain | None, ste_new: list[int] | None = None,
             c_new: list[int] | None = None, during_old: bool = True, value: int = 1) -> None:
     """attach-begin, the driver's commands (mixed traffic inside), attach-end."""
     s.marker("attach-begin", value)
@@ -120,17 +121,17 @@ def test_clean_paging_blocked_paging(tmp_path: Path) -> None:
     s.cfgi()
     s.sync()
     s.ste(ste_abort(), cfg="abort")
-    s.xlate(PAGES[0], "abort", ok=False, silent=True)  # STE abort: silent (§5.2)
-    s.dma(PAGES[0], "abort", ok=False, err="fault:None")
+    s.xlate(PAGES[0], ABORT, ok=False, silent=True)  # STE abort: silent (§5.2)
+    s.dma(PAGES[0], ABORT, ok=False, err="fault:None")
     s.marker("attach-end", 1)
     for p in PAGES:  # blocked: every access aborts, as it must
         s.ste(ste_abort(), cfg="abort")
-        s.xlate(p, "abort", ok=False, silent=True)
-        s.dma(p, "abort", ok=False, err="fault:None")
+        s.xlate(p, ABORT, ok=False, silent=True)
+        s.dma(p, ABORT, ok=False, err="fault:None")
     s.marker("attach-begin", 2)
     s.cfgi()
     s.sync()
-    s.xlate(PAGES[0], "abort", ok=False, silent=True)  # still blocked for a moment: expected
+    s.xlate(PAGES[0], ABORT, ok=False, silent=True)  # still blocked for a moment: expected
     s.ste(STE_A)
     s.cd(CD_A)
     s.translate(PAGES[1], DOM_A)
@@ -139,14 +140,31 @@ def test_clean_paging_blocked_paging(tmp_path: Path) -> None:
     an = run(tmp_path, s)
     assert an.verdict == "clean", [v.message for v in an.violations]
     a1, a2 = an.attaches
-    assert a1.new[(SID, None)] == "abort" and a2.old[(SID, None)] == "abort"
+    assert a1.new[(SID, None)] == ABORT and a2.old[(SID, None)] == ABORT
+
+
+def test_bad_dom_objects_are_noted_and_read_as_no_domain(tmp_path: Path) -> None:
+    s = Synth()
+    traffic(s, DOM_A, STE_A, CD_A)
+    s.xlate(PAGES[0], DOM_B)
+    s.recs[-1]["dom"] = {"kind": "s1", "asid": 2}               # no ttb
+    s.xlate(PAGES[1], DOM_B)
+    s.recs[-1]["dom"] = DOM_B.label()                           # a label is not parsed back
+    replace(s, DOM_A, DOM_B, STE_B, CD_B)
+    traffic(s, DOM_B, STE_B, CD_B)
+    an = run(tmp_path, s)
+    bad = [n for n in an.view.notes if "read as no domain" in n]
+    assert len(bad) == 2 and "dom.ttb" in bad[0] and "not a domain object" in bad[1]
+    assert an.view.records[len(PAGES) * 4]["dom"] is None
+    # The unreadable records were not taken as the old domain B.
+    assert an.attaches[0].old[(SID, None)] == DOM_A and rules(an) == []
 
 
 def test_config_error_before_attach_is_not_the_old_domain(tmp_path: Path) -> None:
     s = Synth()
     traffic(s, DOM_A, STE_A, CD_A)
-    s.xlate(PAGES[0], "abort", ok=False, fault="C_BAD_CD")  # a glitch, not a domain
-    s.dma(PAGES[0], "abort", ok=False, err="fault:C_BAD_CD")
+    s.xlate(PAGES[0], None, ok=False, fault="C_BAD_CD")  # a glitch, not a domain
+    s.dma(PAGES[0], None, ok=False, err="fault:C_BAD_CD")
     replace(s, DOM_A, DOM_B, STE_B, CD_B)
     traffic(s, DOM_B, STE_B, CD_B)
     an = run(tmp_path, s)
@@ -156,12 +174,12 @@ def test_config_error_before_attach_is_not_the_old_domain(tmp_path: Path) -> Non
 
 def test_clean_identity_to_paging(tmp_path: Path) -> None:
     s = Synth()
-    traffic(s, "bypass", ste_bypass())
-    replace(s, "bypass", DOM_A, STE_A, CD_A)
+    traffic(s, BYPASS, ste_bypass())
+    replace(s, BYPASS, DOM_A, STE_A, CD_A)
     traffic(s, DOM_A, STE_A, CD_A)
     an = run(tmp_path, s)
     assert an.verdict == "clean"
-    assert an.attaches[0].old[(SID, None)] == "bypass"
+    assert an.attaches[0].old[(SID, None)] == BYPASS
 
 
 def test_reattach_same_domain_is_not_a_violation(tmp_path: Path) -> None:
@@ -186,7 +204,7 @@ def test_inv1_old_domain_translation_after_attach_end(tmp_path: Path) -> None:
     assert rules(an) == ["inv1-old-domain"]
     v = an.violations[0]
     assert v.index == bad and v.sid == SID and v.ssid is None and v.attach == 1
-    assert v.entries["old_dom"] == DOM_A and v.entries["new_dom"] == DOM_B
+    assert v.entries["old_dom"] == DOM_A.label() and v.entries["new_dom"] == DOM_B.label()
     j = v.to_json(an.view)
     assert any(line.startswith("> ") and "xlate" in line and "tlb=true" in line
                for line in j["timeline"])
@@ -215,7 +233,7 @@ def test_inv1_new_domain_from_configuration(tmp_path: Path) -> None:
     # After attach-end nothing translates with the new domain (stale TLB serves A), but the
     # STE/CD fetched after attach-end denote B, a domain the trace shows elsewhere.
     s = Synth()
-    s.translate(0x9000, DOM_B, sid=9)  # B is used by another stream: its string is known
+    s.translate(0x9000, DOM_B, sid=9)  # B is used by another stream: the domain is known
     traffic(s, DOM_A, STE_A, CD_A)
     s.marker("attach-begin", 1)
     s.cfgi()
@@ -323,10 +341,10 @@ def test_inv3_abort_at_address_both_domains_map(tmp_path: Path) -> None:
     s.marker("attach-begin", 1)
     s.cfgi()
     s.sync()
-    bad = s.xlate(PAGES[0], "abort", ok=False, fault="C_BAD_STE")
+    bad = s.xlate(PAGES[0], None, ok=False, fault="C_BAD_STE")
     s.event("C_BAD_STE", PAGES[0])
-    s.dma(PAGES[0], "abort", ok=False, err="fault:C_BAD_STE")
-    s.xlate(0x7000, "abort", ok=False, fault="C_BAD_STE")  # mapped by neither: not counted
+    s.dma(PAGES[0], None, ok=False, err="fault:C_BAD_STE")
+    s.xlate(0x7000, None, ok=False, fault="C_BAD_STE")  # mapped by neither: not counted
     s.ste(STE_B)
     s.cd(CD_B)
     s.translate(PAGES[1], DOM_B)
@@ -336,7 +354,7 @@ def test_inv3_abort_at_address_both_domains_map(tmp_path: Path) -> None:
     assert "inv3-abort-during-attach" in rules(an)
     v = next(v for v in an.violations if v.rule == "inv3-abort-during-attach")
     assert v.index == bad and v.entries["addresses"] == [PAGES[0]] and v.count == 3
-    assert v.entries["old_dom"] == DOM_A and v.entries["new_dom"] == DOM_B
+    assert v.entries["old_dom"] == DOM_A.label() and v.entries["new_dom"] == DOM_B.label()
 
 
 def test_inv3_walk_fault_in_new_domain_is_not_an_abort(tmp_path: Path) -> None:
@@ -357,7 +375,7 @@ def test_inv3_walk_fault_in_new_domain_is_not_an_abort(tmp_path: Path) -> None:
 
 def test_entry_update_breaking_ste_state(tmp_path: Path) -> None:
     s = Synth()
-    traffic(s, "bypass", ste_bypass())
+    traffic(s, BYPASS, ste_bypass())
     s.marker("attach-begin", 1)
     bad = s.ste(ste_abort(), cfg="abort")  # detach-then-attach: a blocking state in between
     s.marker("attach-end", 1)
@@ -371,14 +389,14 @@ def test_entry_update_breaking_ste_state(tmp_path: Path) -> None:
 
 def test_entry_update_hitless_mix_is_clean(tmp_path: Path) -> None:
     s = Synth()
-    traffic(s, "bypass", ste_bypass())
+    traffic(s, BYPASS, ste_bypass())
     s.marker("attach-begin", 1)
     # Step 1 of a hitless update: new values in bits bypass does not use (S1 fields).
     mixed = list(ste_bypass())
     mixed[0] |= STE_A[0] & STE["S1ContextPtr"].word_mask
     mixed[1] |= STE_A[1] & (STE["S1DSS"].word_mask | STE["EATS"].word_mask)
     s.ste(mixed, cfg="bypass")
-    s.translate(PAGES[0], "bypass")
+    s.translate(PAGES[0], BYPASS)
     s.ste(STE_A)
     s.cd(CD_A)
     s.translate(PAGES[1], DOM_A)
@@ -502,12 +520,12 @@ def test_torn_last_line_is_reported_and_the_rest_analyzed(tmp_path: Path, torn: 
 def test_inv1_blocked_still_aborting_after_attach_to_paging(tmp_path: Path) -> None:
     s = Synth()
     s.ste(ste_abort(), cfg="abort")
-    s.xlate(PAGES[0], "abort", ok=False, silent=True)
+    s.xlate(PAGES[0], ABORT, ok=False, silent=True)
     s.marker("attach-begin", 1)
     s.ste(STE_A)
     s.cd(CD_A)
     s.marker("attach-end", 1)
-    bad = s.xlate(PAGES[1], "abort", ok=False, silent=True)  # the blocked STE still in use
+    bad = s.xlate(PAGES[1], ABORT, ok=False, silent=True)  # the blocked STE still in use
     traffic(s, DOM_A, STE_A, CD_A)
     an = run(tmp_path, s)
     assert rules(an) == ["inv1-old-domain"] and an.violations[0].index == bad
@@ -517,11 +535,11 @@ def test_pasid_attach_is_checked_on_its_own_stream(tmp_path: Path) -> None:
     s = Synth()
     for p in PAGES:
         s.translate(p, DOM_A, ssid=5)
-        s.translate(p, "bypass")  # the RID stream is unaffected by the PASID attach
+        s.translate(p, BYPASS)  # the RID stream is unaffected by the PASID attach
     s.marker("pasid-attach-begin", 5)
     s.translate(PAGES[0], DOM_B, ssid=5)
     s.marker("pasid-attach-end", 5)
-    s.translate(PAGES[0], "bypass")
+    s.translate(PAGES[0], BYPASS)
     bad = s.xlate(PAGES[1], DOM_A, ssid=5)
     s.translate(PAGES[2], DOM_B, ssid=5)
     an = run(tmp_path, s)

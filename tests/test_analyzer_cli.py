@@ -64,7 +64,7 @@ def test_perfetto_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     ev = json.loads(pf.read_text())["traceEvents"]
     names = {e["args"]["name"] for e in ev if e["ph"] == "M"}
     assert {"streams (sid/ssid)", "domains", "SMMU commands", "markers", "faults"} <= names
-    assert {"sid 8", DOM_A, DOM_B, "dev 1", "violations"} <= names
+    assert {"sid 8", DOM_A.label(), DOM_B.label(), "dev 1", "violations"} <= names
     slices = [e for e in ev if e["ph"] == "X"]
     assert all(e["dur"] > 0 and "ts" in e for e in slices)
     assert any(e["name"].startswith("attach #1") for e in slices)
@@ -118,6 +118,10 @@ def test_analyze_path_for_the_launcher(tmp_path: Path) -> None:
     s = analyze_path(_trace(tmp_path, True), report_path=rep)
     assert s["verdict"] == "violations" and "violation" in s["why"]
     assert "inv1-old-domain" in rep.read_text()
+    # The launcher writes the summary with plain json.dumps: domains appear as their labels.
+    summary = json.loads(json.dumps(s))
+    assert summary["attaches"][0]["old"] == {"8": DOM_A.label()}
+    assert summary["violations"][0]["entries"]["old_dom"] == DOM_A.label()
     bad = tmp_path / "bad"
     bad.write_text("nope\n")
     assert analyze_path(bad)["verdict"] == "unreadable"

@@ -125,6 +125,22 @@ def describe_ep(m: Model, peer: FakeQemu, dev: int = 1, rid: int = 0x10):
                pasid_off=0x110, msix_off=0x80)
 
 
+def test_each_served_request_is_followed_by_a_tick(model) -> None:
+    """A completion an endpoint records while handling a request (reset, register write) is
+    noticed by the SMMU before the reply, not only in the idle loop."""
+    m, peer = model
+    order: list[tuple] = []
+    m.smmu.tick = lambda: order.append(("tick",))
+    write = m.smmu.mmio_write
+    m.smmu.mmio_write = lambda off, size, value: (order.append(("w", off)),
+                                                  write(off, size, value))
+    assert ask(m, peer, MsgType.MMIO_WRITE, dev=0, region=0, size=4, offset=0x28, value=1).ok
+    assert ask(m, peer, MsgType.MMIO_WRITE, dev=0, region=0, size=4, offset=0x2c, value=1).ok
+    assert order == [("w", 0x28), ("tick",), ("w", 0x2c), ("tick",)]
+    assert not ask(m, peer, MsgType.MMIO_READ, dev=5, region=0, size=4, offset=0).ok
+    assert order[-1] == ("tick",) and len(order) == 4   # a refused request changed nothing
+
+
 def test_smmu_mmio_goes_to_dev0(model) -> None:
     m, peer = model
     m.smmu.regs[0x20] = 0x1_0000_00ff
@@ -187,9 +203,16 @@ def test_model_bug_becomes_internal_and_model_goes_on(model) -> None:
 def test_step_ticks_and_polls(model) -> None:
     m, peer = model
     describe_ep(m, peer)
+    assert m.smmu.ticks == 1                 # the DEVICE request was followed by a tick
     m.step()
     m.step()
-    assert m.smmu.ticks == 2 and m.endpoints[1].polls == 2
+    assert m.smmu.ticks == 3 and m.endpoints[1].polls == 2
+    # The SMMU goes last: it sees invalidations an endpoint completed in its poll.
+    order: list[str] = []
+    m.endpoints[1].poll = lambda: order.append("poll")
+    m.smmu.tick = lambda: order.append("tick")
+    m.step()
+    assert order == ["poll", "tick"]
     assert not m.busy()
     m.endpoints[1].busy = True
     assert m.busy()

@@ -3,8 +3,16 @@
 import pytest
 from smmu_driver import Driver, bypass_ste, s1_cd, s1_ste, s2_ste
 
+from cosim.arch.domain import BYPASS, Domain
 from cosim.arch.ste import S1DSS_BYPASS, encode_ste
-from cosim.smmu import Access, SmmuOptions
+from cosim.smmu import SmmuOptions
+from cosim.translation_agent import (
+    Access,
+    AtsStatus,
+    Permissions,
+    TranslationAgent,
+    TranslationResult,
+)
 
 PA = 0x8000_0000
 RW = Access(read=True, write=True)
@@ -22,25 +30,28 @@ def test_ats_success_carries_translation_size_perm_and_dom():
     d = Driver().init()
     ttb, _ = s1_dev(d)
     c = d.smmu.ats_translate(3, None, 0x1000, RW)
-    assert c.status == "SUCCESS" and c.pa == PA and c.size == 4096
-    assert "r" in c.perm and "w" in c.perm
-    assert c.dom == f"s1:asid=5:ttb={ttb:#x}"
+    assert c.status is AtsStatus.SUCCESS and c.pa == PA and c.size == 4096
+    assert c.perm.read and c.perm.write and not c.perm.priv
+    assert c.dom == Domain.stage1(5, ttb)
     rec = d.trace.kinds("ats")[-1]
     assert rec["status"] == "SUCCESS" and rec["acc"] == "w" and rec["pa"] == PA
+    assert "r" in rec["perm"] and "w" in rec["perm"] and rec["dom"] == Domain.stage1(5, ttb)
 
 
 def test_ats_read_only_page_reports_r_only():
     d = Driver().init()
     s1_dev(d, ap=0b11)
     c = d.smmu.ats_translate(3, None, 0x1000, RW)
-    assert c.status == "SUCCESS" and "r" in c.perm and "w" not in c.perm
+    assert c.status is AtsStatus.SUCCESS and c.perm.read and not c.perm.write
 
 
 def test_ats_translation_fault_is_success_without_permission_and_not_recorded():
     d = Driver().init()
     s1_dev(d)
     c = d.smmu.ats_translate(3, None, 0x9000, RW)
-    assert c.status == "SUCCESS" and c.perm == ""
+    assert c.status is AtsStatus.SUCCESS and c.perm == Permissions()
+    assert c.dom is not None and c.dom.kind == "s1"   # the domain whose tables faulted
+    assert d.trace.kinds("ats")[-1]["perm"] == ""
     assert d.event_names() == []
 
 
@@ -48,24 +59,28 @@ def test_ats_eats_zero_is_ur_with_f_bad_ats_treq():
     d = Driver().init()
     s1_dev(d, eats=0)
     c = d.smmu.ats_translate(3, None, 0x1000, RW)
-    assert c.status == "UR"
+    assert c.status is AtsStatus.UR and c.dom is None
     assert d.event_names() == ["F_BAD_ATS_TREQ"]
 
 
 def test_ats_refused_when_disabled_or_unsupported():
     d = Driver().init(smmuen=False)
-    assert d.smmu.ats_translate(3, None, 0x1000, RW).status == "UR"
+    c = d.smmu.ats_translate(3, None, 0x1000, RW)
+    assert c.status is AtsStatus.UR and c.dom is None
+    assert d.trace.kinds("ats")[-1]["status"] == "UR" and d.trace.kinds("ats")[-1]["dom"] is None
     d2 = Driver(SmmuOptions(ats=False)).init()
     s1_dev(d2)
-    assert d2.smmu.ats_translate(3, None, 0x1000, RW).status == "UR"
+    assert d2.smmu.ats_translate(3, None, 0x1000, RW).status is AtsStatus.UR
 
 
 def test_ats_config_errors_are_ca():
     d = Driver().init()
     d.write_ste(1, encode_ste(V=0))
-    assert d.smmu.ats_translate(1, None, 0, RW).status == "CA"
+    c = d.smmu.ats_translate(1, None, 0, RW)
+    assert c.status is AtsStatus.CA and c.dom is None
     d.write_ste(2, encode_ste(V=1, Config=0))
-    assert d.smmu.ats_translate(2, None, 0, RW).status == "CA"
+    c = d.smmu.ats_translate(2, None, 0, RW)
+    assert c.status is AtsStatus.CA and c.dom is None
     assert d.event_names() == ["C_BAD_STE"]
 
 
@@ -74,10 +89,10 @@ def test_ats_stage2_and_s1dss_bypass():
     ttb = d.s2_tables({0x2000: PA})
     d.write_ste(1, s2_ste(ttb, vmid=4, eats=1))
     c = d.smmu.ats_translate(1, None, 0x2000, RW)
-    assert c.status == "SUCCESS" and c.pa == PA and c.dom.startswith("s2:vmid=4")
+    assert c.status is AtsStatus.SUCCESS and c.pa == PA and c.dom == Domain.stage2(4, ttb)
     _, cdtab = s1_dev(d, sid=2, cdmax=4, s1dss=S1DSS_BYPASS)
     c = d.smmu.ats_translate(2, None, 0x5000, RW)
-    assert c.status == "SUCCESS" and c.pa == 0x5000 and c.dom == "bypass"
+    assert c.status is AtsStatus.SUCCESS and c.pa == 0x5000 and c.dom == BYPASS
     assert d.smmu.ats_translate(2, 0, 0x1000, RW).pa == PA
 
 
@@ -118,3 +133,13 @@ def test_hitless_ste_update_qword_by_qword(order):
                 t = d.xl(3, 0x1000)
                 assert t.ok, (i, t)
     assert d.event_names() == []
+
+
+def test_smmu_is_the_devices_translation_agent():
+    d = Driver().init()
+    agent: TranslationAgent = d.smmu
+    assert isinstance(agent, TranslationAgent)
+    ttb, _ = s1_dev(d)
+    t = agent.translate(3, None, 0x1000, Access(read=True, priv=True))
+    assert t == TranslationResult(True, PA, 4096, Permissions(read=True, write=True, priv=True),
+                                  Domain.stage1(5, ttb))

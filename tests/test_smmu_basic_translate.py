@@ -2,6 +2,8 @@
 
 from smmu_driver import Driver, s1_cd, s1_ste
 
+from cosim.arch.domain import Domain
+
 
 def test_s1_translation_linear():
     d = Driver().init()
@@ -12,5 +14,6 @@ def test_s1_translation_linear():
     t = d.xl(3, 0x1234)
     assert t.ok, t
     assert t.pa == 0x8000_0234
-    assert t.dom == f"s1:asid=5:ttb={ttb:#x}"
+    assert t.dom == Domain.stage1(5, ttb)
+    assert d.trace.kinds("xlate")[-1]["dom"] == Domain.stage1(5, ttb)
     assert d.event_names() == []

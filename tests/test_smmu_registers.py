@@ -2,6 +2,7 @@
 
 from smmu_driver import Driver
 
+from cosim.arch.domain import ABORT, BYPASS
 from cosim.arch.registers import BY_NAME, CR0, GBPA, IDR0, IDR1, IDR3, IDR5, PAGE1
 from cosim.smmu import SmmuOptions
 
@@ -57,10 +58,10 @@ def test_gbpa_only_changes_with_update():
 def test_gbpa_abort_and_bypass_with_smmu_disabled():
     d = Driver().init(smmuen=False)
     t = d.xl(1, 0x5000)
-    assert t.ok and t.pa == 0x5000 and t.dom == "bypass"
+    assert t.ok and t.pa == 0x5000 and t.dom == BYPASS
     d.gbpa(abort=True)
     t = d.xl(1, 0x5000)
-    assert not t.ok and t.dom == "abort" and t.fault is None
+    assert not t.ok and t.dom == ABORT and t.fault is None
     assert d.event_names() == []          # GBPA aborts are not recorded
 
 

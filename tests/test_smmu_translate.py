@@ -12,6 +12,7 @@ from smmu_driver import (
     s2_ste,
 )
 
+from cosim.arch.domain import ABORT, BYPASS, Domain
 from cosim.arch.ste import S1DSS_BYPASS, S1DSS_SSID0, S1DSS_TERMINATE, encode_ste
 from cosim.smmu import SmmuOptions
 
@@ -31,26 +32,27 @@ def test_s1_translation_both_stream_table_formats(fmt):
     d = Driver(st_fmt=fmt, sid_bits=12).init()
     ttb, _ = s1_setup(d, sid=0x305)
     t = d.xl(0x305, 0x1008, write=True)
-    assert t.ok and t.pa == PA + 8 and "w" in t.perm
+    assert t.ok and t.pa == PA + 8 and t.perm.write
     rec = d.trace.kinds("xlate")[-1]
-    assert rec["ok"] and rec["dom"] == f"s1:asid=5:ttb={ttb:#x}" and rec["acc"] == "w"
+    assert rec["ok"] and rec["dom"] == Domain.stage1(5, ttb) and rec["acc"] == "w"
+    assert "w" in rec["perm"]
 
 
 def test_bypass_and_abort_ste():
     d = Driver().init()
     d.write_ste(1, bypass_ste())
     t = d.xl(1, 0xABC000)
-    assert t.ok and t.pa == 0xABC000 and t.dom == "bypass"
+    assert t.ok and t.pa == 0xABC000 and t.dom == BYPASS
     d.write_ste(2, abort_ste())
     t = d.xl(2, 0x1000)
-    assert not t.ok and t.fault is None and t.dom == "abort"
+    assert not t.ok and t.fault is None and t.dom == ABORT
     assert d.event_names() == []          # Config=abort terminates silently (§5.2)
 
 
 def test_bad_streamid_linear_and_2lvl():
     d = Driver(sid_bits=4).init()
     t = d.xl(16, 0x1000)
-    assert not t.ok and t.fault == "C_BAD_STREAMID"
+    assert not t.ok and t.fault == "C_BAD_STREAMID" and t.dom is None
     d2 = Driver(st_fmt="2lvl", sid_bits=12).init()
     t = d2.xl(0x500, 0x1000)                 # L1 descriptor Span=0
     assert t.fault == "C_BAD_STREAMID"
@@ -63,7 +65,9 @@ def test_invalid_and_reserved_ste_are_c_bad_ste():
     d.write_ste(1, encode_ste(V=0, Config=4))
     d.write_ste(2, encode_ste(V=1, Config=0b010))
     assert d.xl(1, 0).fault == "C_BAD_STE"
-    assert d.xl(2, 0).fault == "C_BAD_STE"
+    t = d.xl(2, 0)
+    assert t.fault == "C_BAD_STE" and t.dom is None   # no domain: a configuration error
+    assert d.trace.kinds("xlate")[-1]["dom"] is None
     assert d.event_names() == ["C_BAD_STE", "C_BAD_STE"]
     rec = [r for r in d.trace.kinds("ste_fetch") if r["sid"] == 2][-1]
     assert rec["legal"] is False and "Config" in rec["why"]
@@ -74,7 +78,7 @@ def test_ste_fetch_abort():
     d = Driver(mem_size=1 << 32).init()
     d.wr("STRTAB_BASE", STRTAB_BASE.encode(ADDR=(1 << 33) >> 6))     # off the bus
     t = d.xl(1, 0)
-    assert t.fault == "F_STE_FETCH"
+    assert t.fault == "F_STE_FETCH" and t.dom is None
     ev = d.events()
     assert ev[0]["name"] == "F_STE_FETCH" and ev[0]["FetchAddr"] << 3 == (1 << 33) + 64
 
@@ -90,7 +94,7 @@ def test_s2_fields_checked():
     ttb = d.s2_tables({0x2000: PA})
     d.write_ste(1, s2_ste(ttb, vmid=7))
     t = d.xl(1, 0x2010)
-    assert t.ok and t.pa == PA + 0x10 and t.dom == f"s2:vmid=7:ttb={ttb:#x}"
+    assert t.ok and t.pa == PA + 0x10 and t.dom == Domain.stage2(7, ttb)
     d.write_ste(2, s2_ste(ttb, vmid=7, sl0=0))        # level 2 start cannot hold 48 bits
     assert d.xl(2, 0x2010).fault == "C_BAD_STE"
     d.write_ste(3, s2_ste(ttb, vmid=7, tg=3))         # reserved granule
@@ -112,7 +116,7 @@ def test_nested_translation_and_dom():
     t = d.xl(4, 0x1004)
     assert t.ok, t
     assert t.pa == PA + 4
-    assert t.dom == f"s1:asid=9:ttb={ttb1:#x}+s2:vmid=3:ttb={s2ttb:#x}"
+    assert t.dom == Domain("nested", asid=9, ttb=ttb1, vmid=3, s2ttb=s2ttb)
 
 
 def test_translation_fault_recorded_only_with_cd_r():
@@ -149,7 +153,8 @@ def test_bad_cd_and_cd_fetch():
     cdtab = d.cd_table(3)
     d.write_cd(cdtab, 0, s1_cd(0x10_0000, asid=1, AA64=0))
     d.write_ste(3, s1_ste(cdtab))
-    assert d.xl(3, 0x1000).fault == "C_BAD_CD"
+    t = d.xl(3, 0x1000)
+    assert t.fault == "C_BAD_CD" and t.dom is None
     d.write_ste(4, s1_ste(1 << 34))                     # CD beyond the bus: fetch abort
     assert d.xl(4, 0x1000).fault == "F_CD_FETCH"
     names = d.event_names()
@@ -167,7 +172,8 @@ def test_ssid_rules_and_s1dss():
     d.write_ste(5, s1_ste(cdtab, cdmax=4, s1dss=S1DSS_SSID0))
     assert d.xl(5, 0x1000).pa == PA
     assert d.xl(5, 0x1000, ssid=7).pa == PA + 0x7000
-    assert d.xl(5, 0x1000, ssid=0).fault == "C_BAD_SUBSTREAMID"
+    t = d.xl(5, 0x1000, ssid=0)
+    assert t.fault == "C_BAD_SUBSTREAMID" and t.dom is None
     assert d.xl(5, 0x1000, ssid=16).fault == "C_BAD_SUBSTREAMID"     # beyond S1CDMax
     assert d.xl(5, 0x1000, ssid=3).fault == "C_BAD_CD"               # CD 3 has V=0
     d.write_ste(5, s1_ste(cdtab, cdmax=4, s1dss=S1DSS_TERMINATE))
@@ -175,7 +181,7 @@ def test_ssid_rules_and_s1dss():
     assert d.xl(5, 0x1000, ssid=0).ok                                # SSID 0 is ordinary here
     d.write_ste(5, s1_ste(cdtab, cdmax=4, s1dss=S1DSS_BYPASS))
     t = d.xl(5, 0x1234)
-    assert t.ok and t.pa == 0x1234 and t.dom == "bypass"
+    assert t.ok and t.pa == 0x1234 and t.dom == BYPASS
     names = d.event_names()
     assert names == ["C_BAD_SUBSTREAMID", "C_BAD_SUBSTREAMID", "C_BAD_CD", "F_STREAM_DISABLED"]
     # No substreams: any SSID is bad.

@@ -20,7 +20,6 @@ from cosim.arch.descriptors import (
     table_desc,
 )
 from cosim.memory import SparseMemory
-from cosim.smmu.access import Access
 from cosim.smmu.walker import (
     Stage1Regime,
     StageConfig,
@@ -31,6 +30,7 @@ from cosim.smmu.walker import (
     translate_stage1,
     translate_stage2,
 )
+from cosim.translation_agent import Access
 
 R = Access(read=True)
 W = Access(read=False, write=True)

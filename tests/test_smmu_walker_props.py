@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from cosim.arch.descriptors import ADDR, DESC_SIZE_LOG2, GRANULE_BITS, s2_start_level
 from cosim.memory import BusError
-from cosim.smmu.access import Access
 from cosim.smmu.walker import (
     Stage1Regime,
     StageConfig,
@@ -17,6 +16,7 @@ from cosim.smmu.walker import (
     translate_stage1,
     translate_stage2,
 )
+from cosim.translation_agent import Access
 
 FAULTS = {"F_TRANSLATION", "F_ADDR_SIZE", "F_ACCESS", "F_PERMISSION", "F_WALK_EABT"}
 MEM_SIZE = 1 << 40        # reads at or above this raise BusError

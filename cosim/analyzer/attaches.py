@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cosim.arch.domain import ABORT, BYPASS, Domain
 from cosim.arch.ste import S1DSS_SSID0, STE
 
 from . import layouts
-from .domains import DomainIndex, parse_dom
+from .domains import DomainIndex, dom_of, label
 from .view import Key, TraceView, ssid_of
 
 FAMILIES = {"attach-begin": ("attach", True), "attach-end": ("attach", False),
@@ -29,8 +30,8 @@ class Attach:
     sids: list[int] = field(default_factory=list)
     ssid: int | None = None       # PASID for 'pasid-attach' (the marker value)
     horizon: int = 0              # next attach of the same scope begins here (exclusive)
-    old: dict[Key, str | None] = field(default_factory=dict)
-    new: dict[Key, str | None] = field(default_factory=dict)
+    old: dict[Key, Domain | None] = field(default_factory=dict)
+    new: dict[Key, Domain | None] = field(default_factory=dict)
     new_from: dict[Key, str] = field(default_factory=dict)  # 'translation' | 'config'
     commands: int = 0
     syncs: int = 0
@@ -54,8 +55,8 @@ class Attach:
         return "clean" if self.end is not None else "incomplete"
 
     def to_json(self, view: TraceView) -> dict[str, Any]:
-        def dom_map(d: dict[Key, Any]) -> dict[str, Any]:
-            return {_key_str(k): v for k, v in d.items()}
+        def dom_map(d: dict[Key, Domain | None]) -> dict[str, str | None]:
+            return {_key_str(k): label(v) for k, v in d.items()}
         t0 = view.t_of(self.begin)
         return {
             "n": self.n, "dev": self.dev, "kind": self.kind, "value": self.value,
@@ -65,7 +66,8 @@ class Attach:
             "begin_line": view.line_of(self.begin),
             "end_line": view.line_of(self.end) if self.end is not None else None,
             "old": dom_map(self.old), "new": dom_map(self.new),
-            "new_from": dom_map(self.new_from), "commands": self.commands,
+            "new_from": {_key_str(k): v for k, v in self.new_from.items()},
+            "commands": self.commands,
             "syncs": self.syncs, "aborts": self.aborts, "faults": self.faults,
             "verdict": self.verdict(), "rules": sorted(self.rules), "notes": self.notes,
         }
@@ -134,8 +136,9 @@ def find_attaches(view: TraceView) -> list[Attach]:
 def infer_domains(view: TraceView, doms: DomainIndex, attaches: list[Attach]) -> None:
     """Old = the last domain that served the stream before attach-begin; new = the first other
     domain that serves it after attach-end, or, when no translation shows one, the domain the
-    configuration fetched after attach-end denotes (only if that domain string appears in the
-    trace, so a formatting difference can never invent a change)."""
+    configuration fetched after attach-end denotes (only if that domain appears for the stream
+    in the trace: the STE/CD alone cannot say which TTB walks an address, so a domain the
+    SMMU never reported can never invent a change)."""
     for a in attaches:
         for key in a.keys:
             old = doms.last_served_before(view, key, a.begin)
@@ -145,7 +148,7 @@ def infer_domains(view: TraceView, doms: DomainIndex, attaches: list[Attach]) ->
             new, source = None, ""
             lst = doms.served.get(key)
             for j in (lst.between(a.end, a.horizon) if lst else []):
-                d = view.records[j]["dom"]
+                d = dom_of(view.records[j])
                 if d != old:
                     new, source = d, "translation"
                     break
@@ -160,7 +163,8 @@ def infer_domains(view: TraceView, doms: DomainIndex, attaches: list[Attach]) ->
                 a.new_from[key] = source
 
 
-def _config_domain(view: TraceView, doms: DomainIndex, key: Key, lo: int, hi: int) -> str | None:
+def _config_domain(view: TraceView, doms: DomainIndex, key: Key, lo: int,
+                   hi: int) -> Domain | None:
     sid, ssid = key
     ste = cd = None
     for j in range(lo + 1, hi):
@@ -176,26 +180,28 @@ def _config_domain(view: TraceView, doms: DomainIndex, key: Key, lo: int, hi: in
             break
     if ste is None:
         return None
-    cfg, s2 = layouts.ste_stage_parts(ste)
-    want: tuple | None
+    cfg, s2_part = layouts.ste_stage_parts(ste)
+    s2 = Domain.stage2(s2_part[1], s2_part[2]) if s2_part is not None else None
+    want: Domain
     if cfg in ("abort", "bypass"):
-        want = ((cfg,),)
-    elif cfg == "s2":
-        want = (s2,)
+        want = ABORT if cfg == "abort" else BYPASS
+    elif cfg == "s2" and s2 is not None:
+        want = s2
     elif cfg in ("s1", "nested"):
         if ssid is None and STE["S1CDMax"].of_words(ste) \
                 and STE["S1DSS"].of_words(ste) != S1DSS_SSID0:
             return None  # non-PASID traffic bypasses or terminates: leave it to translations
-        s1 = layouts.cd_stage1_part(cd) if cd is not None else None
-        if s1 is None:
+        s1_part = layouts.cd_stage1_part(cd) if cd is not None else None
+        if s1_part is None:
             return None
-        want = (s1,) if cfg == "s1" else (s1, s2)
+        want = Domain.stage1(s1_part[1], s1_part[2])
+        if cfg == "nested":
+            if s2 is None or s2.vmid is None or s2.s2ttb is None:
+                return None
+            want = want.with_stage2(s2.vmid, s2.s2ttb)
     else:
         return None
-    for d in doms.seen.get(key, ()):
-        if parse_dom(d) == want:
-            return d
-    return None
+    return want if want in doms.seen.get(key, ()) else None
 
 
 def attach_stats(view: TraceView, attaches: list[Attach]) -> None:

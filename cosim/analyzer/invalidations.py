@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cosim.arch.commands import CFGI_ALL_RANGE, OPCODE_NAMES
+from cosim.arch.domain import Domain
 
-from .domains import PAGE, tags
+from .domains import PAGE
 from .view import Record, TraceView
 
 SYNC = "CMD_SYNC"
@@ -65,8 +66,9 @@ class Inval:
             return r.get("sid") == sid and r.get("ssid") == (ssid or 0)
         return False
 
-    def covers_tlb(self, dom: str, base: int, size: int) -> bool:
-        asid, vmid, s1, s2 = tags(dom)
+    def covers_tlb(self, dom: Domain, base: int, size: int) -> bool:
+        # TLB entries carry the tags of the domain that filled them (§4.4).
+        asid, vmid, s1, s2 = dom.asid, dom.vmid, dom.has_s1, dom.has_s2
         r, op = self.rec, self.op
         if op == "TLBI_NSNH_ALL":
             return s1 or s2

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from .analysis import Analysis
-from .domains import SERVED_KINDS
+from .domains import SERVED_KINDS, dom_of
 from .view import ssid_of
 
 PID_STREAMS, PID_DOMAINS, PID_COMMANDS, PID_MARKERS, PID_FAULTS = 1, 2, 3, 4, 5
@@ -63,11 +63,12 @@ def build(an: Analysis) -> dict[str, Any]:
     for i, r in enumerate(view.records):
         k = r.get("k")
         t = view.t_of(i)
-        if k in SERVED_KINDS and isinstance(r.get("dom"), str):
+        dom = dom_of(r) if k in SERVED_KINDS else None
+        if dom is not None:
             ssid = ssid_of(r)
             stream = f"sid {r.get('sid')}" + ("" if ssid is None else f" ssid {ssid}")
-            extend(PID_STREAMS, stream, r["dom"], t)
-            extend(PID_DOMAINS, r["dom"], "serving", t)
+            extend(PID_STREAMS, stream, dom.label(), t)
+            extend(PID_DOMAINS, dom.label(), "serving", t)
         if k == "cmd":
             tr.events.append({"ph": "i", "s": "t", "name": str(r.get("op")), "pid": PID_COMMANDS,
                               "tid": tr.tid(PID_COMMANDS, "command queue"), "ts": _us(t),

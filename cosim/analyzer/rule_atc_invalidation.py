@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from cosim.arch.domain import Domain
+
 from .context import Context
-from .domains import PAGE
+from .domains import PAGE, dom_of, label
 from .findings import Collector, Violation
 from .invalidations import Inval
 from .view import ssid_of
@@ -26,7 +28,7 @@ class _Entry:
     ssid: int | None
     iova: int
     size: int
-    dom: object
+    dom: Domain | None
 
 
 def check(ctx: Context, out: Collector) -> None:
@@ -49,7 +51,7 @@ def check(ctx: Context, out: Collector) -> None:
                     and isinstance(r.get("iova"), int)):
                 continue
             e = _Entry(i, r.get("dev"), r["id"], r["sid"], ssid_of(r), r["iova"],
-                       r.get("size") or PAGE, r.get("dom"))
+                       r.get("size") or PAGE, dom_of(r))
             live[e.sid][(e.dev, e.id)] = e
             forbidden.pop((e.dev, e.id), None)  # a new entry that reuses the id
         elif k == "atc_evict":
@@ -77,7 +79,7 @@ def check(ctx: Context, out: Collector) -> None:
                     f"ATC_INV id {inv.rec.get('id')} (line {ctx.view.line_of(inv.issue)}) "
                     f"completed (line {ctx.view.line_of(inv.done or 0)})",
                     {"atc_id": e.id, "dev": e.dev, "inserted_line": ctx.view.line_of(e.index),
-                     "dom": e.dom, "iova": e.iova, "size": e.size,
+                     "dom": label(e.dom), "iova": e.iova, "size": e.size,
                      "inv": {"id": inv.rec.get("id"), "addr": inv.rec.get("addr"),
                              "size": inv.rec.get("size"), "ssid": inv.rec.get("ssid"),
                              "line": ctx.view.line_of(inv.issue),

@@ -2,7 +2,7 @@
 event or failed translation at an address that both the old and the new domain map.
 
 "Mapped" comes from successful xlate/ats records for that domain anywhere in the trace; bypass
-maps everything, a blocked ('abort') domain nothing, so aborts while attached to or from a
+maps everything, a blocked (ABORT) domain nothing, so aborts while attached to or from a
 blocked domain are expected. A stage 1/2 walk fault reported against the old or the new domain
 itself is that domain's own contents speaking (the page really was absent), not a mixed
 configuration, and is not counted.
@@ -10,10 +10,11 @@ configuration, and is not counted.
 
 from __future__ import annotations
 
+from cosim.arch.domain import Domain
 from cosim.arch.events import TRANSLATION_FAULTS
 
 from .context import Context
-from .domains import PAGE, acc_letters, is_paging
+from .domains import PAGE, acc_letters, dom_of, is_paging, label
 from .findings import Collector, Violation
 from .view import Record, ssid_of
 
@@ -38,8 +39,8 @@ def _failure(r: Record) -> tuple[int | None, str, str | None] | None:
     return None
 
 
-def _explained(r: Record, fault: str | None, old: str | None, new: str | None) -> bool:
-    dom = r.get("dom")
+def _explained(r: Record, fault: str | None, old: Domain | None, new: Domain | None) -> bool:
+    dom = dom_of(r)
     if dom not in (old, new) or not is_paging(dom):
         return False
     if r.get("k") == "ats":
@@ -80,7 +81,8 @@ def check(ctx: Context, out: Collector) -> None:
                     RULE, j, sid, ssid,
                     f"{r['k']} failed ({fault or 'abort'}) at {addr:#x}, which both the old "
                     f"domain {old} and the new domain {new} map",
-                    {"old_dom": old, "new_dom": new, "addresses": [], "kinds": {}},
+                    {"old_dom": label(old), "new_dom": label(new), "addresses": [],
+                     "kinds": {}},
                     attach=a.n))
                 if addr not in v.entries["addresses"] and len(v.entries["addresses"]) < 20:
                     v.entries["addresses"].append(addr)

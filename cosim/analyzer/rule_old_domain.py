@@ -4,6 +4,7 @@ ats) or used (dma, atc_hit) for the stream, until the next attach of that stream
 from __future__ import annotations
 
 from .context import Context
+from .domains import dom_of, label
 from .findings import Collector, Violation
 
 RULE = "inv1-old-domain"
@@ -21,7 +22,7 @@ def check(ctx: Context, out: Collector) -> None:
             hits: list[int] = []
             for lst in (ctx.doms.served.get(key), ctx.doms.used.get(key)):
                 if lst is not None:
-                    hits += [j for j in lst.between(a.end, a.horizon) if recs[j]["dom"] == old]
+                    hits += [j for j in lst.between(a.end, a.horizon) if dom_of(recs[j]) == old]
             for j in sorted(hits):
                 r = recs[j]
                 group = (RULE, a.n, key)
@@ -29,8 +30,8 @@ def check(ctx: Context, out: Collector) -> None:
                     RULE, j, key[0], key[1],
                     f"{r['k']} from old domain {old} after attach-end "
                     f"(line {ctx.view.line_of(a.end)}); new domain {new}",
-                    {"old_dom": old, "new_dom": new, "new_from": a.new_from.get(key, ""),
-                     "kinds": {}, "atc_ids": []},
+                    {"old_dom": label(old), "new_dom": label(new),
+                     "new_from": a.new_from.get(key, ""), "kinds": {}, "atc_ids": []},
                     attach=a.n))
                 kinds = v.entries["kinds"]
                 kinds[r["k"]] = kinds.get(r["k"], 0) + 1

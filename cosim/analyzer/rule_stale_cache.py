@@ -16,7 +16,7 @@ from collections import defaultdict
 from typing import Any
 
 from .context import Context
-from .domains import PAGE, entry_base, is_paging
+from .domains import PAGE, dom_of, entry_base, label
 from .findings import Collector, Violation
 from .invalidations import Inval
 from .view import Record, ssid_of
@@ -76,8 +76,8 @@ def check(ctx: Context, out: Collector, warn: Collector) -> None:
                 _report(ctx, out if changed else warn, i, r, inv, loaded_at, changed,
                         "STE" if k == "ste_fetch" else "CD")
         elif k in ("xlate", "ats"):
-            dom, iova = r.get("dom"), r.get("iova")
-            if not is_paging(dom) or not isinstance(iova, int):
+            dom, iova = dom_of(r), r.get("iova")
+            if dom is None or not dom.paging or not isinstance(iova, int):
                 continue
             base, size = entry_base(iova, r.get("size") or PAGE)
             key = (dom, base, size)
@@ -124,7 +124,7 @@ def _report(ctx: Context, out: Collector, i: int, r: Record, inv: Inval, loaded_
             f"{what} ({loaded}) served after {inv.op} (line {view.line_of(inv.issue)}) "
             f"completed (line {view.line_of(inv.done or 0)})"
             + ("" if changed else "; no evidence the content had changed"),
-            {"cache": cache, "dom": r.get("dom"), "iova": r.get("iova"),
+            {"cache": cache, "dom": label(dom_of(r)), "iova": r.get("iova"),
              "loaded_line": view.line_of(loaded_at) if loaded_at >= 0 else None,
              "invalidation": {"op": inv.op, "line": view.line_of(inv.issue),
                               "completed_line": view.line_of(inv.done or 0),

@@ -1,5 +1,8 @@
 """The trace as the analyzer sees it: records in order, plus the cross-references every rule
-needs (which StreamIDs a device uses, record line numbers, compact record formatting)."""
+needs (which StreamIDs a device uses, record line numbers, compact record formatting).
+
+Every record's `dom` is read here, once, into a hashable `cosim.arch.domain.Domain` (or None:
+no domain translated the request); the rules only ever compare Domains."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from cosim.arch.domain import Domain, DomainError
 from cosim.trace import Trace
 
 Record = dict[str, Any]
@@ -42,7 +46,21 @@ class TraceView:
         view._skipped_lines = sorted(int(m.group(1)) for p in trace.problems
                                      if (m := _LINE_RE.match(p)))
         view.dev_sids = _device_sids(trace.header, trace.records)
+        view._read_domains()
         return view
+
+    def _read_domains(self) -> None:
+        """Replace each record's `dom` object by its Domain; one that is not a domain object
+        is noted and read as no domain, so the rest of the trace is still analysed."""
+        for i, rec in enumerate(self.records):
+            dom = rec.get("dom")
+            if dom is None or isinstance(dom, Domain):
+                continue
+            try:
+                rec["dom"] = Domain.from_record(dom)
+            except DomainError as e:
+                self.notes.append(f"line {self.line_of(i)}: {e}; read as no domain")
+                rec["dom"] = None
 
     @property
     def caching(self) -> bool:

@@ -1,8 +1,8 @@
 """The endpoint's Address Translation Cache (PCIe ATS): translations the SMMU handed out.
 
-Each entry remembers where it came from (`dom`, the provenance string of the SMMU
-configuration that produced it, and the ATS completion) so that the trace can prove which
-domain every translated DMA used (invariants 1 and 2).
+Each entry remembers where it came from (`dom`, the domain of the SMMU configuration that
+produced it, and the ATS completion) so that the trace can prove which domain every
+translated DMA used (invariants 1 and 2).
 """
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from cosim.arch.domain import Domain
+from cosim.translation_agent import AtsCompletion
 
 Policy = Literal["lru", "fifo"]
 POLICIES: tuple[str, ...] = ("lru", "fifo")
@@ -28,8 +31,8 @@ class AtcEntry:
     pa: int
     read: bool
     write: bool
-    dom: str | None
-    completion: Any = field(default=None, repr=False)
+    dom: Domain | None
+    completion: AtsCompletion | None = field(default=None, repr=False)
 
     @property
     def perm(self) -> str:
@@ -78,7 +81,7 @@ class Atc:
         return None
 
     def insert(self, pasid: int | None, iova: int, size: int, pa: int, read: bool,
-               write: bool, dom: str | None, completion: Any = None
+               write: bool, dom: Domain | None, completion: AtsCompletion | None = None
                ) -> tuple[AtcEntry, list[AtcEntry]]:
         """Cache a translation; returns it and the entries it displaced.
 

@@ -2,16 +2,15 @@
 
 The backend calls `mmio_read`/`mmio_write`/`cfg_write`/`reset`/`device_info` for the QEMU
 messages addressed to this endpoint, `poll()` from its idle loop, and the SMMU calls
-`ats_invalidate()` for each CMD_ATC_INV naming this device's StreamID.
+`ats_invalidate()` for each CMD_ATC_INV naming this device's StreamID. The endpoint sees the
+SMMU only as a `TranslationAgent` and is its `AtsDevice` (cosim/translation_agent.py).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from cosim.arch import endpoint_regs as regs
 from cosim.endpoint.atc import DEFAULT_ENTRIES, POLICIES, Atc
@@ -21,14 +20,13 @@ from cosim.endpoint.msix import MsixTable
 from cosim.endpoint.requester import Requester
 from cosim.memory import GuestMemory
 from cosim.trace import TraceWriter
+from cosim.translation_agent import AtcInvalidation, TranslationAgent
 
 log = logging.getLogger("cosim.endpoint")
 
 RESET_SYSTEM = 0
 RESET_FLR = 1
 MSI_DATA_BYTES = 4
-# Size of an invalidation at or above which it covers the whole address space.
-WHOLE_SPACE = 1 << 64
 
 # Records per poll at most: the model is single-threaded, so one poll must stay short enough
 # for QEMU's requests (and its link timeout) whatever TG_RATE the guest writes.
@@ -63,8 +61,7 @@ class EndpointOptions:
 
 @dataclass
 class _PendingInvalidation:
-    inv: Any
-    inv_id: int
+    inv: AtcInvalidation
     ready_at: float
     waiting: set[int] = field(default_factory=set)  # ATC entry ids still used by a request
 
@@ -72,8 +69,8 @@ class _PendingInvalidation:
 class Endpoint:
     """One cosim-pcie-ep function (docs/endpoint.md)."""
 
-    def __init__(self, dev: int, smmu: Any, mem: GuestMemory, trace: TraceWriter | None = None,
-                 options: EndpointOptions | None = None) -> None:
+    def __init__(self, dev: int, smmu: TranslationAgent, mem: GuestMemory,
+                 trace: TraceWriter | None = None, options: EndpointOptions | None = None) -> None:
         self.dev = dev
         self.smmu = smmu
         self.mem = mem
@@ -94,7 +91,6 @@ class Endpoint:
         self.engine = DescriptorEngine(self.requester, pasid_ok, self.msix.signal)
         self.tg = TrafficGenerator(self.requester, pasid_ok)
         self._pending: list[_PendingInvalidation] = []
-        self._inv_ids = itertools.count(1)
 
     @property
     def rid(self) -> int:
@@ -107,9 +103,7 @@ class Endpoint:
         """The DEVICE message: requester ID (= StreamID on virt) and capability offsets."""
         self.requester.rid = rid
         self.config.set_caps(CapOffsets(pcie_off, ats_off, pasid_off, msix_off))
-        attach = getattr(self.smmu, "attach_ats_device", None)
-        if attach is not None:
-            attach(rid, self)
+        self.smmu.attach_ats_device(rid, self)
 
     def cfg_write(self, offset: int, size: int, value: int) -> None:
         before_msix = (self.config.msix_enabled, self.config.msix_function_mask)
@@ -171,35 +165,29 @@ class Endpoint:
 
     # -- SMMU-facing -------------------------------------------------------------------------
 
-    def ats_invalidate(self, inv: Any) -> None:
+    def ats_invalidate(self, inv: AtcInvalidation) -> None:
         """An ATS Invalidate Request: drop the entries now, complete once nothing in flight
         still uses them (PCIe ATS invalidation ordering) and any injected delay has passed."""
         self.regs["CNT_INV_REQ"] += 1
-        # The SMMU's own invalidation id when it gives one, so the trace correlates both sides.
-        smmu_id = getattr(inv, "id", None)
-        inv_id = smmu_id if isinstance(smmu_id, int) and smmu_id > 0 else next(self._inv_ids)
-        ssid = getattr(inv, "ssid", None)
-        addr = int(getattr(inv, "addr", 0) or 0)
-        size = getattr(inv, "size", None)
-        whole = not size or size >= WHOLE_SPACE
-        g = bool(getattr(inv, "global_", False))
-        sid = getattr(inv, "sid", self.rid)
-        if sid != self.rid:
+        if inv.sid != self.rid:
             log.warning("endpoint %d: invalidation for sid %s, this device is %d", self.dev,
-                        sid, self.rid)
+                        inv.sid, self.rid)
         if self.options.inv_ignore:
             dropped = []
         else:
-            dropped = self.atc.invalidate(ssid, addr, None if whole else int(size), g)
-        self.trace.emit("atc_inv_rx", dev=self.dev, sid=sid, ssid=ssid, addr=addr, size=size,
-                        g=g, inv_id=inv_id, dropped=[e.id for e in dropped])
+            dropped = self.atc.invalidate(inv.ssid, inv.addr, None if inv.whole else inv.size,
+                                          inv.global_)
+        # The SMMU's invalidation id, so the trace correlates both sides.
+        self.trace.emit("atc_inv_rx", dev=self.dev, sid=inv.sid, ssid=inv.ssid, addr=inv.addr,
+                        size=inv.size, g=inv.global_, inv_id=inv.id,
+                        dropped=[e.id for e in dropped])
         waiting = {e.id for e in dropped if e.id in self.requester.in_use}
         outstanding = len(self._pending) + 1
         if outstanding > self.config.inv_queue_depth:
             log.warning("endpoint %d: %d invalidations outstanding, queue depth is %d",
                         self.dev, outstanding, self.config.inv_queue_depth)
         ready = time.monotonic() + self.options.inv_delay_ms / 1000.0
-        self._pending.append(_PendingInvalidation(inv, inv_id, ready, waiting))
+        self._pending.append(_PendingInvalidation(inv, ready, waiting))
         self._progress_invalidations()
 
     @property
@@ -229,12 +217,10 @@ class Endpoint:
 
     def _complete(self, p: _PendingInvalidation) -> None:
         self.regs["CNT_INV_CPL"] += 1
-        self.trace.emit("atc_inv_cpl", dev=self.dev, inv_id=p.inv_id,
+        self.trace.emit("atc_inv_cpl", dev=self.dev, inv_id=p.inv.id,
                         ignored=self.options.inv_ignore)
-        try:
-            p.inv.complete()
-        except Exception as e:  # the SMMU's bookkeeping must not break the device
-            log.error("endpoint %d: invalidation complete() raised %r", self.dev, e)
+        # Only recorded on the invalidation: the SMMU's command queue polls for it.
+        p.inv.complete()
 
     def _device_reset(self) -> None:
         """Engines stopped, ATC emptied (traced), registers and counters cleared."""

@@ -15,13 +15,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
+from cosim.arch.domain import Domain
 from cosim.arch.endpoint_regs import DmaErr
 from cosim.endpoint.atc import Atc, AtcEntry
 from cosim.endpoint.config import ConfigMirror
 from cosim.memory import BusError, GuestMemory
-from cosim.smmu.access import Access
+from cosim.trace import TraceWriter
+from cosim.translation_agent import Access, AtsStatus, TranslationAgent
 
 log = logging.getLogger("cosim.endpoint")
 
@@ -35,9 +37,6 @@ READ = Access(read=True)
 WRITE = Access(read=False, write=True)
 # ATS Translation Requests ask for write permission too (NW=0), so a later write can hit.
 ATS_RW = Access(read=True, write=True)
-
-ATS_SUCCESS = "SUCCESS"
-ATS_FAILED = ("UR", "CA")
 
 
 @dataclass
@@ -56,7 +55,7 @@ class _Xlate:
     """A translation ready to use for one piece."""
 
     pa: int
-    dom: str | None
+    dom: Domain | None
     entry: AtcEntry | None
 
 
@@ -64,7 +63,7 @@ class _Fail(Exception):
     """Internal: a piece could not be translated or issued (never leaves this module)."""
 
     def __init__(self, err: DmaErr, kind: str, text: str, pa: int | None = None,
-                 dom: str | None = None, entry: AtcEntry | None = None) -> None:
+                 dom: Domain | None = None, entry: AtcEntry | None = None) -> None:
         super().__init__(text)
         self.err = err
         self.kind = kind
@@ -74,31 +73,11 @@ class _Fail(Exception):
         self.entry = entry
 
 
-def _out_addr(result: Any) -> int:
-    """Output address of a Translation/AtsCompletion (the SMMU names it `pa` or `out`)."""
-    for name in ("pa", "out"):
-        value = getattr(result, name, None)
-        if value is not None:
-            return int(value)
-    raise _Fail(DmaErr.ATS, "ats_err", "ats:bad-completion")
-
-
-def _perm(perm: Any) -> tuple[bool, bool]:
-    """(read, write) of an ATS completion's permissions, whatever form the SMMU gives."""
-    if perm is None:
-        return True, True
-    if isinstance(perm, str):
-        return "r" in perm.lower(), "w" in perm.lower()
-    if hasattr(perm, "read") or hasattr(perm, "write"):
-        return bool(getattr(perm, "read", False)), bool(getattr(perm, "write", False))
-    return bool(perm), bool(perm)
-
-
 class Requester:
     """Issues the endpoint's memory requests (see module docstring)."""
 
-    def __init__(self, dev: int, smmu: Any, mem: GuestMemory, trace: Any, atc: Atc,
-                 config: ConfigMirror, counters: dict[str, int], xlate_fail: bool = False,
+    def __init__(self, dev: int, smmu: TranslationAgent, mem: GuestMemory, trace: TraceWriter,
+                 atc: Atc, config: ConfigMirror, counters: dict[str, int], xlate_fail: bool = False,
                  slow_us: int = 0) -> None:
         self.dev = dev
         self.smmu = smmu
@@ -197,7 +176,7 @@ class Requester:
                 self.on_release()
 
     def _emit_dma(self, iova: int, n: int, write: bool, ats: bool, pasid: int | None,
-                  src: Source, seq: int | None, ok: bool, pa: int | None, dom: str | None,
+                  src: Source, seq: int | None, ok: bool, pa: int | None, dom: Domain | None,
                   entry: AtcEntry | None, err: str | None) -> None:
         self.trace.emit("dma", dev=self.dev, sid=self.rid, ssid=pasid, iova=iova, pa=pa, len=n,
                         rw="w" if write else "r", ats=ats, ok=ok,
@@ -216,11 +195,9 @@ class Requester:
         except Exception as e:  # the SMMU must never take the device model down with it
             log.error("endpoint %d: SMMU translate raised %r", self.dev, e)
             raise _Fail(DmaErr.XLATE, "abort", "abort:smmu-internal") from None
-        dom = getattr(t, "dom", None)
-        if not getattr(t, "ok", False):
-            fault = getattr(t, "fault", None)
-            raise _Fail(DmaErr.XLATE, "xlate", f"fault:{fault}", None, dom)
-        return _Xlate(_out_addr(t), dom, None)
+        if not t.ok:
+            raise _Fail(DmaErr.XLATE, "xlate", f"fault:{t.fault}", None, t.dom)
+        return _Xlate(t.pa, t.dom, None)
 
     def _translate_ats(self, addr: int, pasid: int | None, write: bool) -> _Xlate:
         """Translated request: ATC hit, or ATS Translation Request then insert; then the SMMU
@@ -241,7 +218,7 @@ class Requester:
 
     def _translated_allowed(self, pasid: int | None) -> bool:
         try:
-            return bool(self.smmu.check_translated(self.rid, pasid))
+            return self.smmu.check_translated(self.rid, pasid)
         except Exception as e:
             log.error("endpoint %d: SMMU check_translated raised %r", self.dev, e)
             return False
@@ -258,25 +235,19 @@ class Requester:
         except Exception as e:
             log.error("endpoint %d: SMMU ats_translate raised %r", self.dev, e)
             raise _Fail(DmaErr.ATS, "ats_err", "ats:bad-completion") from None
-        status = str(getattr(cpl, "status", "")).upper()
-        if status.rsplit(".", 1)[-1] in ATS_FAILED:
-            raise _Fail(DmaErr.ATS, "xlate", f"ats:{status.rsplit('.', 1)[-1]}", None,
-                        getattr(cpl, "dom", None))
-        if status.rsplit(".", 1)[-1] != ATS_SUCCESS:
-            log.warning("endpoint %d: ATS completion with status %r", self.dev, status)
-            raise _Fail(DmaErr.ATS, "ats_err", "ats:bad-completion")
-        size = int(getattr(cpl, "size", 0) or stu)
+        if cpl.status is not AtsStatus.SUCCESS:
+            raise _Fail(DmaErr.ATS, "xlate", f"ats:{cpl.status.value}", None, cpl.dom)
+        size = cpl.size
         if size & (size - 1) or size < PIECE:
             # PCIe ATS: a translation covers a power-of-two multiple of 4 KiB.
             log.warning("endpoint %d: ATS completion size %#x is not valid", self.dev, size)
             raise _Fail(DmaErr.ATS, "ats_err", "ats:bad-completion")
-        read, wr = _perm(getattr(cpl, "perm", None))
-        dom = getattr(cpl, "dom", None)
-        pa = _out_addr(cpl)
-        if not (wr if write else read):
+        perm, dom = cpl.perm, cpl.dom
+        if not (perm.write if write else perm.read):
             # Success with the needed permission clear: the page is not accessible this way.
             raise _Fail(DmaErr.XLATE, "xlate", "ats:noperm", None, dom)
-        entry, evicted = self.atc.insert(pasid, req, size, pa, read, wr, dom, cpl)
+        entry, evicted = self.atc.insert(pasid, req, size, cpl.pa, perm.read, perm.write, dom,
+                                         cpl)
         for e in evicted:
             self.trace.emit("atc_evict", dev=self.dev, id=e.id)
         self.trace.emit("atc_insert", dev=self.dev, sid=self.rid, ssid=pasid, iova=entry.iova,

@@ -1,49 +1,28 @@
 """A minimal SMMU stand-in for endpoint unit tests and the endpoint bench.
 
-It answers the three calls the endpoint makes (`translate`, `ats_translate`,
-`check_translated`) from a dict of 4 KiB page mappings (or the identity), so the endpoint can
-be tested without the real SMMU model. It is not an SMMU: no stream table, no faults queued.
+It is a `TranslationAgent` (cosim/translation_agent.py), the same interface the real SMMU
+model offers: it answers `translate`, `ats_translate` and `check_translated` from a dict of
+4 KiB page mappings (or the identity), so the endpoint can be tested without the real SMMU
+model. It is not an SMMU: no stream table, no faults queued.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+from cosim.arch.domain import Domain
+from cosim.translation_agent import (
+    Access,
+    AtsCompletion,
+    AtsDevice,
+    AtsStatus,
+    Permissions,
+    TranslationResult,
+)
 
 PAGE = 4096
-
-
-@dataclass
-class FakeTranslation:
-    ok: bool
-    pa: int | None
-    dom: str | None
-    fault: str | None = None
-    size: int = PAGE
-
-
-@dataclass
-class FakeAtsCompletion:
-    status: str
-    pa: int | None
-    size: int
-    perm: str
-    dom: str | None
-
-
-@dataclass
-class FakeInvalidation:
-    """Shaped like the SMMU's AtcInvalidation: records its completion."""
-
-    sid: int
-    ssid: int | None
-    addr: int
-    size: int | None
-    global_: bool = False
-    completed: int = 0
-
-    def complete(self) -> None:
-        self.completed += 1
+# The domain every fake translation names.
+FAKE_DOMAIN = Domain.stage1(1, 0x1000)
 
 
 @dataclass
@@ -51,13 +30,13 @@ class FakeSmmu:
     """Per-(sid, ssid) page tables: {iova_page: (pa_page, perm)}; identity when `identity`."""
 
     identity: bool = False
-    dom: str = "dom1"
+    dom: Domain = FAKE_DOMAIN
     eats: bool = True
     ats_size: int = PAGE
     tables: dict[tuple[int, int | None], dict[int, tuple[int, str]]] = field(
         default_factory=dict)
     calls: list[tuple[str, int, int | None, int]] = field(default_factory=list)
-    devices: dict[int, Any] = field(default_factory=dict)
+    devices: dict[int, AtsDevice] = field(default_factory=dict)
 
     def map(self, sid: int, ssid: int | None, iova: int, pa: int, size: int = PAGE,
             perm: str = "rw") -> None:
@@ -75,24 +54,27 @@ class FakeSmmu:
             return iova // PAGE, "rw"
         return self.tables.get((sid, ssid), {}).get(iova // PAGE)
 
-    def translate(self, sid: int, ssid: int | None, iova: int, access: Any) -> FakeTranslation:
+    def translate(self, sid: int, ssid: int | None, iova: int,
+                  access: Access) -> TranslationResult:
         self.calls.append(("translate", sid, ssid, iova))
         hit = self._lookup(sid, ssid, iova)
         if hit is None or (access.write and "w" not in hit[1]):
-            return FakeTranslation(False, None, self.dom, "F_TRANSLATION")
-        return FakeTranslation(True, hit[0] * PAGE + iova % PAGE, self.dom)
+            return TranslationResult(False, dom=self.dom, fault="F_TRANSLATION")
+        return TranslationResult(True, hit[0] * PAGE + iova % PAGE, PAGE,
+                                 Permissions.from_code(hit[1]), self.dom)
 
     def ats_translate(self, sid: int, ssid: int | None, iova: int,
-                      access: Any) -> FakeAtsCompletion:
+                      access: Access) -> AtsCompletion:
         self.calls.append(("ats", sid, ssid, iova))
         base = iova & ~(self.ats_size - 1)
         hit = self._lookup(sid, ssid, base)
         if hit is None:
-            return FakeAtsCompletion("UR", None, 0, "", self.dom)
-        return FakeAtsCompletion("SUCCESS", hit[0] * PAGE, self.ats_size, hit[1], self.dom)
+            return AtsCompletion(AtsStatus.UR)
+        return AtsCompletion(AtsStatus.SUCCESS, hit[0] * PAGE, self.ats_size,
+                             Permissions.from_code(hit[1]), self.dom)
 
     def check_translated(self, sid: int, ssid: int | None) -> bool:
         return self.eats
 
-    def attach_ats_device(self, sid: int, device: Any) -> None:
+    def attach_ats_device(self, sid: int, device: AtsDevice) -> None:
         self.devices[sid] = device

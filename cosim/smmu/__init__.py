@@ -1,10 +1,11 @@
-"""The SMMUv3 model (Arm IHI 0070): see docs/architecture.md for how the parts fit."""
+"""The SMMUv3 model (Arm IHI 0070): see docs/architecture.md for how the parts fit.
 
-from .access import Access
-from .ats import AtcInvalidation, AtsCompletion
+What devices see of it (Access, results, completions, invalidations) lives in
+cosim/translation_agent.py, shared with the endpoint.
+"""
+
 from .options import SmmuOptions
 from .smmu import SMMUv3
 from .translation import Translation
 
-__all__ = ["SMMUv3", "SmmuOptions", "Access", "Translation", "AtsCompletion",
-           "AtcInvalidation"]
+__all__ = ["SMMUv3", "SmmuOptions", "Translation"]

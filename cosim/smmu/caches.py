@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from cosim.arch.domain import Domain
+
 # TLB entry kinds: which commands reach them.
 KIND_S1 = "s1"          # stage 1 only, tagged (vmid, asid); VMID from STE.S2VMID (§5.2)
 KIND_NESTED = "nested"  # combined stage 1+2, tagged (vmid, asid)
@@ -34,7 +36,7 @@ class TlbEntry:
     size: int
     out: int        # output address of `base`
     perm: str
-    dom: str
+    dom: Domain
     walk_access_priv: bool = False   # privilege the permissions were computed for
     level: int = 3
 

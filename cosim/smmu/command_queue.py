@@ -4,7 +4,9 @@ The command layout, opcodes and error codes are declared in cosim/arch/commands.
 consumer runs when the driver moves CMDQ_PROD (and when CR0.CMDQEN turns on). An illegal
 command stops the queue with CMDQ_CONS.ERR = CERROR_ILL and GERROR.CMDQ_ERR until the driver
 acknowledges through GERRORN (§7.1). A CMD_SYNC after ATC_INV commands waits for their
-completion (§4.7.3); one that times out fails with CERROR_ATC_INV_SYNC.
+completion (§4.7.3): the endpoint only records a completion, and the waiting CMD_SYNC
+re-checks its invalidations whenever the SMMU is ticked (the backend ticks after every request
+it serves and in its idle loop); one that times out fails with CERROR_ATC_INV_SYNC.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from cosim.arch.commands import (
 )
 from cosim.arch.registers import CMDQ_CONS, CMDQ_PROD, Q_BASE
 from cosim.memory import BusError
+from cosim.translation_agent import AtcInvalidation
 
-from .ats import ATC_SIZE_MAX, AtcInvalidation, atc_range
+from .ats import ATC_SIZE_MAX, atc_range
 
 if TYPE_CHECKING:
     from .smmu import SMMUv3
@@ -57,7 +60,6 @@ class CommandQueue:
     def __init__(self, dev: SMMUv3) -> None:
         self.dev = dev
         self.waiting_sync: dict | None = None     # CMD_SYNC blocked on ATC invalidations
-        self._running = False
         self.executed = 0
 
     # -- geometry ------------------------------------------------------------------------
@@ -80,15 +82,6 @@ class CommandQueue:
     # -- consumer loop -------------------------------------------------------------------
     def run(self) -> None:
         """Consume commands until empty, stalled on an error, or blocked on a CMD_SYNC."""
-        if self._running:
-            return      # re-entered from an endpoint completing an invalidation inline
-        self._running = True
-        try:
-            self._run()
-        finally:
-            self._running = False
-
-    def _run(self) -> None:
         dev = self.dev
         while dev.cr0ack("CMDQEN") and not self.stalled():
             base, log2 = self._geometry()
@@ -230,29 +223,23 @@ class CommandQueue:
         ssid = f["SubstreamID"] if f["SSV"] else None
         addr, size = atc_range(f["Address"] << _ADDR_LO["Address"], f["Size"])
         tracker = dev.atc
-        inv = AtcInvalidation(sid, ssid, addr, size, bool(f["Global"]), tracker.new_id(),
-                              on_complete=self._atc_completed, issued_at=dev.clock())
+        inv = AtcInvalidation(sid, ssid, addr, size, bool(f["Global"]), tracker.new_id())
         dev.trace.emit("atc_inv", sid=sid, ssid=ssid, addr=addr, size=size, g=inv.global_,
                        id=inv.id)
         device = dev.ats_devices.get(sid)
         if device is None:
-            inv.done = True     # no endpoint behind this StreamID holds an ATC
-            return
-        tracker.pending.append(inv)
+            return      # no endpoint behind this StreamID holds an ATC: nothing to wait for
+        tracker.issued(inv, dev.clock())
         try:
             device.ats_invalidate(inv)
         except Exception:   # noqa: BLE001 - an endpoint bug must not kill the SMMU
             log.exception("endpoint ats_invalidate failed for sid %#x", sid)
 
-    def _atc_completed(self, inv: AtcInvalidation) -> None:
-        if self.waiting_sync is not None:
-            self.run()
-
     # -- CMD_SYNC (§4.7.3) -----------------------------------------------------------------
     def _sync(self, idx: int, f: dict[str, int]) -> bool | None:
         outstanding = self.dev.atc.outstanding()
         if outstanding:
-            self.waiting_sync = {"idx": idx, "f": f, "ids": [i.id for i in outstanding]}
+            self.waiting_sync = {"idx": idx, "f": f, "ids": [o.inv.id for o in outstanding]}
             self.dev.trace.emit("sync", idx=idx, cs=CS_NAMES[f["CS"]], state="wait")
             return None
         self._signal_sync(idx, f)
@@ -263,10 +250,10 @@ class CommandQueue:
         dev = self.dev
         ws = self.waiting_sync
         assert ws is not None
-        waiting = [i for i in dev.atc.outstanding() if i.id in ws["ids"]]
+        waiting = [o for o in dev.atc.outstanding() if o.inv.id in ws["ids"]]
         if waiting:
-            expired = [i for i in waiting
-                       if dev.clock() - i.issued_at >= dev.options.atc_inv_timeout_ms / 1000]
+            expired = [o for o in waiting
+                       if dev.clock() - o.issued_at >= dev.options.atc_inv_timeout_ms / 1000]
             if not expired:
                 return False
             # §7.1: an ATC invalidation timeout fails the CMD_SYNC; CONS stays on it.
@@ -300,6 +287,7 @@ class CommandQueue:
         dev.trace.emit("sync", idx=idx, cs=CS_NAMES[cs], state="done")
 
     def tick(self) -> None:
-        """Asynchronous progress: a CMD_SYNC waiting on ATC invalidations (timeouts)."""
+        """Asynchronous progress: a CMD_SYNC waiting on ATC invalidations polls them for
+        completions and timeouts."""
         if self.waiting_sync is not None:
             self.run()

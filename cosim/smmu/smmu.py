@@ -3,7 +3,8 @@
 MMIO accesses go through the register table in cosim/arch/registers.py (§6); writes with side
 effects (CR0/CR0ACK, IRQ_CTRL/IRQ_CTRLACK, GBPA update, CMDQ_PROD, GERRORN) act here. Devices call
 `translate` (untranslated DMA), `ats_translate` (ATS Translation Requests) and
-`check_translated` (ATS Translated transactions, STE.EATS) on behalf of a StreamID.
+`check_translated` (ATS Translated transactions, STE.EATS) on behalf of a StreamID: the
+`TranslationAgent` side of cosim/translation_agent.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cosim.arch.domain import Domain
 from cosim.arch.registers import (
     BY_NAME,
     CMDQ_PROD,
@@ -29,9 +31,16 @@ from cosim.arch.registers import (
 )
 from cosim.arch.ste import EATS_ABORT
 from cosim.memory import BusError, GuestMemory
+from cosim.translation_agent import (
+    Access,
+    AtsCompletion,
+    AtsDevice,
+    AtsStatus,
+    Permissions,
+    TranslationResult,
+)
 
-from .access import Access
-from .ats import CA, SUCCESS, UR, AtcTracker, AtsCompletion, AtsDevice
+from .ats import AtcTracker
 from .caches import ConfigCache, Tlb
 from .command_queue import CommandQueue
 from .event_queue import EventQueue, EventRecord, GlobalErrors
@@ -64,6 +73,13 @@ SMMU_OWNED_WHILE_ENABLED = {"CMDQ_CONS": "CMDQEN", "EVENTQ_PROD": "EVENTQEN",
                             "PRIQ_PROD": "PRIQEN"}
 
 U64 = (1 << 64) - 1
+
+# Translation outcome -> PCIe Translation Completion status (§3.9.1).
+ATS_STATUS = {
+    OK: AtsStatus.SUCCESS, TRANSLATION_FAULT: AtsStatus.SUCCESS, BYPASS: AtsStatus.SUCCESS,
+    STE_BYPASS: AtsStatus.UR, ATS_FORBIDDEN: AtsStatus.UR,
+    STE_ABORT: AtsStatus.CA, CONFIG_ERROR: AtsStatus.CA, WALK_ABORT: AtsStatus.CA,
+}
 
 
 class SMMUv3:
@@ -233,7 +249,8 @@ class SMMUv3:
         self.ats_devices[sid] = device
 
     # -- translation entry points --------------------------------------------------------
-    def translate(self, sid: int, ssid: int | None, iova: int, access: Access) -> Translation:
+    def translate(self, sid: int, ssid: int | None, iova: int,
+                  access: Access) -> TranslationResult:
         """An untranslated transaction (§3.3): faults are recorded and return ok=False."""
         try:
             t = self.translator.resolve(sid, ssid, iova & U64, access)
@@ -245,7 +262,7 @@ class SMMUv3:
         self.trace.emit("xlate", sid=sid, ssid=ssid, iova=iova, acc=access.code, ok=t.ok,
                         pa=t.pa, size=t.size, perm=t.perm, dom=t.dom, ste=t.ste, cd=t.cd,
                         tlb=t.tlb, fault=t.fault)
-        return t
+        return t.result(access)
 
     def ats_translate(self, sid: int, ssid: int | None, iova: int,
                       access: Access) -> AtsCompletion:
@@ -256,30 +273,29 @@ class SMMUv3:
             if self.strict:
                 raise
             log.exception("ats_translate(%#x, %r, %#x) failed", sid, ssid, iova)
-            c = AtsCompletion(CA)
-        self.trace.emit("ats", sid=sid, ssid=ssid, iova=iova, acc=access.code, status=c.status,
-                        pa=c.pa, size=c.size, perm=c.perm, dom=c.dom)
+            c = AtsCompletion(AtsStatus.CA)
+        self.trace.emit("ats", sid=sid, ssid=ssid, iova=iova, acc=access.code,
+                        status=c.status.value, pa=c.pa, size=c.size, perm=c.perm.code,
+                        dom=c.dom)
         return c
 
     def _ats(self, sid: int, ssid: int | None, iova: int, access: Access) -> AtsCompletion:
         if not self.options.ats or not self.cr0ack("SMMUEN"):
             # No ATS while the SMMU is disabled or without IDR0.ATS: Unsupported Request.
-            return AtsCompletion(UR)
+            return AtsCompletion(AtsStatus.UR)
         t = self.translator.resolve(sid, ssid, iova, access, ats=True)
-        status = {
-            OK: SUCCESS, TRANSLATION_FAULT: SUCCESS, BYPASS: SUCCESS,
-            STE_BYPASS: UR, ATS_FORBIDDEN: UR,
-            STE_ABORT: CA, CONFIG_ERROR: CA, WALK_ABORT: CA,
-        }.get(t.outcome, CA)
-        if status != SUCCESS:
-            return AtsCompletion(status, dom=t.dom if t.outcome == STE_BYPASS else "abort",
-                                 fault=t.fault)
+        status = ATS_STATUS.get(t.outcome, AtsStatus.CA)
+        if status is not AtsStatus.SUCCESS:
+            # A failed completion carries no translation, so no domain gave one; an STE
+            # bypass still names the bypass domain that refused ATS for the stream.
+            dom: Domain | None = t.dom if t.outcome == STE_BYPASS else None
+            return AtsCompletion(status, dom=dom)
         if t.outcome == TRANSLATION_FAULT:
             # §3.9.1: a translation fault is a successful completion granting no access.
-            return AtsCompletion(SUCCESS, pa=0, size=4096, perm="", priv=access.priv,
-                                 dom=t.dom, fault=t.fault)
-        return AtsCompletion(SUCCESS, pa=t.pa, size=max(t.size, 4096), perm=t.perm,
-                             priv=access.priv, dom=t.dom)
+            return AtsCompletion(AtsStatus.SUCCESS, pa=0, size=4096,
+                                 perm=Permissions(priv=access.priv), dom=t.dom)
+        return AtsCompletion(AtsStatus.SUCCESS, pa=t.pa, size=max(t.size, 4096),
+                             perm=Permissions.from_code(t.perm, access.priv), dom=t.dom)
 
     def check_translated(self, sid: int, ssid: int | None) -> bool:
         """May an ATS Translated transaction from `sid` pass (§3.9.1.1, STE.EATS)?"""

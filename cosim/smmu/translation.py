@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cosim.arch.cd import cd_words
+from cosim.arch.domain import ABORT, Domain
+from cosim.arch.domain import BYPASS as BYPASS_DOMAIN
 from cosim.arch.events import CLASS_CD, CLASS_IN, CLASS_TT
 from cosim.arch.registers import GBPA
 from cosim.arch.ste import EATS_ABORT, ste_words
+from cosim.translation_agent import Access, Permissions, TranslationResult
 
-from .access import Access
 from .caches import KIND_NESTED, KIND_S1, KIND_S2, DecodeMemo, TlbEntry
 from .context_descriptor import Cd, cd_address, decode_cd, read_cd, select_substream
 from .event_queue import EventRecord
@@ -52,7 +54,7 @@ class Translation:
     pa: int = 0
     size: int = 0
     perm: str = ""
-    dom: str = "abort"
+    dom: Domain | None = None     # None: no domain translated it (a configuration error)
     fault: str | None = None      # event name, or None (success or silent abort)
     sid: int = 0
     ssid: int | None = None
@@ -63,15 +65,22 @@ class Translation:
     outcome: str = OK
     event: EventRecord | None = None
 
+    def result(self, access: Access) -> TranslationResult:
+        """What the requesting device sees of it."""
+        return TranslationResult(self.ok, self.pa, self.size,
+                                 Permissions.from_code(self.perm, access.priv), self.dom,
+                                 self.fault)
 
-def s1_dom(cd: Cd, va: int) -> str:
+
+def s1_dom(cd: Cd, va: int) -> Domain:
+    """Stage 1 is tagged by CD.ASID and the TTB that walks `va` (TTB1 for the upper half)."""
     ttb = cd.ttb1 if (va >> UPPER_HALF_BIT) & 1 and cd.regime and cd.regime.ttb1 else cd.ttb0
-    return f"s1:asid={cd.asid}:ttb={ttb:#x}"
+    return Domain.stage1(cd.asid, ttb)
 
 
-def s2_dom(ste: Ste) -> str:
+def s2_dom(ste: Ste) -> Domain:
     assert ste.s2 is not None
-    return f"s2:vmid={ste.s2vmid}:ttb={ste.s2.ttb:#x}"
+    return Domain.stage2(ste.s2vmid, ste.s2.ttb)
 
 
 class Translator:
@@ -189,8 +198,9 @@ class Translator:
         if not dev.cr0ack("SMMUEN"):
             # §3.3 / §6.3.9: with the SMMU disabled, GBPA decides abort or bypass.
             if GBPA.get(dev.regs["GBPA"], "ABORT"):
+                t.dom = ABORT   # GBPA stands in for every stream's configuration
                 return fail(GBPA_ABORT, None)
-            return self._bypass(t, "bypass")
+            return self._bypass(t)
         ste, ev = self.get_ste(sid, ssid)
         if ste is None:
             return fail(CONFIG_ERROR, ev)
@@ -198,13 +208,14 @@ class Translator:
         if not ste.legal:
             return fail(CONFIG_ERROR, EventRecord("C_BAD_STE", sid, ssid))
         if ste.cfg == "abort":
-            # §5.2 Config=0b000: abort silently, no event.
+            # §5.2 Config=0b000: abort silently, no event; the blocking domain decided.
+            t.dom = ABORT
             return fail(STE_ABORT, None)
         if ste.cfg == "bypass":
             if ssid is not None:
                 return fail(CONFIG_ERROR, EventRecord("C_BAD_SUBSTREAMID", sid, ssid))
             t.outcome = STE_BYPASS
-            return self._bypass(t, "bypass")
+            return self._bypass(t)
         if ats and ste.eats == EATS_ABORT:
             # §3.9.1: ATS disabled for this stream: the request is refused and reported.
             return fail(ATS_FORBIDDEN, EventRecord(
@@ -231,12 +242,12 @@ class Translator:
             return fail(CONFIG_ERROR, EventRecord("C_BAD_SUBSTREAMID", sid, ssid))
         return self._walk(t, ste, cd, access, ats)
 
-    def _bypass(self, t: Translation, dom: str) -> Translation:
+    def _bypass(self, t: Translation) -> Translation:
         t.ok = True
         t.pa = t.iova
         t.size = PAGE
         t.perm = "rwx"
-        t.dom = dom
+        t.dom = BYPASS_DOMAIN
         return t
 
     def _walk(self, t: Translation, ste: Ste, cd: Cd | None, access: Access,
@@ -246,13 +257,16 @@ class Translator:
         if cd is not None:
             kind = KIND_NESTED if ste.s2_enabled else KIND_S1
             asid: int | None = cd.asid
-            dom = s1_dom(cd, iova) + ("+" + s2_dom(ste) if ste.s2_enabled else "")
+            dom = s1_dom(cd, iova)
+            if ste.s2_enabled:
+                assert ste.s2 is not None
+                dom = dom.with_stage2(ste.s2vmid, ste.s2.ttb)
         elif ste.s2_enabled:
             kind, asid, dom = KIND_S2, None, s2_dom(ste)
         else:
             # Stage 1 bypassed by S1DSS and no stage 2: the transaction bypasses.
             t.outcome = BYPASS
-            return self._bypass(t, "bypass")
+            return self._bypass(t)
         t.dom = dom
         # For an ATS request, the walk asks only for read so the reply carries all rights.
         walk_access = Access(read=True, priv=access.priv) if ats else access

@@ -39,7 +39,7 @@ from cosim.arch.descriptors import (
     s2_start_level,
 )
 from cosim.memory import BusError
-from cosim.smmu.access import Access
+from cosim.translation_agent import Access
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,7 @@
-"""Synthetic trace builder for the analyzer tests: literal records, written as JSON lines."""
+"""Synthetic trace builder for the analyzer tests: literal records, written as JSON lines.
+
+`dom` arguments are `Domain`s (or None: no domain translated the request); they are written
+in the trace's form, `Domain.to_record()` objects, as the model's trace writer does."""
 
 from __future__ import annotations
 
@@ -8,11 +11,12 @@ from typing import Any
 
 from cosim.arch.bitfield import Layout
 from cosim.arch.cd import CD
+from cosim.arch.domain import Domain
 from cosim.arch.ste import STE
 from cosim.trace import SCHEMA
 
-DOM_A = "s1:asid=1:ttb=0x40000"
-DOM_B = "s1:asid=2:ttb=0x80000"
+DOM_A = Domain.stage1(1, 0x40000)
+DOM_B = Domain.stage1(2, 0x80000)
 SID = 8
 DEV = 1
 
@@ -38,6 +42,12 @@ def cd(asid: int, ttb: int) -> list[int]:
     return pack(CD, V=1, ASID=asid, TTB0=ttb >> 4, EPD1=1, AA64=1, T0SZ=16)
 
 
+def _record(obj: object) -> object:
+    if isinstance(obj, Domain):
+        return obj.to_record()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
 class Synth:
     def __init__(self, **header: Any) -> None:
         self.header = {"t": 0, "k": "header", "schema": SCHEMA, "cache_mode": "coherent",
@@ -52,16 +62,17 @@ class Synth:
         return len(self.recs) - 1
 
     # -- SMMU side ---------------------------------------------------------------------------
-    def xlate(self, iova: int, dom: str, ok: bool = True, sid: int = SID, ssid: int | None = None,
-              acc: str = "r", pa: int | None = None, size: int = 4096, tlb: bool = False,
-              fault: str | None = None, perm: str = "rw", silent: bool = False) -> int:
+    def xlate(self, iova: int, dom: Domain | None, ok: bool = True, sid: int = SID,
+              ssid: int | None = None, acc: str = "r", pa: int | None = None, size: int = 4096,
+              tlb: bool = False, fault: str | None = None, perm: str = "rw",
+              silent: bool = False) -> int:
         return self.emit("xlate", sid=sid, ssid=ssid, iova=iova, acc=acc, ok=ok,
                          pa=(pa if pa is not None else iova + 0x1000_0000) if ok else None,
                          size=size if ok else 0, perm=perm if ok else "", dom=dom, ste=None,
                          cd=None, tlb=tlb,
                          fault=None if ok or silent else (fault or "F_TRANSLATION"))
 
-    def ats(self, iova: int, dom: str, status: str = "SUCCESS", sid: int = SID,
+    def ats(self, iova: int, dom: Domain | None, status: str = "SUCCESS", sid: int = SID,
             ssid: int | None = None, size: int = 4096) -> int:
         return self.emit("ats", sid=sid, ssid=ssid, iova=iova, acc="rw", status=status,
                          pa=iova + 0x1000_0000, size=size, perm="rw", dom=dom)
@@ -106,7 +117,7 @@ class Synth:
     def marker(self, tag: str, value: int = 0, dev: int = DEV, label: str = "") -> int:
         return self.emit("marker", dev=dev, tag=tag, value=value, label=label)
 
-    def dma(self, iova: int, dom: str, ok: bool = True, ats: bool = False,
+    def dma(self, iova: int, dom: Domain | None, ok: bool = True, ats: bool = False,
             atc_id: int | None = None, dev: int = DEV, sid: int = SID, ssid: int | None = None,
             rw: str = "r", err: str | None = None) -> int:
         return self.emit("dma", dev=dev, sid=sid, ssid=ssid, iova=iova,
@@ -114,17 +125,17 @@ class Synth:
                          atc_id=atc_id, dom=dom, err=err if not ok else None, src="engine",
                          seq=None)
 
-    def atc_insert(self, entry_id: int, iova: int, dom: str, size: int = 4096,
+    def atc_insert(self, entry_id: int, iova: int, dom: Domain | None, size: int = 4096,
                    ssid: int | None = None, dev: int = DEV, sid: int = SID) -> int:
         return self.emit("atc_insert", dev=dev, sid=sid, ssid=ssid, iova=iova, size=size,
                          pa=iova + 0x1000_0000, perm="rw", dom=dom, id=entry_id)
 
-    def atc_hit(self, entry_id: int, iova: int, dom: str, ssid: int | None = None,
+    def atc_hit(self, entry_id: int, iova: int, dom: Domain | None, ssid: int | None = None,
                 dev: int = DEV, sid: int = SID) -> int:
         return self.emit("atc_hit", dev=dev, sid=sid, ssid=ssid, iova=iova, id=entry_id, dom=dom)
 
     # -- composite ---------------------------------------------------------------------------
-    def translate(self, iova: int, dom: str, **kw: Any) -> None:
+    def translate(self, iova: int, dom: Domain | None, **kw: Any) -> None:
         """An untranslated DMA: the SMMU's xlate then the device's dma record."""
         ok = kw.pop("ok", True)
         self.xlate(iova, dom, ok=ok, **kw)
@@ -132,7 +143,7 @@ class Synth:
                  sid=kw.get("sid", SID), ssid=kw.get("ssid"))
 
     def write(self, path: Path, torn: str | None = None) -> Path:
-        lines = [json.dumps(self.header)] + [json.dumps(r) for r in self.recs]
+        lines = [json.dumps(self.header)] + [json.dumps(r, default=_record) for r in self.recs]
         text = "\n".join(lines) + "\n"
         if torn is not None:
             text += torn
