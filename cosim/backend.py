@@ -28,7 +28,7 @@ from cosim.protocol import (
     Status,
     status_name,
 )
-from cosim.trace import TraceWriter
+from cosim.trace import TraceSink, TraceWriter
 from cosim.transport import (
     DEFAULT_TIMEOUT_MS,
     Link,
@@ -163,7 +163,7 @@ class Model:
     """Dispatch of QEMU requests to the SMMU and endpoints, and the idle loop."""
 
     def __init__(self, link: Link, make_smmu: SmmuFactory, make_endpoint: EndpointFactory,
-                 trace: TraceWriter, log: logging.Logger,
+                 trace: TraceSink, log: logging.Logger,
                  max_dma: int = DEFAULT_MAX_DMA) -> None:
         self.link = link
         self.trace = trace

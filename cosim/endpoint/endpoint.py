@@ -20,7 +20,7 @@ from cosim.endpoint.dma_engine import DescriptorEngine, TrafficGenerator
 from cosim.endpoint.msix import MsixTable
 from cosim.endpoint.requester import Requester
 from cosim.memory import GuestMemory
-from cosim.trace import TraceWriter
+from cosim.trace import NullTrace, TraceSink
 
 log = logging.getLogger("cosim.endpoint")
 
@@ -72,12 +72,12 @@ class _PendingInvalidation:
 class Endpoint:
     """One cosim-pcie-ep function (docs/endpoint.md)."""
 
-    def __init__(self, dev: int, smmu: Any, mem: GuestMemory, trace: TraceWriter | None = None,
+    def __init__(self, dev: int, smmu: Any, mem: GuestMemory, trace: TraceSink | None = None,
                  options: EndpointOptions | None = None) -> None:
         self.dev = dev
         self.smmu = smmu
         self.mem = mem
-        self.trace = trace if trace is not None else TraceWriter(None)
+        self.trace = trace if trace is not None else NullTrace()
         self.options = options or EndpointOptions()
         o = self.options
         self.config = ConfigMirror(o.inv_queue_depth)

@@ -22,6 +22,7 @@ from cosim.endpoint.config import ConfigMirror
 from cosim.endpoint.regs import DmaErr
 from cosim.memory import BusError, GuestMemory
 from cosim.smmu.access import Access
+from cosim.trace import TraceSink
 
 log = logging.getLogger("cosim.endpoint")
 
@@ -97,7 +98,7 @@ def _perm(perm: Any) -> tuple[bool, bool]:
 class Requester:
     """Issues the endpoint's memory requests (see module docstring)."""
 
-    def __init__(self, dev: int, smmu: Any, mem: GuestMemory, trace: Any, atc: Atc,
+    def __init__(self, dev: int, smmu: Any, mem: GuestMemory, trace: TraceSink, atc: Atc,
                  config: ConfigMirror, counters: dict[str, int], xlate_fail: bool = False,
                  slow_us: int = 0) -> None:
         self.dev = dev

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from cosim.memory import BusError, GuestMemory
+from cosim.trace import NullTrace, TraceSink
 
 from .access import Access
 from .ats import CA, SUCCESS, UR, AtcTracker, AtsCompletion, AtsDevice
@@ -68,11 +68,11 @@ U64 = (1 << 64) - 1
 
 class SMMUv3:
     def __init__(self, mem: GuestMemory, irq: Callable[[int, int], None] | None = None,
-                 trace: Any = None, options: SmmuOptions | None = None,
+                 trace: TraceSink | None = None, options: SmmuOptions | None = None,
                  strict: bool = False) -> None:
         self.mem = mem
         self.irq = irq or (lambda line, level: None)
-        self.trace = trace if trace is not None else _NullTrace()
+        self.trace = trace if trace is not None else NullTrace()
         self.options = options or SmmuOptions()
         self.strict = strict      # tests: let internal errors propagate instead of logging
         self.clock: Callable[[], float] = time.monotonic
@@ -316,8 +316,3 @@ class SMMUv3:
     # -- helpers for tests and tools -----------------------------------------------------
     def reg(self, name: str) -> int:
         return self.regs[BY_NAME[name].name]
-
-
-class _NullTrace:
-    def emit(self, kind: str, **fields: Any) -> None:
-        pass
