@@ -34,6 +34,8 @@ from cosim.smmu.stream_table import (
     STE_BYTES,
     encode_ste,
 )
+from cosim.trace import checking
+from cosim.trace.schema import check_written
 
 STRTAB = 0x10_0000
 L2_STRTAB = 0x18_0000
@@ -47,8 +49,11 @@ SPLIT = 8
 class RecordingTrace:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
+        self.check = checking(None)  # on for the test session (tests/conftest.py)
 
     def emit(self, kind: str, **fields: Any) -> None:
+        if self.check:
+            check_written(kind, fields)
         self.records.append({"k": kind, **fields})
 
     def kinds(self, kind: str) -> list[dict[str, Any]]:

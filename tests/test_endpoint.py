@@ -16,7 +16,8 @@ from cosim.endpoint import regs
 from cosim.endpoint.endpoint import RESET_FLR, Endpoint, EndpointOptions
 from cosim.endpoint.testing import FakeInvalidation, FakeSmmu
 from cosim.memory import SparseMemory
-from cosim.trace import TraceWriter, read_trace
+from cosim.trace import TraceWriter, checking, read_trace
+from cosim.trace.schema import check_written
 
 RID = 0x10
 PCIE, MSIX, ATS, PASID = 0x40, 0x60, 0x100, 0x120
@@ -33,8 +34,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
+        self.check = checking(None)  # on for the test session (tests/conftest.py)
 
     def emit(self, kind: str, **fields: Any) -> None:
+        if self.check:
+            check_written(kind, fields)
         self.records.append({"k": kind, **fields})
 
     def of(self, kind: str) -> list[dict[str, Any]]:
