@@ -70,13 +70,14 @@ class TraceReader:
         if type(schema) is not int or schema not in READABLE:
             raise TraceError(f"{path}: trace schema {schema!r}, this cosim reads schema "
                              + " and ".join(str(s) for s in READABLE))
-        # A bad optional header field is a problem and is dropped; the header stays usable.
+        # A bad header field is a problem and is dropped; the header stays usable. These
+        # problems carry no "line N:" prefix: that prefix marks a record left out.
         for f in ENVELOPE[:1] + BY_KIND["header"].fields:
             if f.name not in header:
                 if f.required:
-                    self.problems.append(f"line 1: header.{f.name} is missing")
+                    self.problems.append(f"header.{f.name} is missing")
             elif not f.type.ok(header[f.name]):
-                self.problems.append(f"line 1: header.{f.name} is {_show(header[f.name])}, "
+                self.problems.append(f"header.{f.name} is {_show(header[f.name])}, "
                                      f"expected {f.type.why(header[f.name])}")
                 del header[f.name]
         return header
@@ -100,7 +101,8 @@ class TraceReader:
                 try:
                     upgrade_v1(rec)
                 except DomainError as e:
-                    problems.append(f"line {n}: {rec['k']}.dom: {e} (schema 1)")
+                    # DomainError says "dom '<text>' is not a domain label".
+                    problems.append(f"line {n}: {rec['k']}.{e} (schema 1)")
                     continue
             why = problem(rec)
             if why is not None:
