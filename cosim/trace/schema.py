@@ -61,8 +61,11 @@ class FieldType:
         return self.expected
 
 
+# The reader's checks run on every field of every record: JSON gives exact types (an integer
+# is an `int`, never a `bool` or an IntEnum), so `type(v) is int` suffices there.
+
 def _is_uint(v: object) -> bool:
-    # bool is an int in Python but not in the schema; IntEnum values are integers.
+    """An integer >= 0 as Python code may hand it (an IntEnum counts, a bool does not)."""
     return (type(v) is int or (isinstance(v, int) and not isinstance(v, bool))) \
         and v >= 0  # type: ignore[operator]
 
@@ -72,6 +75,9 @@ class UInt(FieldType):
     expected = "an integer >= 0"
 
     def ok(self, v: object) -> bool:
+        return type(v) is int and v >= 0
+
+    def ok_written(self, v: object) -> bool:
         return _is_uint(v)
 
 
@@ -80,6 +86,9 @@ class OptUInt(FieldType):
     expected = "an integer >= 0 or null"
 
     def ok(self, v: object) -> bool:
+        return v is None or (type(v) is int and v >= 0)
+
+    def ok_written(self, v: object) -> bool:
         return v is None or _is_uint(v)
 
 
@@ -150,12 +159,13 @@ class IntList(FieldType):
                          else "a list of integers >= 0")
 
     def ok(self, v: object) -> bool:
-        return (isinstance(v, list) and (self.length is None or len(v) == self.length)
-                and all(_is_uint(x) for x in v))
+        return (type(v) is list and (self.length is None or len(v) == self.length)
+                and all(type(x) is int and x >= 0 for x in v))
 
     def ok_written(self, v: object) -> bool:
         # The writer serialises a tuple as a list.
-        return self.ok(list(v) if isinstance(v, tuple) else v)
+        return (isinstance(v, list | tuple) and (self.length is None or len(v) == self.length)
+                and all(_is_uint(x) for x in v))
 
 
 class Object(FieldType):
@@ -182,13 +192,23 @@ class Dom(FieldType):
     doc = "dom"
     expected = "a domain object or null"
 
+    # The fields each kind of domain record must carry: what Domain.from_record requires,
+    # checked here without building a Domain for every record read.
+    _NEED = {"abort": (), "bypass": (), "s1": ("asid", "ttb"), "s2": ("vmid", "s2ttb"),
+             "nested": ("asid", "ttb", "vmid", "s2ttb")}
+
     def ok(self, v: object) -> bool:
         if v is None:
             return True
-        try:
-            Domain.from_record(v)
-        except DomainError:
+        if type(v) is not dict:
             return False
+        need = self._NEED.get(v.get("kind"))  # type: ignore[arg-type]
+        if need is None:
+            return False
+        for name in need:
+            x = v.get(name)
+            if type(x) is not int or x < 0:
+                return False
         return True
 
     def ok_written(self, v: object) -> bool:
@@ -516,24 +536,59 @@ DOM_KINDS = tuple(k.name for k in KINDS if "dom" in k.by_name)
 
 # -- checking ------------------------------------------------------------------------------
 
+# The reader's plan per kind, derived from KINDS: (name, fast, check, required, type) for `t`
+# and every field; a tagged kind has one plan per tag value (an unknown value: the common
+# fields, whose tag enum then fails). `fast` numbers the types `problem` checks inline, which
+# are most fields of most records: _U an integer >= 0, _OU the same or null, _B a bool.
+_Plan = tuple[tuple[str, int, Any, bool, FieldType], ...]
+_U, _OU, _B, _CALL = 1, 2, 3, 0
+_FAST = {UInt: _U, OptUInt: _OU, Bool: _B}
+
+
+def _plan(fields: tuple[Field, ...]) -> _Plan:
+    return tuple((f.name, _FAST.get(type(f.type), _CALL), f.type.ok, f.required, f.type)
+                 for f in ENVELOPE[:1] + fields)
+
+
+_PLANS: dict[str, _Plan] = {k.name: _plan(k.fields) for k in KINDS if k.tag is None}
+_TAGGED: dict[str, tuple[str, dict[str, _Plan], _Plan]] = {
+    k.name: (k.tag, {v.value: _plan(k.fields + v.fields) for v in k.variants}, _plan(k.fields))
+    for k in KINDS if k.tag is not None}
+_MISSING = object()
+
+
 def problem(rec: Mapping[str, Any]) -> str | None:
     """What is wrong with a record read from a trace (`t`, `k` and fields), or None.
 
     Fields the schema does not declare are ignored: a reader tolerates additions.
     """
     kind = rec.get("k")
-    decl = BY_KIND.get(kind) if isinstance(kind, str) else None
-    if decl is None:
-        return f"unknown record kind {_show(kind)}" if "k" in rec else "a record without `k`"
-    for f in ENVELOPE[:1] + decl.fields_for(rec):
-        name = f.name
-        if name not in rec:
-            if f.required:
+    plan = _PLANS.get(kind) if type(kind) is str else None
+    if plan is None:
+        tagged = _TAGGED.get(kind) if type(kind) is str else None
+        if tagged is None:
+            return f"unknown record kind {_show(kind)}" if "k" in rec else "a record without `k`"
+        tag, plans, base = tagged
+        value = rec.get(tag)
+        plan = plans.get(value, base) if type(value) is str else base
+    for name, fast, ok, required, typ in plan:
+        v = rec.get(name, _MISSING)
+        if v is _MISSING:
+            if required:
                 return f"{kind}.{name} is missing"
             continue
-        v = rec[name]
-        if not f.type.ok(v):
-            return f"{kind}.{name} is {_show(v)}, expected {f.type.why(v)}"
+        if fast == _U:
+            if type(v) is int and v >= 0:
+                continue
+        elif fast == _OU:
+            if v is None or (type(v) is int and v >= 0):
+                continue
+        elif fast == _B:
+            if type(v) is bool:
+                continue
+        elif ok(v):
+            continue
+        return f"{kind}.{name} is {_show(v)}, expected {typ.why(v)}"
     return None
 
 
