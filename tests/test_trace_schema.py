@@ -219,6 +219,9 @@ def test_every_kind_is_declared_once_with_meanings() -> None:
         assert k.meaning and all(f.meaning for f in k.fields), k.name
         assert len({f.name for f in k.fields}) == len(k.fields), k.name
         assert (k.tag is None) == (not k.variants), k.name
+        if k.tag is not None:
+            tag = k.by_name[k.tag].type
+            assert isinstance(tag, sc.Enum) and tag.values == set(k.by_tag), k.name
     assert sc.DOM_KINDS == ("xlate", "ats", "atc_insert", "atc_hit", "dma")
 
 

@@ -509,7 +509,8 @@ KINDS: tuple[Kind, ...] = (
               required=False),
             F("ms", UINT, "the timeout in milliseconds"),
         )),
-        Variant("error", "a bad message from QEMU", (
+        Variant("error", "a bad message from QEMU, or a request the model failed on "
+                "(`INTERNAL`)", (
             F("status", STR, "the error status replied (`MALFORMED`...)"),
             F("reason", STR, "what was wrong"),
         )),
