@@ -248,3 +248,20 @@ def test_docs_tables_match_the_schema() -> None:
                 f"docs/trace.md `{kind}.{name}` says {doc[kind][name]}, the schema "
                 f"{(typ, required)}; " + fix)
     assert sc.replace_doc(text) == text, "docs/trace.md's record tables are stale; " + fix
+
+
+@pytest.mark.parametrize("obj", [
+    None, {"kind": "abort"}, {"kind": "bypass"}, {"kind": "s1", "asid": 1, "ttb": 0},
+    {"kind": "s1", "asid": 1}, {"kind": "s2", "vmid": 0, "s2ttb": 4096},
+    {"kind": "s2", "vmid": -1, "s2ttb": 4096}, {"kind": "nested", "asid": 1, "ttb": 2, "vmid": 3,
+                                                "s2ttb": 4},
+    {"kind": "nested", "asid": 1, "ttb": 2, "vmid": True, "s2ttb": 4}, {"kind": "s3"}, {},
+    "bypass", [1],
+])
+def test_reader_dom_check_is_domain_from_record(obj: object) -> None:
+    try:
+        Domain.from_record(obj)
+        valid = True
+    except ValueError:
+        valid = obj is None
+    assert sc.DOM.ok(obj) is valid

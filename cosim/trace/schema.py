@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from cosim.arch.domain import KINDS as DOMAIN_KINDS
 from cosim.arch.domain import Domain, DomainError
 
 SCHEMA = 2              # what the writer writes
@@ -192,10 +193,10 @@ class Dom(FieldType):
     doc = "dom"
     expected = "a domain object or null"
 
-    # The fields each kind of domain record must carry: what Domain.from_record requires,
-    # checked here without building a Domain for every record read.
-    _NEED = {"abort": (), "bypass": (), "s1": ("asid", "ttb"), "s2": ("vmid", "s2ttb"),
-             "nested": ("asid", "ttb", "vmid", "s2ttb")}
+    # The integer fields each kind of domain record carries, taken from Domain.to_record, so
+    # a record is checked as Domain.from_record would without building a Domain for each.
+    _NEED = {kind: tuple(n for n in Domain(kind).to_record() if n != "kind")
+             for kind in DOMAIN_KINDS}
 
     def ok(self, v: object) -> bool:
         if v is None:
