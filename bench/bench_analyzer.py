@@ -34,7 +34,7 @@ def _doms(n: int) -> dict[str, int | str]:
 def generate(path: Path, records: int, mode: str, seed: int = 1) -> int:
     """A replace loop with ATS and untranslated traffic, invalidations and fetches."""
     rnd = random.Random(seed)
-    lines = [json.dumps({"t": 0, "k": "header", "schema": SCHEMA, "cache_mode": mode})]
+    lines = [json.dumps({"t": 0, "k": "header", "schema": SCHEMA, "wall": 0.0, "cache_mode": mode})]
     t = 0
     cmd = 0
     entry = 0
@@ -63,7 +63,7 @@ def generate(path: Path, records: int, mode: str, seed: int = 1) -> int:
                      seq=None)
             else:
                 entry += 1
-                emit("ats", sid=SID, ssid=None, iova=iova, acc="rw", status="SUCCESS",
+                emit("ats", sid=SID, ssid=None, iova=iova, acc="w", status="SUCCESS",
                      pa=iova + 0x10000, size=4096, perm="rw", dom=dom)
                 emit("atc_insert", dev=DEV, sid=SID, ssid=None, iova=iova, size=4096,
                      pa=iova + 0x10000, perm="rw", dom=dom, id=entry)
@@ -86,7 +86,7 @@ def generate(path: Path, records: int, mode: str, seed: int = 1) -> int:
                     emit("atc_evict", dev=DEV, id=e)
                 live.clear()
             else:
-                emit("sync", idx=cmd, cs="SIG_IRQ", state="done")
+                emit("sync", idx=cmd, cs="IRQ", state="done")
         dom_n = dom_n % 7 + 1  # cycles through domains, so A->B->...->A replaces occur
         emit("marker", dev=DEV, tag="attach-end", value=dom_n, label="")
     path.write_text("\n".join(lines[:records + 1]) + "\n")

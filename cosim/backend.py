@@ -45,7 +45,7 @@ from cosim.link.transport import (
     VersionMismatch,
 )
 from cosim.memory import GuestMemory
-from cosim.trace import TraceWriter
+from cosim.trace import TraceSink, TraceWriter
 
 CFG_SIZES = (1, 2, 4)
 RESET_KINDS = frozenset(k.value for k in ResetKind)
@@ -166,7 +166,7 @@ class Model:
     """Dispatch of QEMU requests to the SMMU and endpoints, and the idle loop."""
 
     def __init__(self, link: Link, make_smmu: SmmuFactory, make_endpoint: EndpointFactory,
-                 trace: TraceWriter, log: logging.Logger,
+                 trace: TraceSink, log: logging.Logger,
                  max_dma: int = DEFAULT_MAX_DMA) -> None:
         self.link = link
         self.trace = trace

@@ -8,6 +8,11 @@ from pathlib import Path
 import pytest
 
 from cosim import setup
+from cosim.trace import CHECK_ENV
+
+# Every trace written during the tests, in this process or a model it starts, is checked
+# against the schema as it is written (COSIM_TRACE_CHECK=0 on the command line turns it off).
+os.environ.setdefault(CHECK_ENV, "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 

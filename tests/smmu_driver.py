@@ -36,6 +36,8 @@ from cosim.arch.ste import (
 )
 from cosim.memory import SparseMemory
 from cosim.smmu import SmmuOptions, SMMUv3
+from cosim.trace import checking
+from cosim.trace.schema import check_written
 from cosim.translation_agent import Access, AtcInvalidation, TranslationResult
 
 STRTAB = 0x10_0000
@@ -50,8 +52,11 @@ SPLIT = 8
 class RecordingTrace:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
+        self.check = checking(None)  # on for the test session (tests/conftest.py)
 
     def emit(self, kind: str, **fields: Any) -> None:
+        if self.check:
+            check_written(kind, fields)
         self.records.append({"k": kind, **fields})
 
     def kinds(self, kind: str) -> list[dict[str, Any]]:

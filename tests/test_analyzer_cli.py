@@ -103,7 +103,7 @@ def test_missing_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_torn_trace_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     w = TraceWriter(tmp_path / "w.jsonl", cache_mode="coherent")
     w.emit("xlate", sid=8, ssid=None, iova=0x1000, acc="r", ok=True, pa=0x1000, size=4096,
-           perm="rw", dom=DOM_A, tlb=False, fault=None)
+           perm="rw", dom=DOM_A, ste=None, cd=None, tlb=False, fault=None)
     w.close()
     with open(tmp_path / "w.jsonl", "a") as f:
         f.write('{"t": 5, "k": "dma", "dev"')

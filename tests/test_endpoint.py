@@ -17,7 +17,8 @@ from cosim.arch.domain import Domain
 from cosim.endpoint.endpoint import RESET_FLR, Endpoint, EndpointOptions
 from cosim.endpoint.testing import FAKE_DOMAIN, FakeSmmu
 from cosim.memory import SparseMemory
-from cosim.trace import TraceWriter, read_trace
+from cosim.trace import TraceWriter, checking, read_trace
+from cosim.trace.schema import check_written
 from cosim.translation_agent import (
     ADDRESS_SPACE,
     Access,
@@ -44,8 +45,11 @@ class Recorder:
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
+        self.check = checking(None)  # on for the test session (tests/conftest.py)
 
     def emit(self, kind: str, **fields: Any) -> None:
+        if self.check:
+            check_written(kind, fields)
         self.records.append({"k": kind, **fields})
 
     def of(self, kind: str) -> list[dict[str, Any]]:

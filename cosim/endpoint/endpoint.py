@@ -19,7 +19,7 @@ from cosim.endpoint.dma_engine import DescriptorEngine, TrafficGenerator
 from cosim.endpoint.msix import MsixTable
 from cosim.endpoint.requester import Requester
 from cosim.memory import GuestMemory
-from cosim.trace import TraceWriter
+from cosim.trace import NullTrace, TraceSink
 from cosim.translation_agent import AtcInvalidation, TranslationAgent
 
 log = logging.getLogger("cosim.endpoint")
@@ -70,11 +70,11 @@ class Endpoint:
     """One cosim-pcie-ep function (docs/endpoint.md)."""
 
     def __init__(self, dev: int, smmu: TranslationAgent, mem: GuestMemory,
-                 trace: TraceWriter | None = None, options: EndpointOptions | None = None) -> None:
+                 trace: TraceSink | None = None, options: EndpointOptions | None = None) -> None:
         self.dev = dev
         self.smmu = smmu
         self.mem = mem
-        self.trace = trace if trace is not None else TraceWriter(None)
+        self.trace = trace if trace is not None else NullTrace()
         self.options = options or EndpointOptions()
         o = self.options
         self.config = ConfigMirror(o.inv_queue_depth)

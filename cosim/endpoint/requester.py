@@ -22,7 +22,7 @@ from cosim.arch.endpoint_regs import DmaErr
 from cosim.endpoint.atc import Atc, AtcEntry
 from cosim.endpoint.config import ConfigMirror
 from cosim.memory import BusError, GuestMemory
-from cosim.trace import TraceWriter
+from cosim.trace import TraceSink
 from cosim.translation_agent import Access, AtsStatus, TranslationAgent
 
 log = logging.getLogger("cosim.endpoint")
@@ -76,7 +76,7 @@ class _Fail(Exception):
 class Requester:
     """Issues the endpoint's memory requests (see module docstring)."""
 
-    def __init__(self, dev: int, smmu: TranslationAgent, mem: GuestMemory, trace: TraceWriter,
+    def __init__(self, dev: int, smmu: TranslationAgent, mem: GuestMemory, trace: TraceSink,
                  atc: Atc, config: ConfigMirror, counters: dict[str, int], xlate_fail: bool = False,
                  slow_us: int = 0) -> None:
         self.dev = dev

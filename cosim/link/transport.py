@@ -41,7 +41,7 @@ from cosim.link.protocol import (
     error_reply,
     status_name,
 )
-from cosim.trace import TraceWriter
+from cosim.trace import TraceSink
 
 MODEL_NAME = "cosim-model"
 DEFAULT_TIMEOUT_MS = 10000   # same default as QEMU's cosim-link timeout
@@ -155,7 +155,7 @@ class Link:
 
     def __init__(self, addr: str, *, handler: Handler | None = None,
                  timeout_ms: int = DEFAULT_TIMEOUT_MS, log: logging.Logger | None = None,
-                 trace: TraceWriter | None = None, context: zmq.Context | None = None,
+                 trace: TraceSink | None = None, context: zmq.Context | None = None,
                  max_dma: int = DEFAULT_MAX_DMA, name: str = MODEL_NAME) -> None:
         self.addr = addr
         self.handler = handler

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from cosim.arch.domain import Domain
 from cosim.arch.registers import (
@@ -31,6 +30,7 @@ from cosim.arch.registers import (
 )
 from cosim.arch.ste import EATS_ABORT
 from cosim.memory import BusError, GuestMemory
+from cosim.trace import NullTrace, TraceSink
 from cosim.translation_agent import (
     Access,
     AtsCompletion,
@@ -84,11 +84,11 @@ ATS_STATUS = {
 
 class SMMUv3:
     def __init__(self, mem: GuestMemory, irq: Callable[[int, int], None] | None = None,
-                 trace: Any = None, options: SmmuOptions | None = None,
+                 trace: TraceSink | None = None, options: SmmuOptions | None = None,
                  strict: bool = False) -> None:
         self.mem = mem
         self.irq = irq or (lambda line, level: None)
-        self.trace = trace if trace is not None else _NullTrace()
+        self.trace = trace if trace is not None else NullTrace()
         self.options = options or SmmuOptions()
         self.strict = strict      # tests: let internal errors propagate instead of logging
         self.clock: Callable[[], float] = time.monotonic
@@ -332,8 +332,3 @@ class SMMUv3:
     # -- helpers for tests and tools -----------------------------------------------------
     def reg(self, name: str) -> int:
         return self.regs[BY_NAME[name].name]
-
-
-class _NullTrace:
-    def emit(self, kind: str, **fields: Any) -> None:
-        pass

@@ -50,7 +50,8 @@ def _record(obj: object) -> object:
 
 class Synth:
     def __init__(self, **header: Any) -> None:
-        self.header = {"t": 0, "k": "header", "schema": SCHEMA, "cache_mode": "coherent",
+        self.header = {"t": 0, "k": "header", "schema": SCHEMA, "wall": 0.0,
+                       "cache_mode": "coherent",
                        **header}
         self.recs: list[dict[str, Any]] = []
         self.t = 0
@@ -67,14 +68,14 @@ class Synth:
               tlb: bool = False, fault: str | None = None, perm: str = "rw",
               silent: bool = False) -> int:
         return self.emit("xlate", sid=sid, ssid=ssid, iova=iova, acc=acc, ok=ok,
-                         pa=(pa if pa is not None else iova + 0x1000_0000) if ok else None,
+                         pa=(pa if pa is not None else iova + 0x1000_0000) if ok else 0,
                          size=size if ok else 0, perm=perm if ok else "", dom=dom, ste=None,
                          cd=None, tlb=tlb,
                          fault=None if ok or silent else (fault or "F_TRANSLATION"))
 
     def ats(self, iova: int, dom: Domain | None, status: str = "SUCCESS", sid: int = SID,
             ssid: int | None = None, size: int = 4096) -> int:
-        return self.emit("ats", sid=sid, ssid=ssid, iova=iova, acc="rw", status=status,
+        return self.emit("ats", sid=sid, ssid=ssid, iova=iova, acc="w", status=status,
                          pa=iova + 0x1000_0000, size=size, perm="rw", dom=dom)
 
     def cmd(self, op: str, **f: Any) -> int:
@@ -84,8 +85,8 @@ class Synth:
     def sync(self, state: str = "done") -> int:
         self.cmd("CMD_SYNC", CS=0)
         if state == "wait":
-            return self.emit("sync", idx=self.cmd_idx, cs="SIG_NONE", state="wait")
-        return self.emit("sync", idx=self.cmd_idx, cs="SIG_NONE", state=state)
+            return self.emit("sync", idx=self.cmd_idx, cs="NONE", state="wait")
+        return self.emit("sync", idx=self.cmd_idx, cs="NONE", state=state)
 
     def cfgi(self, op: str = "CFGI_STE", sid: int = SID, **f: Any) -> int:
         self.cmd(op, StreamID=sid)
@@ -93,7 +94,7 @@ class Synth:
 
     def tlbi(self, op: str, **f: Any) -> int:
         self.cmd(op)
-        return self.emit("tlbi", op=op, **f)
+        return self.emit("tlbi", op=op, n=f.pop("n", 1), **f)
 
     def atc_inv(self, inv_id: int, addr: int = 0, size: int = 1 << 52, sid: int = SID,
                 ssid: int | None = None) -> int:
@@ -111,7 +112,7 @@ class Synth:
                          cached=cached, legal=legal)
 
     def event(self, name: str, addr: int, sid: int = SID, ssid: int | None = None) -> int:
-        return self.emit("event", name=name, code=0x10, sid=sid, ssid=ssid, addr=addr, raw=[0])
+        return self.emit("event", name=name, code=0x10, sid=sid, ssid=ssid, addr=addr, raw=[0] * 4)
 
     # -- endpoint side -----------------------------------------------------------------------
     def marker(self, tag: str, value: int = 0, dev: int = DEV, label: str = "") -> int:

@@ -1,0 +1,17 @@
+"""The trace: an append-only stream of JSON-lines records written by the model.
+
+This package is the boundary between the model and the analyzer: the model writes through a
+`TraceSink` (`TraceWriter`), the analyzer reads through `read_trace`, and neither sees the
+other. Every record kind and field is declared once, in `schema` (docs/trace.md's tables are
+generated from it); the writer checks records against it when checking is on and the reader
+always validates them.
+"""
+
+from .reader import Trace, TraceError, TraceReader, iter_records, read_trace
+from .schema import KINDS, READABLE, SCHEMA, SchemaViolation
+from .sink import CHECK_ENV, NullTrace, TraceSink, checking
+from .writer import TraceWriter
+
+__all__ = ["CHECK_ENV", "KINDS", "READABLE", "SCHEMA", "NullTrace", "SchemaViolation", "Trace",
+           "TraceError", "TraceReader", "TraceSink", "TraceWriter", "checking", "iter_records",
+           "read_trace"]

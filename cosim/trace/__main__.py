@@ -1,0 +1,5 @@
+import sys
+
+from .schema import main
+
+raise SystemExit(main(sys.argv[1:]))
