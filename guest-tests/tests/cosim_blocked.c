@@ -303,30 +303,41 @@ static enum result identity_body(const struct opts *o, struct ep *ep, struct typ
 	return R_PASS;
 }
 
-static enum result identity_sysfs(const struct opts *o)
-{
+/* The group as the case found it, put back by a teardown hook whatever happened, also when
+ * the case is killed; static because the hook runs after the case's stack is gone. */
+static struct restore {
 	struct ep ep;
 	struct type_arg arg;
-	struct tg_counters before, ret;
 	char orig[32];
-	enum result res;
+} restore;
 
-	TRY("open endpoint through sysfs (no driver)", ep_open_sysfs(&ep, o->bdf));
-	EXPECT(ep.pci.group >= 0, "%s has no IOMMU group", ep.pci.bdf);
-	snprintf(arg.path, sizeof(arg.path), "/sys/kernel/iommu_groups/%d/type", ep.pci.group);
-	if (!path_exists(arg.path))
-		return unsupported("iommu group type switching (no %s)", arg.path);
-	TRY("read group type", sysfs_read(arg.path, orig, sizeof(orig)));
-	res = identity_body(o, &ep, &arg);
-	/* Leave the group as we found it, whatever happened. */
-	ep_tg_stop(&ep);
-	pci_bus_master(&ep.pci, false);
-	if (strcmp(orig, "DMA") && strcmp(orig, "DMA-FQ") && strcmp(orig, "identity"))
-		snprintf(orig, sizeof(orig), "auto");
-	arg.type = orig;
-	if (do_switch(&ep, 0, "restore group type", sw_type, &arg, &before, &ret))
-		diag("restoring group type '%s' failed: %s", orig, ep_err);
-	return res;
+static void restore_group_type(void *p)
+{
+	struct restore *r = p;
+	struct tg_counters before, ret;
+
+	ep_tg_stop(&r->ep);
+	pci_bus_master(&r->ep.pci, false);
+	r->arg.type = r->orig;
+	if (do_switch(&r->ep, 0, "restore group type", sw_type, &r->arg, &before, &ret))
+		diag("restoring group type '%s' failed: %s", r->orig, ep_err);
+}
+
+static enum result identity_sysfs(const struct opts *o)
+{
+	struct restore *r = &restore;
+
+	TRY("open endpoint through sysfs (no driver)", ep_open_sysfs(&r->ep, o->bdf));
+	EXPECT(r->ep.pci.group >= 0, "%s has no IOMMU group", r->ep.pci.bdf);
+	snprintf(r->arg.path, sizeof(r->arg.path), "/sys/kernel/iommu_groups/%d/type",
+		 r->ep.pci.group);
+	if (!path_exists(r->arg.path))
+		return unsupported("iommu group type switching (no %s)", r->arg.path);
+	TRY("read group type", sysfs_read(r->arg.path, r->orig, sizeof(r->orig)));
+	if (strcmp(r->orig, "DMA") && strcmp(r->orig, "DMA-FQ") && strcmp(r->orig, "identity"))
+		snprintf(r->orig, sizeof(r->orig), "auto");
+	EXPECT(!tap_on_teardown(restore_group_type, r), "cannot register the group type restore");
+	return identity_body(o, &r->ep, &r->arg);
 }
 
 static const struct tcase cases[] = {
