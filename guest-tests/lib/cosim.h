@@ -4,7 +4,7 @@
  * headers below theirs. From the bottom up:
  *   tap.h      TAP 13 harness: cases in child processes, results, diagnostics, teardown hooks
  *   suite.h    a test binary: case table, shared options, COSIM_SUITE (defines main)
- *   err.h      how library calls report: EP_OK / EP_ERR / EP_UNSUP, ep_err, TRY
+ *   status.h   how library calls report: EP_OK / EP_ERR / EP_UNSUP, ep_err, TRY
  *   sysfs.h    sysfs files and device nodes
  *   pci.h      a PCI function: discovery, config space, driver binding, sysfs BARs
  *   iommufd.h  iommufd IOAS, mappings, HWPTs; memory for DMA
@@ -18,7 +18,7 @@
 
 #include "tap.h"
 #include "suite.h"
-#include "err.h"
+#include "status.h"
 #include "sysfs.h"
 #include "pci.h"
 #include "iommufd.h"

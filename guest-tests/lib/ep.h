@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "cosim_ep.h"
-#include "err.h"
+#include "status.h"
 #include "pci.h"
 #include "vfio.h"
 

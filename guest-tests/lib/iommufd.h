@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
+#include "status.h"
 
 /* Open /dev/iommu (EP_UNSUP without CONFIG_IOMMUFD). */
 int iommufd_open(int *fd);

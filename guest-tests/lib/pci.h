@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "err.h"
+#include "status.h"
 
 struct pci_dev {
 	char bdf[32];

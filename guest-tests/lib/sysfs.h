@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "err.h"
+#include "status.h"
 
 int sysfs_read(const char *path, char *buf, size_t len);  /* trailing newline stripped */
 int sysfs_write(const char *path, const char *val);

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "err.h"
+#include "status.h"
 #include "pci.h"
 
 struct vfio_dev {

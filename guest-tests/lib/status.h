@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * How library calls report (err.c): EP_OK, EP_ERR (a failure) or EP_UNSUP (the kernel lacks a
- * feature), with the reason in ep_err, holding the numbers (errno, values) that prove it. A
- * case turns a non-EP_OK return into its result with TRY().
+ * How library calls report (status.c): EP_OK, EP_ERR (a failure) or EP_UNSUP (the kernel
+ * lacks a feature), with the reason in ep_err, holding the numbers (errno, values) that prove
+ * it. A case turns a non-EP_OK return into its result with TRY(). (Not err.h: that name is
+ * glibc's, and lib/ comes first on the include path.)
  */
-#ifndef COSIM_ERR_H
-#define COSIM_ERR_H
+#ifndef COSIM_STATUS_H
+#define COSIM_STATUS_H
 
 #include "tap.h"
 
@@ -25,4 +26,4 @@ enum result lib_result(int rc, const char *step);
 			return lib_result(rc_, step);                       \
 	} while (0)
 
-#endif /* COSIM_ERR_H */
+#endif /* COSIM_STATUS_H */

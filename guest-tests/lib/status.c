@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
-/* Library status codes and their reason (err.h). */
+/* Library status codes and their reason (status.h). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "err.h"
+#include "status.h"
 
 char ep_err[512];
 
