@@ -1,12 +1,258 @@
 // SPDX-License-Identifier: MIT
-/* cosim-pcie-ep registers (docs/endpoint.md): markers, DMA engine, traffic generator. */
-#include <errno.h>
+/*
+ * The endpoint as a userspace driver sees it: found in sysfs, bound to vfio-pci, opened as a
+ * VFIO cdev bound to an iommufd with BAR0 mapped (or BAR0 through sysfs, no driver); its
+ * registers and markers; and the attaches the end of the case undoes visibly.
+ */
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
-#include "cosim.h"
+#include "ep.h"
+#include "iommufd.h"
 
-#define DMA_DONE_TIMEOUT_MS 5000
-#define WAIT_POLL_MS 1
+/*
+ * What the teardown hook needs once the case's own struct ep (on its stack) is gone: a copy
+ * of the opened device's handles, and its attach state, kept in step by the attach and
+ * detach calls below.
+ */
+struct ep_teardown {
+	struct ep dev;
+	bool rid_attached;
+	uint32_t pasid_attached; /* 0 when none */
+};
+
+static void init(struct ep *ep)
+{
+	memset(ep, 0, sizeof(*ep));
+	vfio_init(&ep->vfio);
+	ep->iommufd = -1;
+}
+
+static int check_id(struct ep *ep)
+{
+	uint32_t id = ep_rd32(ep, COSIM_EP_ID), ver = ep_rd32(ep, COSIM_EP_VERSION);
+
+	if (id != COSIM_EP_ID_VALUE)
+		return ep_set_err(EP_ERR, "BAR0 ID reads 0x%08x, expected 0x%08x", id,
+				  COSIM_EP_ID_VALUE);
+	if (ver != COSIM_EP_VERSION_VALUE)
+		return ep_set_err(EP_ERR, "BAR0 VERSION reads %u, these tests know %u", ver,
+				  COSIM_EP_VERSION_VALUE);
+	return EP_OK;
+}
+
+int ep_find(struct ep *ep, const char *bdf)
+{
+	init(ep);
+	return pci_find(&ep->pci, bdf, COSIM_EP_VENDOR_ID, COSIM_EP_DEVICE_ID);
+}
+
+int ep_bind_vfio(struct ep *ep, const char *bdf)
+{
+	int rc = ep_find(ep, bdf);
+
+	if (rc)
+		return rc;
+	rc = pci_bind_driver(&ep->pci, "vfio-pci");
+	if (rc)
+		return rc;
+	pci_read_group(&ep->pci);
+	return EP_OK;
+}
+
+/* The end of a case: stop the generator, clear Bus Master, detach PASID and RID under
+ * markers. */
+static void teardown(void *arg)
+{
+	struct ep_teardown *t = arg;
+	struct ep *ep = &t->dev;
+	int rc;
+
+	ep_wr32(ep, COSIM_EP_TG_CTRL, 0); /* the traffic generator off */
+	pci_bus_master(&ep->pci, false);
+	if (t->pasid_attached) {
+		uint32_t pasid = t->pasid_attached;
+
+		ep_marker(ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_BEGIN, pasid, "cleanup: detach");
+		rc = vfio_detach_pasid(&ep->vfio, pasid);
+		ep_marker(ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_END, pasid, "cleanup: detach");
+		if (rc)
+			vdiag("cleanup: PASID %u detach: %s", pasid, ep_err);
+		else
+			t->pasid_attached = 0;
+	}
+	/* Without the detach uapi (EP_UNSUP) close() does the same, unmarked. */
+	if (t->rid_attached) {
+		ep_marker(ep, COSIM_EP_MARKER_TAG_ATTACH_BEGIN, 0, "cleanup: detach");
+		rc = vfio_detach_pt(&ep->vfio);
+		ep_marker(ep, COSIM_EP_MARKER_TAG_ATTACH_END, 0, "cleanup: detach");
+		if (rc)
+			vdiag("cleanup: RID detach: %s", ep_err);
+		else
+			t->rid_attached = false;
+	}
+}
+
+static int open_vfio(struct ep *ep, const char *bdf)
+{
+	int rc;
+
+	rc = ep_bind_vfio(ep, bdf);
+	if (!rc)
+		rc = vfio_open_cdev(&ep->vfio, &ep->pci);
+	if (!rc)
+		rc = iommufd_open(&ep->iommufd);
+	if (!rc)
+		rc = vfio_bind_iommufd(&ep->vfio, ep->iommufd);
+	if (!rc)
+		rc = vfio_config_region(&ep->vfio);
+	if (rc)
+		return rc;
+	pci_cfg_owner(&ep->pci, ep->vfio.fd, (off_t)ep->vfio.cfg_off);
+	rc = vfio_map_bar(&ep->vfio, 0, COSIM_EP_BAR_REGS_SIZE, &ep->bar, &ep->bar_size);
+	if (!rc)
+		rc = check_id(ep);
+	return rc;
+}
+
+int ep_open_vfio(struct ep *ep, const char *bdf)
+{
+	struct ep_teardown *t;
+	int rc = open_vfio(ep, bdf);
+
+	if (rc)
+		return rc;
+	ep_reset(ep);
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return ep_set_err(EP_ERR, "out of memory for the teardown state");
+	t->dev = *ep;
+	if (tap_on_teardown(teardown, t)) {
+		free(t);
+		return ep_set_err(EP_ERR, "no room for the endpoint's teardown hook");
+	}
+	ep->td = t;
+	t->dev.td = t;
+	return EP_OK;
+}
+
+int ep_open_sysfs(struct ep *ep, const char *bdf)
+{
+	int rc;
+
+	rc = ep_find(ep, bdf);
+	if (!rc)
+		rc = pci_unbind_driver(&ep->pci);
+	if (!rc)
+		rc = pci_map_resource(&ep->pci, 0, &ep->bar, &ep->bar_size);
+	/* No driver enabled the device: turn on memory decoding ourselves. */
+	if (!rc)
+		rc = pci_memory_enable(&ep->pci);
+	if (!rc)
+		rc = check_id(ep);
+	if (rc)
+		return rc;
+	ep_reset(ep);
+	return EP_OK;
+}
+
+void ep_close(struct ep *ep)
+{
+	if (ep->td) {
+		tap_cancel_teardown(teardown, ep->td);
+		free(ep->td);
+	}
+	if (ep->bar)
+		munmap((void *)ep->bar, ep->bar_size);
+	vfio_close(&ep->vfio);
+	if (ep->iommufd >= 0)
+		close(ep->iommufd);
+	pci_close(&ep->pci);
+	init(ep);
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Attach, tracked for the teardown */
+
+int ep_attach(struct ep *ep, uint32_t pt_id)
+{
+	int rc = vfio_attach_pt(&ep->vfio, pt_id);
+
+	if (!rc && ep->td)
+		ep->td->rid_attached = true;
+	return rc;
+}
+
+int ep_detach(struct ep *ep)
+{
+	int rc = vfio_detach_pt(&ep->vfio);
+
+	if (!rc && ep->td)
+		ep->td->rid_attached = false;
+	return rc;
+}
+
+int ep_attach_marked(struct ep *ep, uint32_t pt_id, uint64_t i, const char *label)
+{
+	int rc;
+
+	ep_marker(ep, COSIM_EP_MARKER_TAG_ATTACH_BEGIN, i, label);
+	rc = ep_attach(ep, pt_id);
+	ep_marker(ep, COSIM_EP_MARKER_TAG_ATTACH_END, i, label);
+	return rc;
+}
+
+int ep_detach_marked(struct ep *ep, uint64_t i, const char *label)
+{
+	int rc;
+
+	ep_marker(ep, COSIM_EP_MARKER_TAG_ATTACH_BEGIN, i, label);
+	rc = ep_detach(ep);
+	ep_marker(ep, COSIM_EP_MARKER_TAG_ATTACH_END, i, label);
+	return rc;
+}
+
+int ep_attach_pasid(struct ep *ep, uint32_t pasid, uint32_t pt_id)
+{
+	int rc = vfio_attach_pasid(&ep->vfio, pasid, pt_id);
+
+	if (!rc && ep->td)
+		ep->td->pasid_attached = pasid;
+	return rc;
+}
+
+int ep_detach_pasid(struct ep *ep, uint32_t pasid)
+{
+	int rc = vfio_detach_pasid(&ep->vfio, pasid);
+
+	if (!rc && ep->td && ep->td->pasid_attached == pasid)
+		ep->td->pasid_attached = 0;
+	return rc;
+}
+
+int ep_domain(struct ep *ep, struct domain *d, uint64_t iova, uint64_t len, uint32_t hwpt_flags)
+{
+	int rc;
+
+	memset(d, 0, sizeof(*d));
+	d->iova = iova;
+	d->len = len;
+	d->buf = dma_buf(len);
+	if (!d->buf)
+		return EP_ERR;
+	rc = iommufd_ioas_alloc(ep->iommufd, &d->ioas);
+	if (!rc)
+		rc = iommufd_ioas_map(ep->iommufd, d->ioas, d->buf, len, iova);
+	if (!rc)
+		rc = iommufd_hwpt_alloc(ep->iommufd, ep->vfio.dev_id, d->ioas, hwpt_flags,
+					&d->hwpt);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* Registers */
 
 /* BAR0 is a device mapping: single-copy accesses of exactly the register's width. */
 uint32_t ep_rd32(struct ep *ep, uint32_t off)
@@ -49,202 +295,4 @@ void ep_marker(struct ep *ep, uint32_t tag, uint64_t value, const char *label)
 	}
 	ep_wr32(ep, COSIM_EP_MARKER_TAG, tag);
 	ep_wr64(ep, COSIM_EP_MARKER_VALUE, value); /* this write records the marker */
-}
-
-/* ------------------------------------------------------------------------------------- */
-/* DMA engine */
-
-int ep_dma(struct ep *ep, const struct dma_desc *d, struct dma_res *r)
-{
-	uint64_t deadline;
-
-	ep_wr32(ep, COSIM_EP_DMA_OP, d->op);
-	ep_wr32(ep, COSIM_EP_DMA_FLAGS, d->flags);
-	ep_wr64(ep, COSIM_EP_DMA_SRC, d->src);
-	ep_wr64(ep, COSIM_EP_DMA_DST, d->dst);
-	ep_wr64(ep, COSIM_EP_DMA_LEN, d->len);
-	ep_wr64(ep, COSIM_EP_DMA_PATTERN, d->pattern);
-	ep_wr32(ep, COSIM_EP_DMA_PASID, d->pasid);
-	ep_wr32(ep, COSIM_EP_DMA_DOORBELL, 1);
-	/* The engine completes before the doorbell write returns; poll only as a safety net. */
-	deadline = now_ms() + DMA_DONE_TIMEOUT_MS;
-	do {
-		r->status = ep_rd32(ep, COSIM_EP_DMA_STATUS);
-		if (r->status & COSIM_EP_DMA_STATUS_DONE)
-			break;
-		sleep_ms(WAIT_POLL_MS);
-	} while (now_ms() < deadline);
-	r->result = ep_rd64(ep, COSIM_EP_DMA_RESULT);
-	if (!(r->status & COSIM_EP_DMA_STATUS_DONE))
-		return ep_set_err(EP_ERR, "DMA op %u never done after %u ms: DMA_STATUS 0x%08x "
-				  "DMA_RESULT 0x%llx", d->op, DMA_DONE_TIMEOUT_MS, r->status,
-				  (unsigned long long)r->result);
-	return EP_OK;
-}
-
-unsigned dma_err_code(uint32_t status)
-{
-	return (status >> COSIM_EP_DMA_STATUS_ERR_SHIFT) & COSIM_EP_DMA_STATUS_ERR_MASK;
-}
-
-const char *dma_err_name(unsigned code)
-{
-	switch (code) {
-	case COSIM_EP_DMA_ERR_NONE: return "none";
-	case COSIM_EP_DMA_ERR_XLATE: return "translation fault/abort";
-	case COSIM_EP_DMA_ERR_ATS: return "ATS failure";
-	case COSIM_EP_DMA_ERR_BME: return "bus master off";
-	case COSIM_EP_DMA_ERR_ATS_OFF: return "ATS disabled";
-	case COSIM_EP_DMA_ERR_BAD_DESC: return "bad descriptor";
-	default: return "unknown";
-	}
-}
-
-/* ------------------------------------------------------------------------------------- */
-/* Traffic generator */
-
-void ep_tg_start(struct ep *ep, const struct tg_cfg *c)
-{
-	uint32_t ctrl = COSIM_EP_TG_CTRL_RUN;
-
-	ep_wr64(ep, COSIM_EP_TG_BASE, c->base);
-	ep_wr64(ep, COSIM_EP_TG_SIZE, c->size);
-	ep_wr32(ep, COSIM_EP_TG_STRIDE, c->stride);
-	ep_wr32(ep, COSIM_EP_TG_RATE, c->rate);
-	ep_wr32(ep, COSIM_EP_TG_PASID, c->pasid);
-	ep_wr64(ep, COSIM_EP_TG_TAG, c->tag);
-	if (c->ats)
-		ctrl |= COSIM_EP_TG_CTRL_ATS;
-	if (c->use_pasid)
-		ctrl |= COSIM_EP_TG_CTRL_PASID;
-	if (c->readback)
-		ctrl |= COSIM_EP_TG_CTRL_READBACK;
-	ep_wr32(ep, COSIM_EP_TG_CTRL, ctrl);
-}
-
-void ep_tg_stop(struct ep *ep)
-{
-	ep_wr32(ep, COSIM_EP_TG_CTRL, 0);
-}
-
-/* The counters are separate registers and the generator runs between two reads: the order
- * of the reads decides which side of the snapshot those records fall on. */
-static void read_outcomes(struct ep *ep, struct tg_counters *c)
-{
-	c->writes = ep_rd64(ep, COSIM_EP_TG_WRITES);
-	c->xlate_fail = ep_rd64(ep, COSIM_EP_TG_XLATE_FAIL);
-	c->aborts = ep_rd64(ep, COSIM_EP_TG_ABORTS);
-	c->ats_err = ep_rd64(ep, COSIM_EP_TG_ATS_ERR);
-	c->mismatch = ep_rd64(ep, COSIM_EP_TG_MISMATCH);
-}
-
-void ep_tg_read(struct ep *ep, struct tg_counters *c)
-{
-	c->seq = ep_rd64(ep, COSIM_EP_TG_SEQ);
-	read_outcomes(ep, c);
-}
-
-void ep_tg_read_ret(struct ep *ep, struct tg_counters *c)
-{
-	read_outcomes(ep, c);
-	c->seq = ep_rd64(ep, COSIM_EP_TG_SEQ);
-}
-
-uint64_t tg_failures(const struct tg_counters *c)
-{
-	return c->xlate_fail + c->aborts + c->ats_err;
-}
-
-int ep_tg_wait_seq(struct ep *ep, uint64_t target, unsigned timeout_ms, struct tg_counters *c)
-{
-	uint64_t start = now_ms();
-
-	for (;;) {
-		ep_tg_read(ep, c);
-		if (c->seq >= target)
-			return EP_OK;
-		if (now_ms() - start >= timeout_ms)
-			return ep_set_err(EP_ERR, "generator stalled: TG_SEQ %llu after %u ms, "
-					  "waiting for %llu (TG_WRITES %llu, failures %llu)",
-					  (unsigned long long)c->seq, timeout_ms,
-					  (unsigned long long)target, (unsigned long long)c->writes,
-					  (unsigned long long)tg_failures(c));
-		sleep_ms(WAIT_POLL_MS);
-	}
-}
-
-void tg_diag(const char *what, const struct tg_counters *c)
-{
-	diag("%s: TG_SEQ %llu TG_WRITES %llu TG_XLATE_FAIL %llu TG_ABORTS %llu TG_ATS_ERR %llu "
-	     "TG_MISMATCH %llu", what, (unsigned long long)c->seq, (unsigned long long)c->writes,
-	     (unsigned long long)c->xlate_fail, (unsigned long long)c->aborts,
-	     (unsigned long long)c->ats_err, (unsigned long long)c->mismatch);
-}
-
-void ep_counters_read(struct ep *ep, struct ep_counters *c)
-{
-	c->ats_req = ep_rd64(ep, COSIM_EP_CNT_ATS_REQ);
-	c->atc_hit = ep_rd64(ep, COSIM_EP_CNT_ATC_HIT);
-	c->atc_miss = ep_rd64(ep, COSIM_EP_CNT_ATC_MISS);
-	c->inv_req = ep_rd64(ep, COSIM_EP_CNT_INV_REQ);
-	c->inv_cpl = ep_rd64(ep, COSIM_EP_CNT_INV_CPL);
-	c->bm_drop = ep_rd64(ep, COSIM_EP_CNT_BM_DROP);
-	c->ats_drop = ep_rd64(ep, COSIM_EP_CNT_ATS_DROP);
-	c->faults = ep_rd64(ep, COSIM_EP_CNT_FAULTS);
-}
-
-void counters_diag(const char *what, const struct ep_counters *c)
-{
-	diag("%s: CNT_ATS_REQ %llu CNT_ATC_HIT %llu CNT_ATC_MISS %llu CNT_INV_REQ %llu "
-	     "CNT_INV_CPL %llu CNT_BM_DROP %llu CNT_ATS_DROP %llu CNT_FAULTS %llu", what,
-	     (unsigned long long)c->ats_req, (unsigned long long)c->atc_hit,
-	     (unsigned long long)c->atc_miss, (unsigned long long)c->inv_req,
-	     (unsigned long long)c->inv_cpl, (unsigned long long)c->bm_drop,
-	     (unsigned long long)c->ats_drop, (unsigned long long)c->faults);
-}
-
-/* ------------------------------------------------------------------------------------- */
-/* Records in memory */
-
-struct tg_record {
-	uint64_t magic, seq, iova, tag;
-};
-
-/* The device may be writing the slot while we read it: read until two reads agree. */
-static void read_record(const volatile uint64_t *slot, struct tg_record *r)
-{
-	struct tg_record again;
-
-	for (int i = 0; i < 4; i++) {
-		r->magic = slot[0];
-		r->seq = slot[1];
-		r->iova = slot[2];
-		r->tag = slot[3];
-		again.magic = slot[0];
-		again.seq = slot[1];
-		again.iova = slot[2];
-		again.tag = slot[3];
-		if (!memcmp(r, &again, sizeof(again)))
-			return;
-	}
-}
-
-void tg_scan(const void *buf, uint64_t len, uint64_t iova, uint32_t stride, struct tg_scan *s)
-{
-	memset(s, 0, sizeof(*s));
-	for (uint64_t off = 0; off + COSIM_EP_TG_RECORD_SIZE <= len; off += stride) {
-		struct tg_record r;
-
-		read_record((const volatile uint64_t *)((const uint8_t *)buf + off), &r);
-		if (r.magic != COSIM_EP_TG_RECORD_MAGIC)
-			continue;
-		if (r.iova != iova + off && s->misplaced++ == 0)
-			s->first_misplaced_off = off;
-		if (!s->records || r.seq > s->max_seq) {
-			s->max_seq = r.seq;
-			s->max_seq_off = off;
-			s->max_seq_tag = r.tag;
-		}
-		s->records++;
-	}
 }

@@ -171,7 +171,7 @@ static enum result blocked(const struct opts *o, bool ats)
 	TRY("paging domain", ep_domain(&ep, &dom, IOVA_BASE, o->size, 0));
 	arg.hwpt = dom.hwpt;
 	TRY("attach paging", ep_attach_marked(&ep, dom.hwpt, 0, "set-up: attach paging"));
-	TRY("bus master on", ep_bus_master(&ep, true));
+	TRY("bus master on", pci_bus_master(&ep.pci, true));
 	ep_marker(&ep, COSIM_EP_MARKER_TAG_TEST_BEGIN, o->count,
 		  ats ? "paging-blocked ats" : "paging-blocked");
 	ep_tg_start(&ep, &cfg);
@@ -273,7 +273,7 @@ static enum result identity_body(const struct opts *o, struct ep *ep, struct typ
 	cfg.base = pa;
 	diag("target page VA %p PA 0x%llx, group type file %s", (void *)page,
 	     (unsigned long long)pa, arg->path);
-	TRY("bus master on", ep_bus_master(ep, true));
+	TRY("bus master on", pci_bus_master(&ep->pci, true));
 	ep_marker(ep, COSIM_EP_MARKER_TAG_TEST_BEGIN, o->count, "identity-dma sysfs");
 	ep_tg_start(ep, &cfg);
 
@@ -303,53 +303,55 @@ static enum result identity_body(const struct opts *o, struct ep *ep, struct typ
 	return R_PASS;
 }
 
-static enum result identity_sysfs(const struct opts *o)
-{
+/* The group as the case found it, put back by a teardown hook whatever happened, also when
+ * the case is killed; static because the hook runs after the case's stack is gone. */
+static struct restore {
 	struct ep ep;
 	struct type_arg arg;
-	struct tg_counters before, ret;
 	char orig[32];
-	enum result res;
+} restore;
 
-	TRY("open endpoint through sysfs (no driver)", ep_open_sysfs(&ep, o->bdf));
-	EXPECT(ep.group >= 0, "%s has no IOMMU group", ep.bdf);
-	snprintf(arg.path, sizeof(arg.path), "/sys/kernel/iommu_groups/%d/type", ep.group);
-	if (!path_exists(arg.path))
-		return unsupported("iommu group type switching (no %s)", arg.path);
-	TRY("read group type", sysfs_read(arg.path, orig, sizeof(orig)));
-	res = identity_body(o, &ep, &arg);
-	/* Leave the group as we found it, whatever happened. */
-	ep_tg_stop(&ep);
-	ep_bus_master(&ep, false);
-	if (strcmp(orig, "DMA") && strcmp(orig, "DMA-FQ") && strcmp(orig, "identity"))
-		snprintf(orig, sizeof(orig), "auto");
-	arg.type = orig;
-	if (do_switch(&ep, 0, "restore group type", sw_type, &arg, &before, &ret))
-		diag("restoring group type '%s' failed: %s", orig, ep_err);
-	return res;
+static void restore_group_type(void *p)
+{
+	struct restore *r = p;
+	struct tg_counters before, ret;
+
+	ep_tg_stop(&r->ep);
+	pci_bus_master(&r->ep.pci, false);
+	r->arg.type = r->orig;
+	if (do_switch(&r->ep, 0, "restore group type", sw_type, &r->arg, &before, &ret))
+		diag("restoring group type '%s' failed: %s", r->orig, ep_err);
+}
+
+static enum result identity_sysfs(const struct opts *o)
+{
+	struct restore *r = &restore;
+
+	TRY("open endpoint through sysfs (no driver)", ep_open_sysfs(&r->ep, o->bdf));
+	EXPECT(r->ep.pci.group >= 0, "%s has no IOMMU group", r->ep.pci.bdf);
+	snprintf(r->arg.path, sizeof(r->arg.path), "/sys/kernel/iommu_groups/%d/type",
+		 r->ep.pci.group);
+	if (!path_exists(r->arg.path))
+		return unsupported("iommu group type switching (no %s)", r->arg.path);
+	TRY("read group type", sysfs_read(r->arg.path, r->orig, sizeof(r->orig)));
+	if (strcmp(r->orig, "DMA") && strcmp(r->orig, "DMA-FQ") && strcmp(r->orig, "identity"))
+		snprintf(r->orig, sizeof(r->orig), "auto");
+	EXPECT(!tap_on_teardown(restore_group_type, r), "cannot register the group type restore");
+	return identity_body(o, &r->ep, &r->arg);
 }
 
 static const struct tcase cases[] = {
-	{ "blocked_untranslated", blocked_untranslated,
-	  "iommufd paging <-> blocked under untranslated traffic: aborts only while blocked" },
-	{ "blocked_ats", blocked_ats, "the same with ATS traffic" },
-	{ "identity_sysfs", identity_sysfs,
-	  "group type identity <-> DMA (no driver) under traffic to a physical page" },
+	TCASE(blocked_untranslated,
+	      "iommufd paging <-> blocked under untranslated traffic: aborts only while blocked"),
+	TCASE(blocked_ats, "the same with ATS traffic"),
+	TCASE(identity_sysfs,
+	      "group type identity <-> DMA (no driver) under traffic to a physical page"),
 };
 
-int main(int argc, char **argv)
-{
-	static const struct suite s = {
-		.prog = "cosim_blocked",
-		.summary = "Paging <-> blocked (iommufd detach) and paging <-> identity (group "
-			   "type in sysfs) under traffic.",
-		.params = "--count --settle --timeout-ms --rate --stride --size --no-ats --bdf",
-		.cases = cases,
-		.ncases = sizeof(cases) / sizeof(cases[0]),
-		.defaults = { .count = 20, .settle = 16, .timeout_ms = 10000, .rate = 4,
-			      .stride = 64, .pasid = 1, .case_timeout_s = 300, .size = 0x10000,
-			      .ats = true },
-	};
-
-	return suite_main(&s, argc, argv);
-}
+COSIM_SUITE(cosim_blocked, cases,
+	    .summary = "Paging <-> blocked (iommufd detach) and paging <-> identity (group "
+		       "type in sysfs) under traffic.",
+	    .params = "--count --settle --timeout-ms --rate --stride --size --no-ats --bdf",
+	    .defaults = { .count = 20, .settle = 16, .timeout_ms = 10000, .rate = 4,
+			  .stride = 64, .pasid = 1, .case_timeout_s = 300, .size = 0x10000,
+			  .ats = true });

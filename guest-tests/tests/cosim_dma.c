@@ -38,13 +38,13 @@ static int setup(struct ctx *c, const struct opts *o)
 	c->dst = dma_buf(c->len);
 	if (!c->dst)
 		return EP_ERR;
-	rc = ep_ioas_map(&c->ep, c->dom.ioas, c->dst, c->len, c->dst_iova);
+	rc = iommufd_ioas_map(c->ep.iommufd, c->dom.ioas, c->dst, c->len, c->dst_iova);
 	if (rc)
 		return rc;
 	rc = ep_attach_marked(&c->ep, c->dom.hwpt, 0, "set-up: attach");
 	if (rc)
 		return rc;
-	return ep_bus_master(&c->ep, true);
+	return pci_bus_master(&c->ep.pci, true);
 }
 
 static void fill_cpu(uint8_t *p, uint64_t len, uint32_t seed)
@@ -73,8 +73,9 @@ static enum result check_ats_state(struct ctx *c, bool ats)
 
 	ep_counters_read(&c->ep, &k);
 	counters_diag("after DMA", &k);
-	TRY("read ATS Control", ep_ats_enabled(&c->ep, &on));
-	diag("ATS Control.Enable (config 0x%x) after DMA: %d", c->ep.ats_cap + PCI_ATS_CTRL, on);
+	TRY("read ATS Control", pci_ats_enabled(&c->ep.pci, &on));
+	diag("ATS Control.Enable (config 0x%x) after DMA: %d", c->ep.pci.ats_cap + PCI_ATS_CTRL,
+	     on);
 	EXPECT(on, "ATS Control.Enable clear with a paging HWPT attached");
 	EXPECT(!k.faults, "CNT_FAULTS %llu after DMA that completed without error",
 	       (unsigned long long)k.faults);
@@ -253,27 +254,18 @@ static enum result fault_ats(const struct opts *o)
 }
 
 static const struct tcase cases[] = {
-	{ "copy_untranslated", copy_untranslated, "copy --size bytes, untranslated DMA" },
-	{ "fill_untranslated", fill_untranslated, "fill --size bytes, untranslated DMA" },
-	{ "copy_ats", copy_ats, "copy with ATS: data, ATS requests, ATC hits on a second pass" },
-	{ "fill_ats", fill_ats, "fill with ATS: data, ATS requests, ATS stays enabled" },
-	{ "compare", compare, "compare op: equal buffers, then the offset of a changed byte" },
-	{ "fault_untranslated", fault_untranslated,
-	  "fill across the end of the mapping: translation fault after one page" },
-	{ "fault_ats", fault_ats, "the same with ATS: error after one page" },
+	TCASE(copy_untranslated, "copy --size bytes, untranslated DMA"),
+	TCASE(fill_untranslated, "fill --size bytes, untranslated DMA"),
+	TCASE(copy_ats, "copy with ATS: data, ATS requests, ATC hits on a second pass"),
+	TCASE(fill_ats, "fill with ATS: data, ATS requests, ATS stays enabled"),
+	TCASE(compare, "compare op: equal buffers, then the offset of a changed byte"),
+	TCASE(fault_untranslated,
+	      "fill across the end of the mapping: translation fault after one page"),
+	TCASE(fault_ats, "the same with ATS: error after one page"),
 };
 
-int main(int argc, char **argv)
-{
-	static const struct suite s = {
-		.prog = "cosim_dma",
-		.summary = "DMA engine through an iommufd paging domain, with and without ATS.",
-		.params = "--size --no-ats --bdf --only",
-		.cases = cases,
-		.ncases = sizeof(cases) / sizeof(cases[0]),
-		.defaults = { .count = 1, .settle = 8, .timeout_ms = 5000, .rate = 1, .stride = 64,
-			      .pasid = 1, .case_timeout_s = 120, .size = 0x10000, .ats = true },
-	};
-
-	return suite_main(&s, argc, argv);
-}
+COSIM_SUITE(cosim_dma, cases,
+	    .summary = "DMA engine through an iommufd paging domain, with and without ATS.",
+	    .params = "--size --no-ats --bdf --only",
+	    .defaults = { .count = 1, .settle = 8, .timeout_ms = 5000, .rate = 1, .stride = 64,
+			  .pasid = 1, .case_timeout_s = 120, .size = 0x10000, .ats = true });

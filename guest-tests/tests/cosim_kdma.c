@@ -72,17 +72,17 @@ static int bind_override(struct ep *ep, const char *override, const char *drv)
 {
 	char path[300], now[64];
 
-	snprintf(path, sizeof(path), "%s/driver_override", ep->sysdir);
+	snprintf(path, sizeof(path), "%s/driver_override", ep->pci.sysdir);
 	/* An empty write clears the override. */
 	if (sysfs_write(path, strcmp(override, NO_OVERRIDE) ? override : "\n"))
 		return EP_ERR;
 	if (!*drv)
 		return EP_OK;
-	if (sysfs_write("/sys/bus/pci/drivers_probe", ep->bdf))
+	if (sysfs_write("/sys/bus/pci/drivers_probe", ep->pci.bdf))
 		return EP_ERR;
-	if (strcmp(ep_driver(ep, now, sizeof(now)), drv))
+	if (strcmp(pci_driver(&ep->pci, now, sizeof(now)), drv))
 		return ep_set_err(EP_ERR, "%s bound to '%s' after drivers_probe, wanted %s",
-				  ep->bdf, now, drv);
+				  ep->pci.bdf, now, drv);
 	return EP_OK;
 }
 
@@ -92,13 +92,13 @@ static int take_device(struct ep *ep, struct saved *sv)
 	char path[300];
 	int rc;
 
-	ep_driver(ep, sv->driver, sizeof(sv->driver));
-	snprintf(path, sizeof(path), "%s/driver_override", ep->sysdir);
+	pci_driver(&ep->pci, sv->driver, sizeof(sv->driver));
+	snprintf(path, sizeof(path), "%s/driver_override", ep->pci.sysdir);
 	if (sysfs_read(path, sv->override, sizeof(sv->override)))
 		return EP_ERR;
-	diag("endpoint %s: driver '%s', driver_override '%s'", ep->bdf, sv->driver,
+	diag("endpoint %s: driver '%s', driver_override '%s'", ep->pci.bdf, sv->driver,
 	     sv->override);
-	if ((rc = load_module()) || (rc = ep_unbind_driver(ep)) ||
+	if ((rc = load_module()) || (rc = pci_unbind_driver(&ep->pci)) ||
 	    (rc = bind_override(ep, KMOD_NAME, KMOD_NAME)))
 		return rc;
 	return EP_OK;
@@ -107,7 +107,7 @@ static int take_device(struct ep *ep, struct saved *sv)
 /* Unbind the module's driver, unload it, rebind the driver the device had. */
 static int give_back(struct ep *ep, const struct saved *sv)
 {
-	int rc = ep_unbind_driver(ep);
+	int rc = pci_unbind_driver(&ep->pci);
 
 	if (!rc)
 		rc = unload_module();
@@ -214,11 +214,11 @@ static enum result run_case(const struct opts *o, const char *name, bool ats)
 		goto out;
 	}
 	/* With DT the group exists from the first driver bind: read it now. */
-	snprintf(path, sizeof(path), "%s/iommu_group/type", ep.sysdir);
+	snprintf(path, sizeof(path), "%s/iommu_group/type", ep.pci.sysdir);
 	sysfs_read(path, type, sizeof(type));
-	ep_ats_enabled(&ep, &ats_on);
+	pci_ats_enabled(&ep.pci, &ats_on);
 	diag("bound to " KMOD_NAME ": iommu group type %s, ATS Control.Enable %d", type, ats_on);
-	snprintf(path, sizeof(path), KMOD_DEBUGFS "/%s/%s", ep.bdf, name);
+	snprintf(path, sizeof(path), KMOD_DEBUGFS "/%s/%s", ep.pci.bdf, name);
 	rc = sysfs_read(path, line, sizeof(line));
 	if (rc) {
 		res = lib_result(rc, "run the case (read its debugfs file)");
@@ -260,28 +260,19 @@ static enum result copy_streaming_ats(const struct opts *o)
 }
 
 static const struct tcase cases[] = {
-	{ "copy_coherent_untranslated", copy_coherent_untranslated,
-	  "engine copy between dma_alloc_coherent buffers, untranslated requests" },
-	{ "copy_coherent_ats", copy_coherent_ats,
-	  "engine copy between dma_alloc_coherent buffers through the ATC (ATS)" },
-	{ "copy_streaming_untranslated", copy_streaming_untranslated,
-	  "engine copy between dma_map_single buffers (unaligned), untranslated requests" },
-	{ "copy_streaming_ats", copy_streaming_ats,
-	  "engine copy between dma_map_single buffers (unaligned) through the ATC (ATS)" },
+	TCASE(copy_coherent_untranslated,
+	      "engine copy between dma_alloc_coherent buffers, untranslated requests"),
+	TCASE(copy_coherent_ats,
+	      "engine copy between dma_alloc_coherent buffers through the ATC (ATS)"),
+	TCASE(copy_streaming_untranslated,
+	      "engine copy between dma_map_single buffers (unaligned), untranslated requests"),
+	TCASE(copy_streaming_ats,
+	      "engine copy between dma_map_single buffers (unaligned) through the ATC (ATS)"),
 };
 
-int main(int argc, char **argv)
-{
-	static const struct suite s = {
-		.prog = "cosim_kdma",
-		.summary = "Endpoint DMA through the kernel's default DMA domain: the cosim_ep_dma "
-			   "module copies between DMA-API buffers (IOVA != PA).",
-		.params = "--no-ats --bdf --only",
-		.cases = cases,
-		.ncases = sizeof(cases) / sizeof(cases[0]),
-		.defaults = { .count = 1, .settle = 8, .timeout_ms = 5000, .rate = 1, .stride = 64,
-			      .pasid = 1, .case_timeout_s = 60, .size = 0x10000, .ats = true },
-	};
-
-	return suite_main(&s, argc, argv);
-}
+COSIM_SUITE(cosim_kdma, cases,
+	    .summary = "Endpoint DMA through the kernel's default DMA domain: the cosim_ep_dma "
+		       "module copies between DMA-API buffers (IOVA != PA).",
+	    .params = "--no-ats --bdf --only",
+	    .defaults = { .count = 1, .settle = 8, .timeout_ms = 5000, .rate = 1, .stride = 64,
+			  .pasid = 1, .case_timeout_s = 60, .size = 0x10000, .ats = true });

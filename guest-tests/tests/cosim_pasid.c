@@ -24,16 +24,16 @@ struct pctx {
 
 static enum result setup(struct pctx *c, const struct opts *o)
 {
-	uint32_t flags = ep_hwpt_pasid_flag();
+	uint32_t flags = vfio_hwpt_pasid_flag();
 	bool on;
 	int rc;
 
-	if (!ep_pasid_uapi())
+	if (!vfio_pasid_uapi())
 		return unsupported("PASID attach through VFIO/iommufd (this uapi has no "
 				   "VFIO_DEVICE_ATTACH_PASID)");
 	EXPECT(o->pasid != 0, "--pasid 0 is the RID's own address space; use 1 or more");
 	TRY("open endpoint", ep_open_vfio(&c->ep, o->bdf));
-	TRY("read PASID Control", ep_pasid_enabled(&c->ep, &on));
+	TRY("read PASID Control", pci_pasid_enabled(&c->ep.pci, &on));
 	EXPECT(on, "PASID Control.Enable is clear: the SMMU driver did not enable PASID");
 	EXPECT(ep_rd32(&c->ep, COSIM_EP_CAPS) & COSIM_EP_CAPS_PASID, "endpoint CAPS 0x%x lacks "
 	       "PASID", ep_rd32(&c->ep, COSIM_EP_CAPS));
@@ -45,7 +45,7 @@ static enum result setup(struct pctx *c, const struct opts *o)
 	rc = ep_attach_pasid(&c->ep, o->pasid, c->p.hwpt);
 	ep_marker(&c->ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_END, o->pasid, "pasid->P");
 	TRY("attach PASID to P", rc);
-	TRY("bus master on", ep_bus_master(&c->ep, true));
+	TRY("bus master on", pci_bus_master(&c->ep.pci, true));
 	diag("PASID %u -> HWPT %u (P); RID HWPTs A %u, B %u; window IOVA 0x%llx + 0x%llx",
 	     o->pasid, c->p.hwpt, c->a.hwpt, c->b.hwpt, (unsigned long long)IOVA_BASE,
 	     (unsigned long long)o->size);
@@ -187,27 +187,18 @@ static enum result pasid_replace_untranslated(const struct opts *o)
 }
 
 static const struct tcase cases[] = {
-	{ "pasid_dma", pasid_dma, "PASID-tagged DMA copy uses the PASID's domain, not the RID's" },
-	{ "pasid_replace_ats", pasid_replace_ats,
-	  "PASID ATS stream fault-free while the RID's domain is replaced --count times" },
-	{ "pasid_replace_untranslated", pasid_replace_untranslated,
-	  "the same with an untranslated PASID stream" },
+	TCASE(pasid_dma, "PASID-tagged DMA copy uses the PASID's domain, not the RID's"),
+	TCASE(pasid_replace_ats,
+	      "PASID ATS stream fault-free while the RID's domain is replaced --count times"),
+	TCASE(pasid_replace_untranslated,
+	      "the same with an untranslated PASID stream"),
 };
 
-int main(int argc, char **argv)
-{
-	static const struct suite s = {
-		.prog = "cosim_pasid",
-		.summary = "PASID attach (VFIO_DEVICE_ATTACH_PASID) and a PASID stream across RID "
-			   "domain replaces.",
-		.params = "--count --pasid --settle --timeout-ms --rate --stride --size --no-ats "
-			  "--bdf",
-		.cases = cases,
-		.ncases = sizeof(cases) / sizeof(cases[0]),
-		.defaults = { .count = 100, .settle = 16, .timeout_ms = 10000, .rate = 4,
-			      .stride = 64, .pasid = 1, .case_timeout_s = 600, .size = 0x10000,
-			      .ats = true },
-	};
-
-	return suite_main(&s, argc, argv);
-}
+COSIM_SUITE(cosim_pasid, cases,
+	    .summary = "PASID attach (VFIO_DEVICE_ATTACH_PASID) and a PASID stream across RID "
+		       "domain replaces.",
+	    .params = "--count --pasid --settle --timeout-ms --rate --stride --size --no-ats "
+		      "--bdf",
+	    .defaults = { .count = 100, .settle = 16, .timeout_ms = 10000, .rate = 4,
+			  .stride = 64, .pasid = 1, .case_timeout_s = 600, .size = 0x10000,
+			  .ats = true });

@@ -157,7 +157,7 @@ static enum result replace(const struct opts *o, bool ats)
 	TRY("domain A", ep_domain(&ep, &dom[0], IOVA_BASE, o->size, 0));
 	TRY("domain B", ep_domain(&ep, &dom[1], IOVA_BASE, o->size, 0));
 	TRY("attach A", ep_attach_marked(&ep, dom[0].hwpt, 0, "set-up: attach A"));
-	TRY("bus master on", ep_bus_master(&ep, true));
+	TRY("bus master on", pci_bus_master(&ep.pci, true));
 	diag("HWPT A %u (IOAS %u), HWPT B %u (IOAS %u), window IOVA 0x%llx + 0x%llx, stride %u, "
 	     "rate %u, %s, %u replaces", dom[0].hwpt, dom[0].ioas, dom[1].hwpt, dom[1].ioas,
 	     (unsigned long long)IOVA_BASE, (unsigned long long)o->size, o->stride, o->rate,
@@ -253,25 +253,16 @@ static enum result replace_untranslated(const struct opts *o)
 }
 
 static const struct tcase cases[] = {
-	{ "replace_ats", replace_ats,
-	  "replace A<->B --count times under ATS traffic: nothing reaches the old domain" },
-	{ "replace_untranslated", replace_untranslated,
-	  "the same with untranslated traffic" },
+	TCASE(replace_ats,
+	      "replace A<->B --count times under ATS traffic: nothing reaches the old domain"),
+	TCASE(replace_untranslated,
+	      "the same with untranslated traffic"),
 };
 
-int main(int argc, char **argv)
-{
-	static const struct suite s = {
-		.prog = "cosim_replace",
-		.summary = "Hitless paging->paging replace (VFIO_DEVICE_ATTACH_IOMMUFD_PT) under "
-			   "traffic-generator load.",
-		.params = "--count --settle --timeout-ms --rate --stride --size --no-ats --bdf",
-		.cases = cases,
-		.ncases = sizeof(cases) / sizeof(cases[0]),
-		.defaults = { .count = 200, .settle = 16, .timeout_ms = 10000, .rate = 4,
-			      .stride = 64, .pasid = 1, .case_timeout_s = 600, .size = 0x10000,
-			      .ats = true },
-	};
-
-	return suite_main(&s, argc, argv);
-}
+COSIM_SUITE(cosim_replace, cases,
+	    .summary = "Hitless paging->paging replace (VFIO_DEVICE_ATTACH_IOMMUFD_PT) under "
+		       "traffic-generator load.",
+	    .params = "--count --settle --timeout-ms --rate --stride --size --no-ats --bdf",
+	    .defaults = { .count = 200, .settle = 16, .timeout_ms = 10000, .rate = 4,
+			  .stride = 64, .pasid = 1, .case_timeout_s = 600, .size = 0x10000,
+			  .ats = true });

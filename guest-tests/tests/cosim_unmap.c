@@ -40,13 +40,13 @@ static enum result unmap(const struct opts *o, bool ats)
 	EXPECT(unmap_seq && buf, "out of memory for 0x%llx bytes", (unsigned long long)o->size);
 
 	TRY("open endpoint", ep_open_vfio(&ep, o->bdf));
-	TRY("IOAS", ep_ioas_alloc(&ep, &ioas));
+	TRY("IOAS", iommufd_ioas_alloc(ep.iommufd, &ioas));
 	for (uint64_t p = 0; p < pages; p++)
-		TRY("map one page", ep_ioas_map(&ep, ioas, buf + p * PAGE_SZ, PAGE_SZ,
+		TRY("map one page", iommufd_ioas_map(ep.iommufd, ioas, buf + p * PAGE_SZ, PAGE_SZ,
 						IOVA_BASE + p * PAGE_SZ));
-	TRY("HWPT", ep_hwpt_alloc(&ep, ioas, 0, &hwpt));
+	TRY("HWPT", iommufd_hwpt_alloc(ep.iommufd, ep.vfio.dev_id, ioas, 0, &hwpt));
 	TRY("attach", ep_attach_marked(&ep, hwpt, 0, "set-up: attach"));
-	TRY("bus master on", ep_bus_master(&ep, true));
+	TRY("bus master on", pci_bus_master(&ep.pci, true));
 	diag("%llu pages at IOVA 0x%llx, %u to unmap, sweep %llu records, %s",
 	     (unsigned long long)pages, (unsigned long long)IOVA_BASE, count,
 	     (unsigned long long)sweep, ats ? "ATS" : "untranslated");
@@ -64,7 +64,7 @@ static enum result unmap(const struct opts *o, bool ats)
 		int rc;
 
 		ep_marker(&ep, COSIM_EP_MARKER_TAG_UNMAP_BEGIN, iova, "unmap page");
-		rc = ep_ioas_unmap(&ep, ioas, iova, PAGE_SZ);
+		rc = iommufd_ioas_unmap(ep.iommufd, ioas, iova, PAGE_SZ);
 		ep_tg_read_ret(&ep, &ret);
 		ep_marker(&ep, COSIM_EP_MARKER_TAG_UNMAP_END, iova, "unmap page");
 		if (rc)
@@ -136,24 +136,15 @@ static enum result unmap_untranslated(const struct opts *o)
 }
 
 static const struct tcase cases[] = {
-	{ "unmap_ats", unmap_ats, "unmap pages under ATS traffic: nothing lands after unmap" },
-	{ "unmap_untranslated", unmap_untranslated, "the same with untranslated traffic" },
+	TCASE(unmap_ats, "unmap pages under ATS traffic: nothing lands after unmap"),
+	TCASE(unmap_untranslated, "the same with untranslated traffic"),
 };
 
-int main(int argc, char **argv)
-{
-	static const struct suite s = {
-		.prog = "cosim_unmap",
-		.summary = "IOMMU_IOAS_UNMAP under traffic: after it returns nothing lands in the "
-			   "unmapped range.",
-		.params = "--count (pages to unmap, < size/4096) --settle --timeout-ms --rate "
-			  "--stride --size --no-ats --bdf",
-		.cases = cases,
-		.ncases = sizeof(cases) / sizeof(cases[0]),
-		.defaults = { .count = 8, .settle = 16, .timeout_ms = 20000, .rate = 4,
-			      .stride = 256, .pasid = 1, .case_timeout_s = 300, .size = 0x10000,
-			      .ats = true },
-	};
-
-	return suite_main(&s, argc, argv);
-}
+COSIM_SUITE(cosim_unmap, cases,
+	    .summary = "IOMMU_IOAS_UNMAP under traffic: after it returns nothing lands in the "
+		       "unmapped range.",
+	    .params = "--count (pages to unmap, < size/4096) --settle --timeout-ms --rate "
+		      "--stride --size --no-ats --bdf",
+	    .defaults = { .count = 8, .settle = 16, .timeout_ms = 20000, .rate = 4,
+			  .stride = 256, .pasid = 1, .case_timeout_s = 300, .size = 0x10000,
+			  .ats = true });
