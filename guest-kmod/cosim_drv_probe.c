@@ -45,6 +45,7 @@ static const struct probe_spec specs[] = {
 	{ "arm_smmu_attach_dev", COSIM_DRV_OP_ATTACH, COSIM_DRV_TARGET_PAGING, 1, -1, true },
 	{ "arm_smmu_attach_dev_identity", COSIM_DRV_OP_ATTACH, COSIM_DRV_TARGET_IDENTITY, 1, -1, true },
 	{ "arm_smmu_attach_dev_blocked", COSIM_DRV_OP_ATTACH, COSIM_DRV_TARGET_BLOCKED, 1, -1, true },
+	{ "arm_smmu_attach_dev_nested", COSIM_DRV_OP_ATTACH, COSIM_DRV_TARGET_NESTED, 1, -1, true },
 	{ "arm_smmu_s1_set_dev_pasid", COSIM_DRV_OP_PASID_ATTACH, COSIM_DRV_TARGET_PAGING, 1, 2, true },
 	{ "arm_smmu_sva_set_dev_pasid", COSIM_DRV_OP_PASID_ATTACH, COSIM_DRV_TARGET_SVA, 1, 2, true },
 	{ "arm_smmu_blocking_set_dev_pasid", COSIM_DRV_OP_PASID_REMOVE, COSIM_DRV_TARGET_BLOCKED, 1, 2, true },

@@ -60,6 +60,7 @@ class DrvTarget(IntEnum):
     IDENTITY = 1
     BLOCKED = 2
     SVA = 3
+    NESTED = 4      # an iommufd nested domain (7.2: arm_smmu_attach_dev_nested)
 
     @property
     def trace_name(self) -> str:
