@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from cosim.arch.domain import Domain
+from cosim.arch.driver_events import DRV_EVENT, DrvOp, DrvPhase, DrvTarget, ret_value
 from cosim.arch.registers import (
     BY_NAME,
     CMDQ_PROD,
@@ -43,6 +44,7 @@ from cosim.translation_agent import (
 from .ats import AtcTracker
 from .caches import ConfigCache, Tlb
 from .command_queue import CommandQueue
+from .configuration import configured_domain
 from .event_queue import EventQueue, EventRecord, GlobalErrors
 from .options import SmmuOptions
 from .registers import build_id_registers
@@ -193,6 +195,10 @@ class SMMUv3:
             part = (value >> (8 * pos)) & ((1 << (8 * chunk)) - 1)
             keep = self.regs[reg.name] & ~(((1 << (8 * chunk)) - 1) << (8 * inner))
             self._write_reg(reg, keep | (part << (8 * inner)))
+            if reg.name == "DRV_EVENT" and inner + chunk == reg.size:
+                # A 64-bit register may be written as two 32-bit halves (§6.2); the write
+                # of the upper half completes the word.
+                self._driver_event(self.regs["DRV_EVENT"])
             pos += chunk
 
     def _write_reg(self, reg: Reg, value: int) -> None:
@@ -235,6 +241,32 @@ class SMMUv3:
         elif name in ("EVENTQ_PROD", "PRIQ_PROD"):
             r[name] = EVTQ_PROD.encode(WR=EVTQ_PROD.get(value, "WR"),
                                        OVFLG=EVTQ_PROD.get(value, "OVFLG"))
+
+    def _driver_event(self, word: int) -> None:
+        """The guest's driver probes (guest-kmod/cosim_drv_probe.c) report an attach step:
+        trace it with the domain the stream's in-memory configuration denotes right now."""
+        f = DRV_EVENT.decode(word)
+        try:
+            op, target = DrvOp(f["OP"]), DrvTarget(f["TARGET"])
+        except ValueError:
+            log.warning("DRV_EVENT write %#x with an unknown operation ignored", word)
+            return
+        if op is DrvOp.ARMED:
+            try:
+                armed = DrvOp(f["ARMED_OP"])
+            except ValueError:
+                log.warning("DRV_EVENT armed-probe write %#x ignored", word)
+                return
+            self.trace.emit("drv_armed", op=armed.trace_name, target=target.trace_name)
+            return
+        phase = DrvPhase(f["PHASE"])
+        sid = f["SID"]
+        ssid = f["SSID"] if f["SSV"] else None
+        dom = configured_domain(self.mem, self.regs["STRTAB_BASE"], self.regs["STRTAB_BASE_CFG"],
+                                self.options, sid, ssid) if self.cr0ack("SMMUEN") else None
+        self.trace.emit("drv", op=op.trace_name, phase=phase.trace_name,
+                        target=target.trace_name, sid=sid, ssid=ssid,
+                        ret=ret_value(f["RET"]) if phase is DrvPhase.END else None, dom=dom)
 
     # -- progress ------------------------------------------------------------------------
     def tick(self) -> None:
