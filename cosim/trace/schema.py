@@ -22,6 +22,7 @@ from typing import Any
 
 from cosim.arch.domain import KINDS as DOMAIN_KINDS
 from cosim.arch.domain import Domain, DomainError
+from cosim.arch.driver_events import DrvOp, DrvPhase, DrvTarget
 
 SCHEMA = 2              # what the writer writes
 READABLE = (1, 2)       # what the reader reads (schema 1 is upgraded record by record)
@@ -91,6 +92,14 @@ class OptUInt(FieldType):
 
     def ok_written(self, v: object) -> bool:
         return v is None or _is_uint(v)
+
+
+class OptInt(FieldType):
+    doc = "int?"
+    expected = "an integer or null"
+
+    def ok(self, v: object) -> bool:
+        return v is None or type(v) is int
 
 
 class Number(FieldType):
@@ -409,6 +418,27 @@ KINDS: tuple[Kind, ...] = (
     Kind("irq", "smmu", "an interrupt line driven", (
         F("line", UINT, "0 EVENTQ, 1 PRIQ, 2 CMD_SYNC, 3 GERROR"),
         F("level", UINT, "2: one edge (the SPIs are edge-triggered)"),
+    )),
+    Kind("drv", "smmu", "a step of the driver changing a stream's domain, reported by the guest's "
+         "driver probes through DRV_EVENT (cosim/arch/driver_events.py)", (
+        F("op", Enum(*(o.trace_name for o in DrvOp if o is not DrvOp.ARMED)),
+          "`attach` the RID's domain, `pasid-attach` / `pasid-remove` a PASID's"),
+        F("phase", Enum(*(p.trace_name for p in DrvPhase)),
+          "the driver's entry point was entered (`begin`) or returned (`end`)"),
+        F("target", Enum(*(t.trace_name for t in DrvTarget)),
+          "the kind of domain the entry point attaches"),
+        _SID,
+        F("ssid", OPT_UINT, "the PASID for the `pasid-*` operations, else null"),
+        F("ret", OptInt(), "`end`: the entry point's return value (0 or a negative errno); "
+          "null at `begin`"),
+        F("dom", DOM, "the domain the stream's STE/CD in memory denote at this moment (read "
+          "without the SMMU's caches); null when they give the stream no translation"),
+    )),
+    Kind("drv_armed", "smmu", "the driver probes armed one entry point (written once per "
+         "probe when the guest loads them)", (
+        F("op", Enum(*(o.trace_name for o in DrvOp if o is not DrvOp.ARMED)),
+          "the operation the probe reports"),
+        F("target", Enum(*(t.trace_name for t in DrvTarget)), "the kind of domain it attaches"),
     )),
     # -- endpoint (cosim/endpoint/) --------------------------------------------------------
     Kind("cfg", "endpoint", "a config space write, with the resulting enables", (
