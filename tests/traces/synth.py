@@ -115,6 +115,12 @@ class Synth:
         return self.emit("event", name=name, code=0x10, sid=sid, ssid=ssid, addr=addr, raw=[0] * 4)
 
     # -- endpoint side -----------------------------------------------------------------------
+    def drv(self, phase: str, dom: Domain | None, op: str = "attach", sid: int = SID,
+            ssid: int | None = None, ret: int = 0, target: str = "paging") -> int:
+        """A driver-probe record as the SMMU model writes it (cosim/smmu/smmu.py)."""
+        return self.emit("drv", op=op, phase=phase, target=target, sid=sid, ssid=ssid,
+                         ret=ret if phase == "end" else None, dom=dom)
+
     def marker(self, tag: str, value: int = 0, dev: int = DEV, label: str = "") -> int:
         return self.emit("marker", dev=dev, tag=tag, value=value, label=label)
 
