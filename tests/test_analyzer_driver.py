@@ -65,7 +65,8 @@ class Rig:
         self.ep.mmio_write(0, r.offset, r.nbytes, 1)
 
     def attach(self, n: int, *, atc_inv: bool = True, cfgi: bool = True,
-               during: Callable[[], None] | None = None, torn: bool = False) -> None:
+               during: Callable[[], None] | None = None, torn: bool = False,
+               atc_sync: bool = True) -> None:
         """Replace the RID's domain by domain n the way the driver does; the keywords drop a
         step (a mutation) or run traffic in the middle of the update."""
         asid, ttb = self.domains[n]
@@ -89,7 +90,8 @@ class Rig:
             during()
         if atc_inv:
             self.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
-            self.d.sync()
+            if atc_sync:
+                self.d.sync()
         self.drv(DrvPhase.END)
 
     def analyze(self, tmp_path: Path, name: str = "t.jsonl"):
@@ -191,3 +193,28 @@ def test_trace_ending_inside_an_attach_is_incomplete(tmp_path: Path) -> None:
     rig.drv(DrvPhase.BEGIN)
     an = rig.analyze(tmp_path)
     assert an.verdict == "incomplete" and "never ended" in an.incomplete[0]
+
+
+def test_skipped_cfgi_is_a_protocol_violation_in_coherent_mode(tmp_path: Path) -> None:
+    """The coherent SMMU re-reads the CD on every translation, so no stale translation ever
+    shows; the protocol check still sees that the CD it fetched before the attach changed and
+    was never invalidated (§3.21, §4.3.4)."""
+    rig = Rig()
+    rig.dma(ats=False)                  # the SMMU fetches CD 0 of domain A
+    rig.attach(1, cfgi=False)
+    an = rig.analyze(tmp_path)
+    assert rules(an) == {"protocol-cfgi"}
+    (v,) = an.violations
+    assert v.entries["structure"] == "CD" and "no completed CFGI" in v.message
+
+
+def test_unsynced_atc_invalidation_is_a_protocol_violation(tmp_path: Path) -> None:
+    rig = Rig()
+    rig.dma()
+    rig.attach(1, atc_sync=False)       # ATC_INV delivered, the attach returns before a sync
+    an = rig.analyze(tmp_path)
+    assert rules(an) == {"protocol-atc-sync"}
+    rig2 = Rig()
+    rig2.dma()
+    rig2.attach(1)
+    assert rig2.analyze(tmp_path, "ok.jsonl").verdict == "clean"

@@ -11,6 +11,7 @@ from . import (
     rule_entry_update,
     rule_hitless_abort,
     rule_old_domain,
+    rule_protocol,
     rule_stale_cache,
 )
 from .attaches import Attach, attach_stats, find_attaches, infer_domains
@@ -66,6 +67,7 @@ def run(view: TraceView) -> Analysis:
     rule_atc_invalidation.check(ctx, out)
     rule_hitless_abort.check(ctx, out)
     rule_entry_update.check(ctx, out)
+    rule_protocol.check(ctx, out)
     rule_stale_cache.check(ctx, out, warn)
     violations = sorted(out.items, key=lambda v: v.index)
     _attribute(attaches, violations)

@@ -19,6 +19,10 @@ RULES = {
                                  "that is neither the old nor the new one (a torn mix)"),
     "entry-update": ("d", "the SMMU fetched an STE/CD state during an update that is illegal or "
                           "matches neither the old nor the new entry in a bit it uses"),
+    "protocol-cfgi": ("f", "the driver's attach returned with an STE/CD the SMMU had fetched "
+                           "changed in memory and no completed CFGI + CMD_SYNC since"),
+    "protocol-atc-sync": ("f", "the driver's attach returned before a CMD_SYNC completed "
+                               "after an ATC_INV it issued"),
     "stale-cache": ("e", "caching mode: a translation was served from a cache entry that a "
                          "completed invalidation had removed"),
 }

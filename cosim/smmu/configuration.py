@@ -12,6 +12,8 @@ records no event and writes no fetch record, so it cannot change what the model 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from cosim.arch.domain import ABORT, BYPASS, Domain
 from cosim.memory import GuestMemory
 from cosim.translation_agent import Access
@@ -22,33 +24,47 @@ from .stream_table import decode_ste, fetch_ste, locate_ste
 from .walker import translate_stage2
 
 
-def configured_domain(mem: GuestMemory, strtab_base: int, strtab_cfg: int, opt: SmmuOptions,
-                      sid: int, ssid: int | None) -> Domain | None:
-    """The domain (sid, ssid)'s in-memory configuration gives untranslated traffic, or None
-    when that configuration gives it no translation at all (invalid or unreadable STE/CD,
+@dataclass(frozen=True)
+class Configuration:
+    """What a stream's structures in memory say right now."""
+
+    dom: Domain | None           # the domain they give untranslated traffic, None: no domain
+    ste: list[int] | None = None
+    cd: list[int] | None = None
+    cd_addr: int | None = None
+
+
+def configuration(mem: GuestMemory, strtab_base: int, strtab_cfg: int, opt: SmmuOptions,
+                  sid: int, ssid: int | None) -> Configuration:
+    """The STE and CD (sid, ssid)'s traffic uses, as memory holds them, and the domain they
+    give it: None when they give it no translation at all (invalid or unreadable STE/CD,
     terminated substream): such traffic aborts with a configuration error."""
     loc = locate_ste(mem, strtab_base, strtab_cfg, opt, sid, ssid)
     if loc.addr is None:
-        return None
+        return Configuration(None)
     words = fetch_ste(mem, loc.addr)
     if words is None:
-        return None
+        return Configuration(None)
     ste = decode_ste(loc.addr, words, opt)
+
+    def only_ste(dom: Domain | None) -> Configuration:
+        return Configuration(dom, list(words))
+
     if not ste.legal:
-        return None
+        return only_ste(None)
     if ste.cfg == "abort":
-        return ABORT
+        return only_ste(ABORT)
     if ste.cfg == "bypass":
-        return BYPASS if ssid is None else None
+        return only_ste(BYPASS if ssid is None else None)
     s2 = ste.s2 if ste.s2_enabled else None
     if not ste.s1_enabled:
-        return Domain.stage2(ste.s2vmid, s2.ttb) if s2 is not None else None
+        return only_ste(Domain.stage2(ste.s2vmid, s2.ttb) if s2 is not None else None)
     choice = select_substream(ste, sid, ssid)
     if choice.event is not None:
-        return None
+        return only_ste(None)
     if choice.index is None:
         # S1DSS=bypass: non-substream traffic skips stage 1 (§5.2).
-        return Domain.stage2(ste.s2vmid, s2.ttb) if s2 is not None else BYPASS
+        return only_ste(Domain.stage2(ste.s2vmid, s2.ttb) if s2 is not None else BYPASS)
 
     def ipa_to_pa(ipa: int) -> tuple[int | None, None]:
         assert s2 is not None
@@ -57,13 +73,14 @@ def configured_domain(mem: GuestMemory, strtab_base: int, strtab_cfg: int, opt: 
 
     cloc = cd_address(mem, ste, sid, ssid, choice.index, ipa_to_pa if s2 is not None else None)
     if cloc.addr is None:
-        return None
+        return only_ste(None)
     cwords = fetch_cd(mem, cloc.addr)
     if cwords is None:
-        return None
+        return only_ste(None)
     cd = decode_cd(cloc.addr, cwords, opt)
     if not cd.legal:
-        return None
+        return Configuration(None, list(words), list(cwords), cloc.addr)
     # The driver's stage 1 uses TTB0 only (EPD1); TTB1 traffic would name its own base.
     s1 = Domain.stage1(cd.asid, cd.ttb0)
-    return s1.with_stage2(ste.s2vmid, s2.ttb) if s2 is not None else s1
+    dom = s1.with_stage2(ste.s2vmid, s2.ttb) if s2 is not None else s1
+    return Configuration(dom, list(words), list(cwords), cloc.addr)

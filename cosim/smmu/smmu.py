@@ -44,7 +44,7 @@ from cosim.translation_agent import (
 from .ats import AtcTracker
 from .caches import ConfigCache, Tlb
 from .command_queue import CommandQueue
-from .configuration import configured_domain
+from .configuration import Configuration, configuration
 from .event_queue import EventQueue, EventRecord, GlobalErrors
 from .options import SmmuOptions
 from .registers import build_id_registers
@@ -262,11 +262,13 @@ class SMMUv3:
         phase = DrvPhase(f["PHASE"])
         sid = f["SID"]
         ssid = f["SSID"] if f["SSV"] else None
-        dom = configured_domain(self.mem, self.regs["STRTAB_BASE"], self.regs["STRTAB_BASE_CFG"],
-                                self.options, sid, ssid) if self.cr0ack("SMMUEN") else None
+        cfg = configuration(self.mem, self.regs["STRTAB_BASE"], self.regs["STRTAB_BASE_CFG"],
+                            self.options, sid, ssid) if self.cr0ack("SMMUEN") \
+            else Configuration(None)
         self.trace.emit("drv", op=op.trace_name, phase=phase.trace_name,
                         target=target.trace_name, sid=sid, ssid=ssid,
-                        ret=ret_value(f["RET"]) if phase is DrvPhase.END else None, dom=dom)
+                        ret=ret_value(f["RET"]) if phase is DrvPhase.END else None, dom=cfg.dom,
+                        ste=cfg.ste, cd=cfg.cd, cd_addr=cfg.cd_addr)
 
     # -- progress ------------------------------------------------------------------------
     def tick(self) -> None:

@@ -178,6 +178,21 @@ class IntList(FieldType):
                 and all(_is_uint(x) for x in v))
 
 
+class OptIntList(IntList):
+    """An IntList or null."""
+
+    def __init__(self, length: int | None = None) -> None:
+        super().__init__(length)
+        self.doc += "?"
+        self.expected += " or null"
+
+    def ok(self, v: object) -> bool:
+        return v is None or super().ok(v)
+
+    def ok_written(self, v: object) -> bool:
+        return v is None or super().ok_written(v)
+
+
 class Object(FieldType):
     """A free-form JSON object (decoded command fields, the run's options)."""
 
@@ -433,6 +448,10 @@ KINDS: tuple[Kind, ...] = (
           "null at `begin`"),
         F("dom", DOM, "the domain the stream's STE/CD in memory denote at this moment (read "
           "without the SMMU's caches); null when they give the stream no translation"),
+        F("ste", OptIntList(8), "the stream's STE in memory at this moment (null: none found)"),
+        F("cd", OptIntList(8), "the CD the stream's traffic selects, in memory at this moment "
+          "(null: none)"),
+        F("cd_addr", OPT_UINT, "that CD's address (null: none)"),
     )),
     Kind("drv_armed", "smmu", "the driver probes armed one entry point (written once per "
          "probe when the guest loads them)", (

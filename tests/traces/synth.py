@@ -119,7 +119,8 @@ class Synth:
             ssid: int | None = None, ret: int = 0, target: str = "paging") -> int:
         """A driver-probe record as the SMMU model writes it (cosim/smmu/smmu.py)."""
         return self.emit("drv", op=op, phase=phase, target=target, sid=sid, ssid=ssid,
-                         ret=ret if phase == "end" else None, dom=dom)
+                         ret=ret if phase == "end" else None, dom=dom, ste=None, cd=None,
+                         cd_addr=None)
 
     def marker(self, tag: str, value: int = 0, dev: int = DEV, label: str = "") -> int:
         return self.emit("marker", dev=dev, tag=tag, value=value, label=label)
