@@ -480,15 +480,27 @@ def test_stale_tlb_after_tlbi(tmp_path: Path) -> None:
     assert an.violations[0].index == bad and an.violations[0].entries["cache"] == "TLB"
 
 
-def test_stale_tlb_without_change_evidence_is_a_warning(tmp_path: Path) -> None:
+def test_stale_tlb_without_change_evidence_is_still_a_violation(tmp_path: Path) -> None:
+    """An entry a completed TLBI covered must not be used at all, changed content or not."""
     s = Synth(cache_mode="caching")
     s.xlate(0x1000, DOM_A, pa=0x5000)
     s.tlbi("TLBI_NH_VA", asid=1, vmid=0, addr=0x1000, size=0x1000)
     s.sync()
     s.xlate(0x1000, DOM_A, pa=0x5000, tlb=True)
     an = run(tmp_path, s)
-    assert marker_clean(an) and len(an.warnings) == 1
-    assert an.warnings[0].entries["changed"] is False
+    assert rules(an) == ["stale-cache"] and not an.warnings
+    assert an.violations[0].entries["changed"] is False
+
+
+def test_ats_completion_from_a_stale_tlb_entry(tmp_path: Path) -> None:
+    """`ats` tlb=true is a TLB hit like an untranslated one (the model traces it)."""
+    s = Synth(cache_mode="caching")
+    s.ats(0x1000, DOM_A, pa=0x5000)                 # walk: loads the TLB
+    s.tlbi("TLBI_NH_ASID", asid=1, vmid=0)
+    s.sync()
+    bad = s.ats(0x1000, DOM_A, pa=0x5000, tlb=True)
+    an = run(tmp_path, s)
+    assert rules(an) == ["stale-cache"] and an.violations[0].index == bad
 
 
 def test_tlbi_before_sync_completes_is_not_stale(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def run(view: TraceView) -> Analysis:
     rule_hitless_abort.check(ctx, out)
     rule_entry_update.check(ctx, out)
     rule_protocol.check(ctx, out)
-    rule_stale_cache.check(ctx, out, warn)
+    rule_stale_cache.check(ctx, out)
     violations = sorted(out.items, key=lambda v: v.index)
     _attribute(attaches, violations)
     kinds = Counter(str(r.get("k")) for r in view.records)

@@ -99,6 +99,7 @@ class SMMUv3:
         self.gerror = GlobalErrors(self)
         self.evtq = EventQueue(self)
         self.cmdq = CommandQueue(self)
+        self._ats_tlb = False
         self.translator = Translator(self)
         self.reset()
 
@@ -301,6 +302,7 @@ class SMMUv3:
     def ats_translate(self, sid: int, ssid: int | None, iova: int,
                       access: Access) -> AtsCompletion:
         """An ATS Translation Request (§3.9.1): PCIe completion status and translation."""
+        self._ats_tlb = False
         try:
             c = self._ats(sid, ssid, iova & U64, access)
         except Exception:
@@ -310,7 +312,7 @@ class SMMUv3:
             c = AtsCompletion(AtsStatus.CA)
         self.trace.emit("ats", sid=sid, ssid=ssid, iova=iova, acc=access.code,
                         status=c.status.value, pa=c.pa, size=c.size, perm=c.perm.code,
-                        dom=c.dom)
+                        dom=c.dom, tlb=self._ats_tlb)
         return c
 
     def _ats(self, sid: int, ssid: int | None, iova: int, access: Access) -> AtsCompletion:
@@ -318,6 +320,7 @@ class SMMUv3:
             # No ATS while the SMMU is disabled or without IDR0.ATS: Unsupported Request.
             return AtsCompletion(AtsStatus.UR)
         t = self.translator.resolve(sid, ssid, iova, access, ats=True)
+        self._ats_tlb = t.tlb    # traced: check e judges completions served from the TLB too
         status = ATS_STATUS.get(t.outcome, AtsStatus.CA)
         if status is not AtsStatus.SUCCESS:
             # A failed completion carries no translation, so no domain gave one; an STE

@@ -389,6 +389,7 @@ KINDS: tuple[Kind, ...] = (
         F("perm", Letters("rwx"), "the permissions granted (empty: a translation fault)"),
         F("dom", DOM, "the domain that translated; null when none did (UR, CA other than "
           "UR for an STE bypass)"),
+        F("tlb", BOOL, "served from the TLB"),
     )),
     Kind("atc_inv", "smmu", "a CMD_ATC_INV delivered to the device", (
         _SID, _SSID,
@@ -677,8 +678,11 @@ def upgrade_v1(rec: dict[str, Any]) -> None:
     Schema 1 wrote 'abort' also for requests no domain translated (the model's default):
     an `xlate` that faulted, an `ats` that was not SUCCESS (only the UR for an STE bypass
     named its domain, 'bypass'), a `dma` that failed other than silently ('fault:None').
-    Those become null. Raises DomainError for a string that is not a domain label.
+    Those become null. Raises DomainError for a string that is not a domain label. Schema 1's
+    `ats` did not say whether the TLB served it: read as not.
     """
+    if rec.get("k") == "ats":
+        rec.setdefault("tlb", False)
     dom = rec.get("dom")
     if not isinstance(dom, str):
         return

@@ -74,9 +74,11 @@ class Synth:
                          fault=None if ok or silent else (fault or "F_TRANSLATION"))
 
     def ats(self, iova: int, dom: Domain | None, status: str = "SUCCESS", sid: int = SID,
-            ssid: int | None = None, size: int = 4096) -> int:
+            ssid: int | None = None, size: int = 4096, tlb: bool = False,
+            pa: int | None = None) -> int:
         return self.emit("ats", sid=sid, ssid=ssid, iova=iova, acc="w", status=status,
-                         pa=iova + 0x1000_0000, size=size, perm="rw", dom=dom)
+                         pa=iova + 0x1000_0000 if pa is None else pa, size=size, perm="rw",
+                         dom=dom, tlb=tlb)
 
     def cmd(self, op: str, **f: Any) -> int:
         self.cmd_idx += 1
