@@ -64,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError as e:
         m.set_defaults(_model_missing=str(e))
 
-    a = sub.add_parser("analyze", help="check a trace against the invariants")
-    a.add_argument("args", nargs=argparse.REMAINDER)
+    from .analyzer.cli import DESCRIPTION, add_arguments
+    a = sub.add_parser("analyze", help="check a trace against the invariants",
+                       description=DESCRIPTION)
+    add_arguments(a)
 
     c = sub.add_parser("compare", help="results of several runs side by side (markdown)")
     c.add_argument("runs", nargs="+", type=Path, help="run directories (runs/<timestamp>)")
@@ -156,12 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         from .backend import run_model
         return run_model(args)
     if args.cmd == "analyze":
-        try:
-            from .analyzer.cli import main as analyze_main
-        except ImportError as e:
-            print(f"cosim analyze: the analyzer is not available: {e}", file=sys.stderr)
-            return 2
-        return analyze_main(args.args)
+        from .analyzer.cli import run as analyze_run
+        return analyze_run(args)
     if args.cmd == "compare":
         from .compare import CompareError, load_summary, side_by_side
         try:

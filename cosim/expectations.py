@@ -21,6 +21,7 @@ class Expectation:
     statuses: dict[str, str]                       # test name -> status; unlisted means "pass"
     rules: set[str] = field(default_factory=set)   # analyzer rules that must (only) fire
     findings: list[dict] = field(default_factory=list)
+    verdict: str | None = None                     # the analysis verdict, when recorded
 
 
 def path(kernel: str) -> Path:
@@ -43,7 +44,10 @@ def load(kernel: str) -> Expectation:
         rules |= set(fnd.get("rules", []))
         for t in fnd.get("tests", []):
             statuses.setdefault(t, "fail")
-    return Expectation(kernel, statuses, rules, data.get("finding", []))
+    verdict = data.get("verdict")
+    if verdict is None and rules:
+        verdict = "violations"
+    return Expectation(kernel, statuses, rules, data.get("finding", []), verdict)
 
 
 def observed_rules(summary: dict) -> set[str]:
@@ -64,6 +68,10 @@ def mismatches(exp: Expectation, summary: dict) -> list[str]:
     for name, want in exp.statuses.items():
         if name not in seen:
             out.append(f"{name}: expected {want}, but the run has no such test")
+    verdict = (summary.get("analysis") or {}).get("verdict")
+    if exp.verdict is not None and verdict is not None and verdict != exp.verdict:
+        why = (summary.get("analysis") or {}).get("why", "")
+        out.append(f"analysis: verdict {verdict}, expected {exp.verdict} {why}".rstrip())
     got = observed_rules(summary)
     for r in sorted(got - exp.rules):
         out.append(f"analysis: new violation of rule {r} (not in the expectations)")

@@ -351,6 +351,8 @@ def execute(cfg: RunConfig) -> RunOutcome:
     exit_code = 130 if interrupted else (1 if failed or guest != "booted" else 0)
     if analysis and analysis.get("verdict") == "violations":
         exit_code = exit_code or 1
+    elif analysis and analysis.get("verdict") == "incomplete":
+        exit_code = exit_code or 3   # nothing broke, but the trace cannot show a clean run
     summary = {
         "run_dir": str(run.dir),
         "kernel": cfg.products.kernel_version,

@@ -20,12 +20,12 @@ MODS=""; [ -d "$KDIR/modules" ] && MODS="$KDIR/modules"
 # driver and VFIO with its type1 backend and vfio-pci. Built-in ones are skipped; their
 # dependencies come along from the kernel's modules.dep. Order is load order.
 WANT_MODS="arm_smmu_v3 vfio vfio_iommu_type1 vfio_pci"
-# The kdma test's module (guest-kmod/), when kernel.sh built one for this kernel; it goes to
-# /lib/cosim/ where only that test loads it.
-KMOD="$KDIR/extra/cosim_ep_dma.ko"; KMOD_KEY="$KMOD"; [ -f "$KMOD" ] || KMOD_KEY="no cosim_ep_dma.ko"
+# The guest-kmod/ modules, when kernel.sh built them for this kernel; they go to /lib/cosim/:
+# init loads cosim_drv_probe.ko, the kdma test loads cosim_ep_dma.ko.
+KMODS="$KDIR/extra"; KMOD_KEY="$KMODS"; [ -d "$KMODS" ] || KMOD_KEY="no guest-kmod modules"
 KEY=$(hash_inputs "$BB_DEB" "$COSIM_ROOT/guest" "$COSIM_ROOT/guest-tests" "$KHDR/linux/version.h" \
       "$KHDR/linux/iommufd.h" "$KHDR/linux/vfio.h" "mods:$MODS" "modset v2:$WANT_MODS unxz depmod" \
-      "$KMOD_KEY" "initramfs v1")
+      "$KMOD_KEY" "initramfs v2")
 OUT="$COSIM_CACHE/initramfs/$KEY"
 if [ "${2:-}" = "--key" ]; then echo "KEY=$KEY"; exit 0; fi
 take_lock initramfs
@@ -102,8 +102,8 @@ fi
 if [ -n "$MODS" ]; then
     ship_modules "$MODS" "$R"
 fi
-if [ -f "$KMOD" ]; then
-    mkdir -p "$R/lib/cosim"; cp "$KMOD" "$R/lib/cosim/cosim_ep_dma.ko"
+if [ -d "$KMODS" ]; then
+    mkdir -p "$R/lib/cosim"; cp "$KMODS"/*.ko "$R/lib/cosim/"
 fi
 (cd "$R" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0) \
     | gzip -6 >"$OUT.new/initramfs.cpio.gz"

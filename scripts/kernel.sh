@@ -15,13 +15,14 @@ FRAG="$COSIM_ROOT/kernel/cosim.config"
 CROSS=aarch64-linux-gnu-
 KMAKE=(make -s ARCH=arm64 CROSS_COMPILE=$CROSS -j"$(nproc)")
 # Bump when build_tree changes what it produces: it is part of the cache key.
-BUILD_RECIPE="allnoconfig+fragment Image headers_install guest-kmod v2"
-# The guest's test kernel module (extra/cosim_ep_dma.ko) and the register map it includes.
+BUILD_RECIPE="allnoconfig+fragment Image headers_install guest-kmod v3 (every .ko)"
+# The guest's kernel modules (extra/*.ko: the kdma test driver, the driver-event probes) and
+# the generated register headers they include.
 KMOD_SRC="$COSIM_ROOT/guest-kmod"
-KMOD_HDR="$COSIM_ROOT/guest-tests/include/cosim_ep.h"
+KMOD_HDR="$COSIM_ROOT/guest-tests/include"
 
-# build_kmod SRC OUT: guest-kmod/ as an external module of the tree just built in OUT/build,
-# into OUT/extra/cosim_ep_dma.ko. Built from a copy: with O= kbuild writes an external
+# build_kmod SRC OUT: guest-kmod/ as external modules of the tree just built in OUT/build,
+# into OUT/extra/*.ko. Built from a copy: with O= kbuild writes an external
 # module's objects into M=, and the source dir must stay clean (it is hashed into the key).
 # A failure is a note, not fatal: the kernel is still usable and the kdma test then says the
 # kernel has no module (a recorded "pass" expectation turns that into a visible mismatch).
@@ -33,12 +34,12 @@ build_kmod() {
     # an external module links against; "Image" alone leaves only vmlinux.symvers.
     if (cd "$src" && "${KMAKE[@]}" O="$out/build" modules \
             && "${KMAKE[@]}" O="$out/build" M="$out/build/guest-kmod" \
-            COSIM_EP_INCLUDE="$(dirname "$KMOD_HDR")" modules) >"$out/kmod.log" 2>&1; then
+            COSIM_EP_INCLUDE="$KMOD_HDR" modules) >"$out/kmod.log" 2>&1; then
         mkdir -p "$out/extra"
-        cp "$out/build/guest-kmod/cosim_ep_dma.ko" "$out/extra/cosim_ep_dma.ko"
+        cp "$out"/build/guest-kmod/*.ko "$out/extra/"
     else
         grep -E 'error|Error' "$out/kmod.log" | head -10 >&2 || true
-        echo "    note: guest-kmod/cosim_ep_dma.ko did not build against this tree (log: $out/kmod.log)"
+        echo "    note: guest-kmod/ did not build against this tree (log: $out/kmod.log)"
     fi
 }
 

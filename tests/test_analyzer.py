@@ -36,6 +36,16 @@ def run(tmp_path: Path, s: Synth, name: str = "t.jsonl"):
     return analyze_file(s.write(tmp_path / name))
 
 
+def marker_clean(an) -> bool:
+    """No rule fired. These traces have only the tests' userspace markers (no driver probes),
+    so an attach-bearing trace is 'incomplete', never 'clean' (tests/test_analyzer_driver.py
+    covers the driver windows on traces the real model writes)."""
+    marker_only = bool(an.attaches) and all(a.source == "marker" for a in an.attaches)
+    if marker_only:
+        assert any("no driver probes" in w for w in an.incomplete), an.incomplete
+    return not an.violations and an.verdict == ("incomplete" if marker_only else "clean")
+
+
 def rules(an) -> list[str]:
     return [v.rule for v in an.violations]
 
@@ -78,7 +88,7 @@ def test_clean_replace(tmp_path: Path) -> None:
     s = Synth()
     base_replace(s)
     an = run(tmp_path, s)
-    assert an.verdict == "clean", [v.message for v in an.violations]
+    assert marker_clean(an), [v.message for v in an.violations]
     (a,) = an.attaches
     assert a.old[(SID, None)] == DOM_A and a.new[(SID, None)] == DOM_B
     assert a.new_from[(SID, None)] == "translation"
@@ -91,7 +101,7 @@ def test_clean_a_b_a(tmp_path: Path) -> None:
     replace(s, DOM_B, DOM_A, STE_A, CD_A, value=2)
     traffic(s, DOM_A, STE_A, CD_A)
     an = run(tmp_path, s)
-    assert an.verdict == "clean", [v.message for v in an.violations]
+    assert marker_clean(an), [v.message for v in an.violations]
     a1, a2 = an.attaches
     assert (a2.old[(SID, None)], a2.new[(SID, None)]) == (DOM_B, DOM_A)
     # DOM_A after the second attach is that attach's new domain, not the first one's old.
@@ -111,7 +121,7 @@ def test_clean_a_b_a_without_traffic_in_between(tmp_path: Path) -> None:
     s.marker("attach-end", 2)
     traffic(s, DOM_A, STE_A, CD_A)
     an = run(tmp_path, s)
-    assert an.verdict == "clean"
+    assert marker_clean(an)
 
 
 def test_clean_paging_blocked_paging(tmp_path: Path) -> None:
@@ -138,7 +148,7 @@ def test_clean_paging_blocked_paging(tmp_path: Path) -> None:
     s.marker("attach-end", 2)
     traffic(s, DOM_A, STE_A, CD_A)
     an = run(tmp_path, s)
-    assert an.verdict == "clean", [v.message for v in an.violations]
+    assert marker_clean(an), [v.message for v in an.violations]
     a1, a2 = an.attaches
     assert a1.new[(SID, None)] == ABORT and a2.old[(SID, None)] == ABORT
 
@@ -169,7 +179,7 @@ def test_config_error_before_attach_is_not_the_old_domain(tmp_path: Path) -> Non
     traffic(s, DOM_B, STE_B, CD_B)
     an = run(tmp_path, s)
     assert an.attaches[0].old[(SID, None)] == DOM_A
-    assert an.verdict == "clean"
+    assert marker_clean(an)
 
 
 def test_clean_identity_to_paging(tmp_path: Path) -> None:
@@ -178,7 +188,7 @@ def test_clean_identity_to_paging(tmp_path: Path) -> None:
     replace(s, BYPASS, DOM_A, STE_A, CD_A)
     traffic(s, DOM_A, STE_A, CD_A)
     an = run(tmp_path, s)
-    assert an.verdict == "clean"
+    assert marker_clean(an)
     assert an.attaches[0].old[(SID, None)] == BYPASS
 
 
@@ -188,7 +198,7 @@ def test_reattach_same_domain_is_not_a_violation(tmp_path: Path) -> None:
     replace(s, DOM_A, DOM_A, STE_A, CD_A)
     traffic(s, DOM_A, STE_A, CD_A)
     an = run(tmp_path, s)
-    assert an.verdict == "clean"
+    assert marker_clean(an)
     assert an.attaches[0].new[(SID, None)] == DOM_A  # from the configuration fetched after
 
 
@@ -244,7 +254,7 @@ def test_inv1_new_domain_from_configuration(tmp_path: Path) -> None:
     s.xlate(PAGES[0], DOM_A, tlb=True)
     an = run(tmp_path, s)
     # B was only seen on sid 9: with no evidence for this stream the attach is unverifiable.
-    assert an.verdict == "clean"
+    assert marker_clean(an)
     s2 = Synth()
     traffic(s2, DOM_B, STE_B, CD_B)
     traffic(s2, DOM_A, STE_A, CD_A)
@@ -301,7 +311,7 @@ def test_inv2_use_before_completion_is_allowed(tmp_path: Path) -> None:
     s.atc_insert(9, PAGES[0], DOM_A)  # re-fetched after the invalidation: a new entry
     s.atc_hit(9, PAGES[0], DOM_A)
     an = run(tmp_path, s)
-    assert an.verdict == "clean"
+    assert marker_clean(an)
 
 
 def test_inv2_failed_sync_does_not_complete(tmp_path: Path) -> None:
@@ -315,7 +325,7 @@ def test_inv2_failed_sync_does_not_complete(tmp_path: Path) -> None:
     s.sync()
     s.atc_hit(1, PAGES[0], DOM_A)
     an = run(tmp_path, s)
-    assert an.verdict == "clean"
+    assert marker_clean(an)
 
 
 def test_inv2_pasid_scoped_invalidation(tmp_path: Path) -> None:
@@ -327,7 +337,7 @@ def test_inv2_pasid_scoped_invalidation(tmp_path: Path) -> None:
     s.sync()
     s.atc_hit(2, 0x1000, DOM_B, ssid=4)   # other PASID: not covered
     an = run(tmp_path, s)
-    assert an.verdict == "clean"
+    assert marker_clean(an)
     s.atc_hit(1, 0x1000, DOM_A, ssid=3)
     an = run(tmp_path, s, "t2.jsonl")
     assert rules(an) == ["inv2-invalidated-atc"] and an.violations[0].ssid == 3
@@ -368,7 +378,7 @@ def test_inv3_walk_fault_in_new_domain_is_not_an_abort(tmp_path: Path) -> None:
     s.marker("attach-end", 1)
     traffic(s, DOM_B, STE_B, CD_B)
     an = run(tmp_path, s)
-    assert an.verdict == "clean", [v.message for v in an.violations]
+    assert marker_clean(an), [v.message for v in an.violations]
 
 
 # -- d: STE/CD states fetched during an update --------------------------------------------------
@@ -403,7 +413,7 @@ def test_entry_update_hitless_mix_is_clean(tmp_path: Path) -> None:
     s.marker("attach-end", 1)
     traffic(s, DOM_A, STE_A, CD_A)
     an = run(tmp_path, s)
-    assert an.verdict == "clean", [v.message for v in an.violations]
+    assert marker_clean(an), [v.message for v in an.violations]
 
 
 def test_entry_update_illegal_state(tmp_path: Path) -> None:
@@ -453,7 +463,7 @@ def test_stale_cached_ste_after_cfgi(tmp_path: Path) -> None:
     assert v.entries["invalidation"]["op"] == "CFGI_STE"
     # The same trace in coherent mode has no caches to check.
     s.header["cache_mode"] = "coherent"
-    assert run(tmp_path, s, "coherent.jsonl").verdict == "clean"
+    assert marker_clean(run(tmp_path, s, "coherent.jsonl"))
 
 
 def test_stale_tlb_after_tlbi(tmp_path: Path) -> None:
@@ -470,15 +480,27 @@ def test_stale_tlb_after_tlbi(tmp_path: Path) -> None:
     assert an.violations[0].index == bad and an.violations[0].entries["cache"] == "TLB"
 
 
-def test_stale_tlb_without_change_evidence_is_a_warning(tmp_path: Path) -> None:
+def test_stale_tlb_without_change_evidence_is_still_a_violation(tmp_path: Path) -> None:
+    """An entry a completed TLBI covered must not be used at all, changed content or not."""
     s = Synth(cache_mode="caching")
     s.xlate(0x1000, DOM_A, pa=0x5000)
     s.tlbi("TLBI_NH_VA", asid=1, vmid=0, addr=0x1000, size=0x1000)
     s.sync()
     s.xlate(0x1000, DOM_A, pa=0x5000, tlb=True)
     an = run(tmp_path, s)
-    assert an.verdict == "clean" and len(an.warnings) == 1
-    assert an.warnings[0].entries["changed"] is False
+    assert rules(an) == ["stale-cache"] and not an.warnings
+    assert an.violations[0].entries["changed"] is False
+
+
+def test_ats_completion_from_a_stale_tlb_entry(tmp_path: Path) -> None:
+    """`ats` tlb=true is a TLB hit like an untranslated one (the model traces it)."""
+    s = Synth(cache_mode="caching")
+    s.ats(0x1000, DOM_A, pa=0x5000)                 # walk: loads the TLB
+    s.tlbi("TLBI_NH_ASID", asid=1, vmid=0)
+    s.sync()
+    bad = s.ats(0x1000, DOM_A, pa=0x5000, tlb=True)
+    an = run(tmp_path, s)
+    assert rules(an) == ["stale-cache"] and an.violations[0].index == bad
 
 
 def test_tlbi_before_sync_completes_is_not_stale(tmp_path: Path) -> None:
@@ -488,7 +510,7 @@ def test_tlbi_before_sync_completes_is_not_stale(tmp_path: Path) -> None:
     s.xlate(0x1000, DOM_A, pa=0x6000)
     s.xlate(0x1000, DOM_A, pa=0x5000, tlb=True)  # no CMD_SYNC yet
     an = run(tmp_path, s)
-    assert an.verdict == "clean" and not an.warnings
+    assert marker_clean(an) and not an.warnings
 
 
 # -- layouts --------------------------------------------------------------------------------
@@ -560,7 +582,7 @@ def test_test_boundary_ends_the_after_attach_window(tmp_path: Path) -> None:
     s.marker("test-begin", 2)
     traffic(s, DOM_A, STE_A, CD_A)
     an = run(tmp_path, s)
-    assert an.verdict == "clean", [v.message for v in an.violations]
+    assert marker_clean(an), [v.message for v in an.violations]
     # Without the boundary the same translations are a violation of invariant 1.
     s2 = Synth()
     traffic(s2, DOM_A, STE_A, CD_A)

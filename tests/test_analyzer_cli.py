@@ -22,7 +22,9 @@ def _trace(tmp_path: Path, stale: bool) -> Path:
     for p in (0x1000, 0x2000):
         s.translate(p, DOM_A)
     s.marker("attach-begin", 1)
+    s.drv("begin", DOM_A)
     s.translate(0x1000, DOM_B)
+    s.drv("end", DOM_B)
     s.marker("attach-end", 1)
     if stale:
         s.translate(0x2000, DOM_A)
@@ -107,10 +109,13 @@ def test_torn_trace_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[st
     w.close()
     with open(tmp_path / "w.jsonl", "a") as f:
         f.write('{"t": 5, "k": "dma", "dev"')
-    assert main([str(tmp_path / "w.jsonl"), "--json", str(tmp_path / "s.json")]) == 0
+    # A torn last record is what a crash leaves: the rest is judged, and the verdict says the
+    # evidence is incomplete (exit 3), never clean.
+    assert main([str(tmp_path / "w.jsonl"), "--json", str(tmp_path / "s.json")]) == 3
     assert "TORN" in capsys.readouterr().out
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["torn"] is True and summary["counts"]["records"] == 1
+    assert summary["verdict"] == "incomplete" and "torn" in summary["incomplete"][0]
 
 
 def test_analyze_path_for_the_launcher(tmp_path: Path) -> None:
@@ -134,3 +139,48 @@ def test_python_dash_m(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "cosim.analyzer", str(tmp_path / "missing")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_malformed_record_is_one_line_exit_2_and_no_output(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = _trace(tmp_path, False)
+    bad = tmp_path / "bad.jsonl"
+    lines = good.read_text().splitlines()
+    lines.insert(3, '{"t": 9, "k": "xlate", "sid": "eight"}')
+    bad.write_text("\n".join(lines) + "\n")
+    out_json = tmp_path / "s.json"
+    assert main(["--json", str(out_json), str(bad)]) == 2
+    err = _stderr_only_line(capsys)
+    assert "line 4" in err and "xlate" in err and "Traceback" not in err
+    assert not out_json.exists()
+
+
+def test_options_before_the_trace_and_help_through_cosim(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "cosim", "analyze", "--help"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "--json" in r.stdout and "--perfetto" in r.stdout
+    assert "3 incomplete" in r.stdout
+    s = tmp_path / "s.json"
+    r = subprocess.run([sys.executable, "-m", "cosim", "analyze", "-q", "--json", str(s),
+                        str(_trace(tmp_path, True))], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and json.loads(s.read_text())["verdict"] == "violations"
+
+
+def test_marker_windows_only_is_incomplete(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    s = Synth()
+    s.translate(0x1000, DOM_A)
+    s.marker("attach-begin", 1)
+    s.marker("attach-end", 1)
+    s.translate(0x1000, DOM_B)
+    assert main([str(s.write(tmp_path / "m.jsonl"))]) == 3
+    out = capsys.readouterr().out
+    assert "verdict: INCOMPLETE" in out and "no driver probes" in out
+
+
+def test_unwritable_output_leaves_nothing(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "nodir" / "s.json"
+    assert main(["--json", str(target), str(_trace(tmp_path, False))]) == 2
+    assert "cannot write output" in _stderr_only_line(capsys)
+    assert not target.parent.exists()

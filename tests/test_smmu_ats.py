@@ -143,3 +143,14 @@ def test_smmu_is_the_devices_translation_agent():
     t = agent.translate(3, None, 0x1000, Access(read=True, priv=True))
     assert t == TranslationResult(True, PA, 4096, Permissions(read=True, write=True, priv=True),
                                   Domain.stage1(5, ttb))
+
+
+def test_ats_record_says_when_the_tlb_served_it():
+    """Check e needs to know an ATS completion came from the TLB (§3.9.1 completions are
+    translations like any other)."""
+    d = Driver(SmmuOptions(cache_mode="caching")).init()
+    s1_dev(d)
+    d.smmu.ats_translate(3, None, 0x1000, RW)
+    d.smmu.ats_translate(3, None, 0x1000, RW)
+    first, second = d.trace.kinds("ats")
+    assert first["tlb"] is False and second["tlb"] is True

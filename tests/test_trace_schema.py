@@ -226,7 +226,7 @@ def test_every_kind_is_declared_once_with_meanings() -> None:
         if k.tag is not None:
             tag = k.by_name[k.tag].type
             assert isinstance(tag, sc.Enum) and tag.values == set(k.by_tag), k.name
-    assert sc.DOM_KINDS == ("xlate", "ats", "atc_insert", "atc_hit", "dma")
+    assert sc.DOM_KINDS == ("xlate", "ats", "drv", "atc_insert", "atc_hit", "dma")
 
 
 def test_docs_tables_match_the_schema() -> None:

@@ -11,6 +11,7 @@ from . import (
     rule_entry_update,
     rule_hitless_abort,
     rule_old_domain,
+    rule_protocol,
     rule_stale_cache,
 )
 from .attaches import Attach, attach_stats, find_attaches, infer_domains
@@ -29,13 +30,20 @@ class Analysis:
     warnings: list[Violation]
     counts: dict[str, Any] = field(default_factory=dict)
 
+    incomplete: list[str] = field(default_factory=list)
+
     @property
     def verdict(self) -> str:
-        return "violations" if self.violations else "clean"
+        """'violations' when a rule fired; else 'incomplete' when the evidence cannot support
+        'clean' (see `incomplete` for why); else 'clean'."""
+        if self.violations:
+            return "violations"
+        return "incomplete" if self.incomplete else "clean"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict,
+            "incomplete": self.incomplete,
             "violations": [v.to_json(self.view) for v in self.violations],
             "warnings": [v.to_json(self.view) for v in self.warnings],
             "attaches": [a.to_json(self.view) for a in self.attaches],
@@ -59,7 +67,8 @@ def run(view: TraceView) -> Analysis:
     rule_atc_invalidation.check(ctx, out)
     rule_hitless_abort.check(ctx, out)
     rule_entry_update.check(ctx, out)
-    rule_stale_cache.check(ctx, out, warn)
+    rule_protocol.check(ctx, out)
+    rule_stale_cache.check(ctx, out)
     violations = sorted(out.items, key=lambda v: v.index)
     _attribute(attaches, violations)
     kinds = Counter(str(r.get("k")) for r in view.records)
@@ -73,7 +82,24 @@ def run(view: TraceView) -> Analysis:
         "bad_lines": len(view.problems),
     }
     return Analysis(view, attaches, violations, sorted(warn.items, key=lambda v: v.index),
-                    counts)
+                    counts, _incomplete(view, attaches))
+
+
+def _incomplete(view: TraceView, attaches: list[Attach]) -> list[str]:
+    """Why this trace cannot show that every attach was hitless, even if no rule fired."""
+    out = []
+    if view.torn is not None:
+        out.append("the trace ends with a torn record: the model died while writing it")
+    if view.problems:
+        out.append(f"{len(view.problems)} line(s) could not be read (see problems)")
+    open_ = [a.n for a in attaches if a.end is None]
+    if open_:
+        out.append(f"attach #{open_[0]} never ended: the trace ends inside it")
+    if attaches and all(a.source == "marker" for a in attaches):
+        out.append("no driver probes in the trace: attach windows are the tests' userspace "
+                   "markers, which end after the driver returned (load "
+                   "guest-kmod/cosim_drv_probe.ko)")
+    return out
 
 
 def _attribute(attaches: list[Attach], violations: list[Violation]) -> None:

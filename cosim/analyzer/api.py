@@ -25,10 +25,15 @@ def analyze_path(path: str | os.PathLike[str],
         an = analyze_file(path)
     except TraceError as e:
         return {"verdict": "unreadable", "why": str(e)}
+    if an.view.problems:
+        more = f" (and {len(an.view.problems) - 1} more)" if len(an.view.problems) > 1 else ""
+        return {"verdict": "unreadable", "why": f"{an.view.problems[0]}{more}"}
     if report_path is not None:
         with open(report_path, "w") as f:
             f.write(report.render(an, os.fspath(path)))
     summary = an.to_json()
     if an.violations:
         summary["why"] = f"{len(an.violations)} violation(s)"
+    elif an.incomplete:
+        summary["why"] = "; ".join(an.incomplete)
     return summary

@@ -1,5 +1,13 @@
-"""Attaches: the guest's attach-begin .. attach-end marker pairs (and the PASID variants), the
-domain each stream used before and after, and per-attach statistics."""
+"""Attaches: the windows in which a stream's domain changes, the domain it had before and
+after, and per-attach statistics.
+
+When the guest loaded the driver probes (guest-kmod/cosim_drv_probe.c), a window is exactly
+one call of a driver entry point that changes a domain (`drv` records: entry and return),
+and its old and new domains are the ones the stream's configuration in memory denoted at
+those two moments. The guest tests' userspace markers (attach-begin .. attach-end) then only
+label the windows. Without the probes the marker pairs are the windows, the domains are
+inferred from traffic, and the analysis says its evidence is incomplete.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +40,10 @@ class Attach:
     horizon: int = 0              # next attach of the same scope begins here (exclusive)
     old: dict[Key, Domain | None] = field(default_factory=dict)
     new: dict[Key, Domain | None] = field(default_factory=dict)
-    new_from: dict[Key, str] = field(default_factory=dict)  # 'translation' | 'config'
+    new_from: dict[Key, str] = field(default_factory=dict)  # 'translation' | 'config' | 'driver'
+    source: str = "marker"        # 'driver': a drv entry/return pair; 'marker': userspace
+    target: str | None = None     # driver windows: the kind of domain attached
+    ret: int | None = None        # driver windows: the entry point's return value
     commands: int = 0
     syncs: int = 0
     aborts: int = 0
@@ -67,6 +78,7 @@ class Attach:
             "end_line": view.line_of(self.end) if self.end is not None else None,
             "old": dom_map(self.old), "new": dom_map(self.new),
             "new_from": {_key_str(k): v for k, v in self.new_from.items()},
+            "source": self.source, "target": self.target, "ret": self.ret,
             "commands": self.commands,
             "syncs": self.syncs, "aborts": self.aborts, "faults": self.faults,
             "verdict": self.verdict(), "rules": sorted(self.rules), "notes": self.notes,
@@ -82,6 +94,77 @@ def _key_str(k: Key) -> str:
 
 
 def find_attaches(view: TraceView) -> list[Attach]:
+    """Driver windows when the trace has them (labelled by the markers), else marker windows."""
+    markers = find_marker_attaches(view)
+    if not any(r.get("k") in ("drv", "drv_armed") for r in view.records):
+        return markers
+    drv = find_driver_attaches(view)
+    _label(drv, markers)
+    return drv
+
+
+# A driver operation and the attach kind it is judged as.
+DRV_KINDS = {"attach": "attach", "pasid-attach": "pasid-attach", "pasid-remove": "pasid-remove"}
+
+
+def find_driver_attaches(view: TraceView) -> list[Attach]:
+    """One window per driver entry point call: `drv` begin .. the matching `drv` end."""
+    sid_dev = {sid: dev for dev, sids in view.dev_sids.items() for sid in sids}
+    out: list[Attach] = []
+    open_: dict[tuple[str, Key], Attach] = {}
+    last_begin: dict[Key, list[Attach]] = {}
+    for i, rec in enumerate(view.records):
+        if rec.get("k") != "drv":
+            continue
+        sid, ssid = rec["sid"], ssid_of(rec)
+        key = (sid, ssid)
+        kind = DRV_KINDS[rec["op"]]
+        if rec["phase"] == "begin":
+            cur = open_.get((kind, key))
+            if cur is not None:
+                cur.notes.append(f"no return before the next {kind} entry (line "
+                                 f"{view.line_of(i)})")
+            a = Attach(len(out) + 1, sid_dev.get(sid, -1), kind, i, None, sids=[sid],
+                       ssid=ssid, source="driver", target=rec["target"])
+            a.old[key] = dom_of(rec)
+            out.append(a)
+            open_[(kind, key)] = a
+            last_begin.setdefault(key, []).append(a)
+            continue
+        cur = open_.pop((kind, key), None)
+        if cur is None:
+            view.notes.append(f"line {view.line_of(i)}: driver {kind} return for "
+                              f"{_key_str(key)} without its entry")
+            continue
+        cur.end = i
+        cur.ret = rec.get("ret")
+        cur.new[key] = dom_of(rec)
+        cur.new_from[key] = "driver"
+        if cur.ret:
+            cur.notes.append(f"the driver's {kind} returned {cur.ret}")
+    # Every domain change goes through one of these entry points, so a window's "after" lasts
+    # until the next one for the same stream begins.
+    n = len(view.records)
+    for wins in last_begin.values():
+        for a, b in zip(wins, wins[1:] + [None], strict=True):
+            a.horizon = b.begin if b is not None else n
+    for a in out:
+        if a.end is None:
+            a.notes.append("attach never returned (trace ends inside it)")
+    return out
+
+
+def _label(drv: list[Attach], markers: list[Attach]) -> None:
+    """Name each driver window after the userspace marker pair around it, if any."""
+    for a in drv:
+        for m in markers:
+            if m.dev == a.dev and m.kind == a.kind and m.begin < a.begin \
+                    and (m.end is None or (a.end is not None and a.end < m.end)):
+                a.value, a.label = m.value, m.label
+                break
+
+
+def find_marker_attaches(view: TraceView) -> list[Attach]:
     out: list[Attach] = []
     open_: dict[tuple[int, str], Attach] = {}
     for i, rec in enumerate(view.records):
@@ -134,33 +217,38 @@ def find_attaches(view: TraceView) -> list[Attach]:
 
 
 def infer_domains(view: TraceView, doms: DomainIndex, attaches: list[Attach]) -> None:
+    for a in attaches:
+        if a.source == "marker":
+            _infer_marker_domains(view, doms, a)
+
+
+def _infer_marker_domains(view: TraceView, doms: DomainIndex, a: Attach) -> None:
     """Old = the last domain that served the stream before attach-begin; new = the first other
     domain that serves it after attach-end, or, when no translation shows one, the domain the
     configuration fetched after attach-end denotes (only if that domain appears for the stream
     in the trace: the STE/CD alone cannot say which TTB walks an address, so a domain the
     SMMU never reported can never invent a change)."""
-    for a in attaches:
-        for key in a.keys:
-            old = doms.last_served_before(view, key, a.begin)
-            a.old[key] = old
-            if a.end is None:
-                continue
-            new, source = None, ""
-            lst = doms.served.get(key)
-            for j in (lst.between(a.end, a.horizon) if lst else []):
-                d = dom_of(view.records[j])
-                if d != old:
-                    new, source = d, "translation"
-                    break
-            if new is None:
-                new = _config_domain(view, doms, key, a.end, a.horizon)
-                source = "config" if new is not None else ""
-            if new is None:
-                a.notes.append(f"stream {_key_str(key)}: nothing after attach-end shows a domain "
-                               f"other than the old one ({old}); invariant 1 not checkable")
-            a.new[key] = new
-            if source:
-                a.new_from[key] = source
+    for key in a.keys:
+        old = doms.last_served_before(view, key, a.begin)
+        a.old[key] = old
+        if a.end is None:
+            continue
+        new, source = None, ""
+        lst = doms.served.get(key)
+        for j in (lst.between(a.end, a.horizon) if lst else []):
+            d = dom_of(view.records[j])
+            if d != old:
+                new, source = d, "translation"
+                break
+        if new is None:
+            new = _config_domain(view, doms, key, a.end, a.horizon)
+            source = "config" if new is not None else ""
+        if new is None:
+            a.notes.append(f"stream {_key_str(key)}: nothing after attach-end shows a domain "
+                           f"other than the old one ({old}); invariant 1 not checkable")
+        a.new[key] = new
+        if source:
+            a.new_from[key] = source
 
 
 def _config_domain(view: TraceView, doms: DomainIndex, key: Key, lo: int,

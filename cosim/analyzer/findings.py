@@ -9,14 +9,20 @@ from .view import TraceView, fmt_t
 
 # rule id -> (check letter, one-line statement)
 RULES = {
-    "inv1-old-domain": ("a", "after attach-end, a translation from the old domain was served "
-                             "or used"),
+    "inv1-old-domain": ("a", "after the attach returned, a translation from another domain than "
+                             "the attached one was served, used or still held by the device"),
     "inv2-invalidated-atc": ("b", "after ATC_INV + CMD_SYNC completed, the device used an ATC "
                                   "entry the invalidation covered"),
     "inv3-abort-during-attach": ("c", "during an attach, an abort or fault at an address both "
                                       "the old and the new domain map"),
+    "inv3-neither-domain": ("c", "during an attach, the device got a translation from a domain "
+                                 "that is neither the old nor the new one (a torn mix)"),
     "entry-update": ("d", "the SMMU fetched an STE/CD state during an update that is illegal or "
                           "matches neither the old nor the new entry in a bit it uses"),
+    "protocol-cfgi": ("f", "the driver's attach returned with an STE/CD the SMMU had fetched "
+                           "changed in memory and no completed CFGI + CMD_SYNC since"),
+    "protocol-atc-sync": ("f", "the driver's attach returned before a CMD_SYNC completed "
+                               "after an ATC_INV it issued"),
     "stale-cache": ("e", "caching mode: a translation was served from a cache entry that a "
                          "completed invalidation had removed"),
 }

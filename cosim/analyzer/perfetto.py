@@ -9,7 +9,7 @@ and faults (events, failed translations, violations). Timestamps are microsecond
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import IO, Any
 
 from .analysis import Analysis
 from .domains import SERVED_KINDS, dom_of
@@ -107,6 +107,10 @@ def build(an: Analysis) -> dict[str, Any]:
             "otherData": {"verdict": an.verdict, "records": len(view.records)}}
 
 
+def dump(an: Analysis, f: IO[str]) -> None:
+    json.dump(build(an), f, default=str)
+
+
 def write(an: Analysis, path: str) -> None:
     with open(path, "w") as f:
-        json.dump(build(an), f, default=str)
+        dump(an, f)

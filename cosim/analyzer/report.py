@@ -39,6 +39,13 @@ def render(an: Analysis, source: str = "") -> str:
     lines.append(f"  verdict: {an.verdict.upper()}"
                  + (f" ({len(an.violations)} violation(s): {by_rule})" if an.violations else "")
                  + (f", {len(an.warnings)} warning(s)" if an.warnings else ""))
+    for why in an.incomplete:
+        lines.append(f"  incomplete: {why}")
+    src = {a.source for a in an.attaches}
+    if src:
+        lines.append("  attach windows: " + (
+            "the driver's own entry and return (drv probes)" if src == {"driver"}
+            else "userspace markers (no driver probes)"))
     if an.attaches:
         lines += ["", "Attaches:",
                   "  #    dev kind          begin        duration   cmds syncs aborts faults "

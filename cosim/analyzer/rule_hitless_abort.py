@@ -19,6 +19,7 @@ from .findings import Collector, Violation
 from .view import Record, ssid_of
 
 RULE = "inv3-abort-during-attach"
+NEITHER = "inv3-neither-domain"
 # Faults found by walking a domain's own tables (§7.3 event types F_TRANSLATION etc.).
 WALK_FAULTS = frozenset(TRANSLATION_FAULTS)
 
@@ -49,6 +50,39 @@ def _explained(r: Record, fault: str | None, old: Domain | None, new: Domain | N
 
 
 def check(ctx: Context, out: Collector) -> None:
+    _aborts(ctx, out)
+    _neither(ctx, out)
+
+
+def _neither(ctx: Context, out: Collector) -> None:
+    """Inside a driver window a translation may come from the old or the new domain; one from
+    any other (a nested pair of one old and one new stage, an ASID of one and a table of the
+    other) is a configuration the driver never meant. Marker windows' domains are inferred, so
+    only driver windows are judged this way."""
+    recs = ctx.view.records
+    for a in ctx.attaches:
+        if a.source != "driver":
+            continue
+        for key in a.keys:
+            allowed = (a.old.get(key), a.new.get(key))
+            for lst in (ctx.doms.served.get(key), ctx.doms.used.get(key)):
+                if lst is None:
+                    continue
+                for j in lst.between(a.begin, a.stop):
+                    dom = dom_of(recs[j])
+                    if dom is None or dom in allowed:
+                        continue
+                    group = (NEITHER, a.n, key)
+                    out.seen(group, j) or out.new(group, Violation(
+                        NEITHER, j, key[0], key[1],
+                        f"{recs[j]['k']} from domain {label(dom)} during the attach: neither "
+                        f"the old domain {label(allowed[0])} nor the new {label(allowed[1])}",
+                        {"old_dom": label(allowed[0]), "new_dom": label(allowed[1]),
+                         "used_dom": label(dom)}, attach=a.n))
+                    a.rules.add(NEITHER)
+
+
+def _aborts(ctx: Context, out: Collector) -> None:
     recs = ctx.view.records
     mapped = ctx.doms.mapped
     for a in ctx.attaches:

@@ -1,12 +1,13 @@
-"""Check e (caching mode only, header `cache_mode` == 'caching'): no translation is served from
-a cache entry that a completed invalidation covered.
+"""Check e (modes that cache, header `cache_mode` 'caching' or 'strict'): no translation is
+served from a cache entry that a completed invalidation covered.
 
 After CMD_CFGI_* / CMD_TLBI_* and a CMD_SYNC after it complete (§4.3, §4.4, §4.7.3;
 §3.21.3 / §3.17 on what the caches may then hold), the SMMU must fetch the structure or walk
 the tables again before using it. A cache hit (`ste_fetch`/`cd_fetch` cached=true, `xlate`
 tlb=true) whose content was last loaded from memory before such an invalidation is stale.
-It is a violation when the trace shows the underlying content had changed (a load after the
-stale entry's returned something else); without that evidence it is reported as a warning.
+It is a violation whether or not the trace shows the content had changed (the entry
+must not be used at all); the report says which evidence it has. ATS completions served from
+the TLB (`ats` tlb=true) are hits like untranslated ones.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class _Loads:
         return at, self.last_any.get(key, -1) > at
 
 
-def check(ctx: Context, out: Collector, warn: Collector) -> None:
+def check(ctx: Context, out: Collector) -> None:
     if not ctx.view.caching:
         return
     recs = ctx.view.records
@@ -73,7 +74,7 @@ def check(ctx: Context, out: Collector, warn: Collector) -> None:
             inv = invs[pos - 1]
             loaded_at, changed = loads.loaded(key, content)
             if inv.issue > loaded_at:
-                _report(ctx, out if changed else warn, i, r, inv, loaded_at, changed,
+                _report(ctx, out, i, r, inv, loaded_at, changed,
                         "STE" if k == "ste_fetch" else "CD")
         elif k in ("xlate", "ats"):
             dom, iova = dom_of(r), r.get("iova")
@@ -85,7 +86,7 @@ def check(ctx: Context, out: Collector, warn: Collector) -> None:
                 str(r.get("status", "")).upper() == "SUCCESS"
             pa = r.get("pa")
             content = ((pa - (iova - base)) if isinstance(pa, int) else None, r.get("perm"))
-            if k == "ats" or not r.get("tlb"):
+            if not r.get("tlb"):
                 if ok:
                     loads.load(key, content, i)
                 else:
@@ -106,7 +107,7 @@ def check(ctx: Context, out: Collector, warn: Collector) -> None:
                     hit_inv = v
                     break
             if hit_inv is not None:
-                _report(ctx, out if changed else warn, i, r, hit_inv, loaded_at, changed, "TLB")
+                _report(ctx, out, i, r, hit_inv, loaded_at, changed, "TLB")
 
 
 def _report(ctx: Context, out: Collector, i: int, r: Record, inv: Inval, loaded_at: int,
@@ -123,11 +124,12 @@ def _report(ctx: Context, out: Collector, i: int, r: Record, inv: Inval, loaded_
             RULE, i, sid, ssid_of(r),
             f"{what} ({loaded}) served after {inv.op} (line {view.line_of(inv.issue)}) "
             f"completed (line {view.line_of(inv.done or 0)})"
-            + ("" if changed else "; no evidence the content had changed"),
+            + ("; the content had changed since" if changed else
+               "; the trace does not show whether the content had changed"),
             {"cache": cache, "dom": label(dom_of(r)), "iova": r.get("iova"),
              "loaded_line": view.line_of(loaded_at) if loaded_at >= 0 else None,
              "invalidation": {"op": inv.op, "line": view.line_of(inv.issue),
                               "completed_line": view.line_of(inv.done or 0),
                               **{k: v for k, v in inv.rec.items() if k not in ("t", "k")}},
              "changed": changed},
-            warning=not changed))
+            ))

@@ -64,7 +64,7 @@ class TraceView:
 
     @property
     def caching(self) -> bool:
-        return self.header.get("cache_mode") == "caching"
+        return self.header.get("cache_mode") in ("caching", "strict")
 
     def sids_of(self, dev: Any) -> list[int]:
         return self.dev_sids.get(dev, []) if isinstance(dev, int) else []

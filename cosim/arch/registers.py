@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import driver_events
 from .bitfield import Layout
 
 # Page 1 (offset 0x10000) holds the queue PROD/CONS registers that software on another
@@ -123,6 +124,8 @@ REGISTERS: tuple[Reg, ...] = (
     _r("PRIQ_CONS", PAGE1 + 0xCC, EVTQ_CONS),
     _r("PRIQ_IRQ_CFG0", 0xD0, IRQ_CFG0), _r("PRIQ_IRQ_CFG1", 0xD8, IRQ_CFG1),
     _r("PRIQ_IRQ_CFG2", 0xDC, IRQ_CFG2),
+    # The model's own register in the IMPLEMENTATION DEFINED page-0 space (§6.2).
+    _r("DRV_EVENT", driver_events.OFFSET, driver_events.DRV_EVENT),
 )
 BY_NAME: dict[str, Reg] = {r.name: r for r in REGISTERS}
 

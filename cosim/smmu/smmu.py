@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from cosim.arch.domain import Domain
+from cosim.arch.driver_events import DRV_EVENT, DrvOp, DrvPhase, DrvTarget, ret_value
 from cosim.arch.registers import (
     BY_NAME,
     CMDQ_PROD,
@@ -43,6 +44,7 @@ from cosim.translation_agent import (
 from .ats import AtcTracker
 from .caches import ConfigCache, Tlb
 from .command_queue import CommandQueue
+from .configuration import Configuration, configuration
 from .event_queue import EventQueue, EventRecord, GlobalErrors
 from .options import SmmuOptions
 from .registers import build_id_registers
@@ -97,6 +99,7 @@ class SMMUv3:
         self.gerror = GlobalErrors(self)
         self.evtq = EventQueue(self)
         self.cmdq = CommandQueue(self)
+        self._ats_tlb = False
         self.translator = Translator(self)
         self.reset()
 
@@ -193,6 +196,10 @@ class SMMUv3:
             part = (value >> (8 * pos)) & ((1 << (8 * chunk)) - 1)
             keep = self.regs[reg.name] & ~(((1 << (8 * chunk)) - 1) << (8 * inner))
             self._write_reg(reg, keep | (part << (8 * inner)))
+            if reg.name == "DRV_EVENT" and inner + chunk == reg.size:
+                # A 64-bit register may be written as two 32-bit halves (§6.2); the write
+                # of the upper half completes the word.
+                self._driver_event(self.regs["DRV_EVENT"])
             pos += chunk
 
     def _write_reg(self, reg: Reg, value: int) -> None:
@@ -236,6 +243,34 @@ class SMMUv3:
             r[name] = EVTQ_PROD.encode(WR=EVTQ_PROD.get(value, "WR"),
                                        OVFLG=EVTQ_PROD.get(value, "OVFLG"))
 
+    def _driver_event(self, word: int) -> None:
+        """The guest's driver probes (guest-kmod/cosim_drv_probe.c) report an attach step:
+        trace it with the domain the stream's in-memory configuration denotes right now."""
+        f = DRV_EVENT.decode(word)
+        try:
+            op, target = DrvOp(f["OP"]), DrvTarget(f["TARGET"])
+        except ValueError:
+            log.warning("DRV_EVENT write %#x with an unknown operation ignored", word)
+            return
+        if op is DrvOp.ARMED:
+            try:
+                armed = DrvOp(f["ARMED_OP"])
+            except ValueError:
+                log.warning("DRV_EVENT armed-probe write %#x ignored", word)
+                return
+            self.trace.emit("drv_armed", op=armed.trace_name, target=target.trace_name)
+            return
+        phase = DrvPhase(f["PHASE"])
+        sid = f["SID"]
+        ssid = f["SSID"] if f["SSV"] else None
+        cfg = configuration(self.mem, self.regs["STRTAB_BASE"], self.regs["STRTAB_BASE_CFG"],
+                            self.options, sid, ssid) if self.cr0ack("SMMUEN") \
+            else Configuration(None)
+        self.trace.emit("drv", op=op.trace_name, phase=phase.trace_name,
+                        target=target.trace_name, sid=sid, ssid=ssid,
+                        ret=ret_value(f["RET"]) if phase is DrvPhase.END else None, dom=cfg.dom,
+                        ste=cfg.ste, cd=cfg.cd, cd_addr=cfg.cd_addr)
+
     # -- progress ------------------------------------------------------------------------
     def tick(self) -> None:
         try:
@@ -267,6 +302,7 @@ class SMMUv3:
     def ats_translate(self, sid: int, ssid: int | None, iova: int,
                       access: Access) -> AtsCompletion:
         """An ATS Translation Request (§3.9.1): PCIe completion status and translation."""
+        self._ats_tlb = False
         try:
             c = self._ats(sid, ssid, iova & U64, access)
         except Exception:
@@ -276,7 +312,7 @@ class SMMUv3:
             c = AtsCompletion(AtsStatus.CA)
         self.trace.emit("ats", sid=sid, ssid=ssid, iova=iova, acc=access.code,
                         status=c.status.value, pa=c.pa, size=c.size, perm=c.perm.code,
-                        dom=c.dom)
+                        dom=c.dom, tlb=self._ats_tlb)
         return c
 
     def _ats(self, sid: int, ssid: int | None, iova: int, access: Access) -> AtsCompletion:
@@ -284,6 +320,7 @@ class SMMUv3:
             # No ATS while the SMMU is disabled or without IDR0.ATS: Unsupported Request.
             return AtsCompletion(AtsStatus.UR)
         t = self.translator.resolve(sid, ssid, iova, access, ats=True)
+        self._ats_tlb = t.tlb    # traced: check e judges completions served from the TLB too
         status = ATS_STATUS.get(t.outcome, AtsStatus.CA)
         if status is not AtsStatus.SUCCESS:
             # A failed completion carries no translation, so no domain gave one; an STE

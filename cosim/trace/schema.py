@@ -22,6 +22,7 @@ from typing import Any
 
 from cosim.arch.domain import KINDS as DOMAIN_KINDS
 from cosim.arch.domain import Domain, DomainError
+from cosim.arch.driver_events import DrvOp, DrvPhase, DrvTarget
 
 SCHEMA = 2              # what the writer writes
 READABLE = (1, 2)       # what the reader reads (schema 1 is upgraded record by record)
@@ -91,6 +92,14 @@ class OptUInt(FieldType):
 
     def ok_written(self, v: object) -> bool:
         return v is None or _is_uint(v)
+
+
+class OptInt(FieldType):
+    doc = "int?"
+    expected = "an integer or null"
+
+    def ok(self, v: object) -> bool:
+        return v is None or type(v) is int
 
 
 class Number(FieldType):
@@ -167,6 +176,21 @@ class IntList(FieldType):
         # The writer serialises a tuple as a list.
         return (isinstance(v, list | tuple) and (self.length is None or len(v) == self.length)
                 and all(_is_uint(x) for x in v))
+
+
+class OptIntList(IntList):
+    """An IntList or null."""
+
+    def __init__(self, length: int | None = None) -> None:
+        super().__init__(length)
+        self.doc += "?"
+        self.expected += " or null"
+
+    def ok(self, v: object) -> bool:
+        return v is None or super().ok(v)
+
+    def ok_written(self, v: object) -> bool:
+        return v is None or super().ok_written(v)
 
 
 class Object(FieldType):
@@ -365,6 +389,7 @@ KINDS: tuple[Kind, ...] = (
         F("perm", Letters("rwx"), "the permissions granted (empty: a translation fault)"),
         F("dom", DOM, "the domain that translated; null when none did (UR, CA other than "
           "UR for an STE bypass)"),
+        F("tlb", BOOL, "served from the TLB"),
     )),
     Kind("atc_inv", "smmu", "a CMD_ATC_INV delivered to the device", (
         _SID, _SSID,
@@ -409,6 +434,31 @@ KINDS: tuple[Kind, ...] = (
     Kind("irq", "smmu", "an interrupt line driven", (
         F("line", UINT, "0 EVENTQ, 1 PRIQ, 2 CMD_SYNC, 3 GERROR"),
         F("level", UINT, "2: one edge (the SPIs are edge-triggered)"),
+    )),
+    Kind("drv", "smmu", "a step of the driver changing a stream's domain, reported by the guest's "
+         "driver probes through DRV_EVENT (cosim/arch/driver_events.py)", (
+        F("op", Enum(*(o.trace_name for o in DrvOp if o is not DrvOp.ARMED)),
+          "`attach` the RID's domain, `pasid-attach` / `pasid-remove` a PASID's"),
+        F("phase", Enum(*(p.trace_name for p in DrvPhase)),
+          "the driver's entry point was entered (`begin`) or returned (`end`)"),
+        F("target", Enum(*(t.trace_name for t in DrvTarget)),
+          "the kind of domain the entry point attaches"),
+        _SID,
+        F("ssid", OPT_UINT, "the PASID for the `pasid-*` operations, else null"),
+        F("ret", OptInt(), "`end`: the entry point's return value (0 or a negative errno); "
+          "null at `begin`"),
+        F("dom", DOM, "the domain the stream's STE/CD in memory denote at this moment (read "
+          "without the SMMU's caches); null when they give the stream no translation"),
+        F("ste", OptIntList(8), "the stream's STE in memory at this moment (null: none found)"),
+        F("cd", OptIntList(8), "the CD the stream's traffic selects, in memory at this moment "
+          "(null: none)"),
+        F("cd_addr", OPT_UINT, "that CD's address (null: none)"),
+    )),
+    Kind("drv_armed", "smmu", "the driver probes armed one entry point (written once per "
+         "probe when the guest loads them)", (
+        F("op", Enum(*(o.trace_name for o in DrvOp if o is not DrvOp.ARMED)),
+          "the operation the probe reports"),
+        F("target", Enum(*(t.trace_name for t in DrvTarget)), "the kind of domain it attaches"),
     )),
     # -- endpoint (cosim/endpoint/) --------------------------------------------------------
     Kind("cfg", "endpoint", "a config space write, with the resulting enables", (
@@ -628,8 +678,11 @@ def upgrade_v1(rec: dict[str, Any]) -> None:
     Schema 1 wrote 'abort' also for requests no domain translated (the model's default):
     an `xlate` that faulted, an `ats` that was not SUCCESS (only the UR for an STE bypass
     named its domain, 'bypass'), a `dma` that failed other than silently ('fault:None').
-    Those become null. Raises DomainError for a string that is not a domain label.
+    Those become null. Raises DomainError for a string that is not a domain label. Schema 1's
+    `ats` did not say whether the TLB served it: read as not.
     """
+    if rec.get("k") == "ats":
+        rec.setdefault("tlb", False)
     dom = rec.get("dom")
     if not isinstance(dom, str):
         return

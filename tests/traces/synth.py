@@ -74,9 +74,11 @@ class Synth:
                          fault=None if ok or silent else (fault or "F_TRANSLATION"))
 
     def ats(self, iova: int, dom: Domain | None, status: str = "SUCCESS", sid: int = SID,
-            ssid: int | None = None, size: int = 4096) -> int:
+            ssid: int | None = None, size: int = 4096, tlb: bool = False,
+            pa: int | None = None) -> int:
         return self.emit("ats", sid=sid, ssid=ssid, iova=iova, acc="w", status=status,
-                         pa=iova + 0x1000_0000, size=size, perm="rw", dom=dom)
+                         pa=iova + 0x1000_0000 if pa is None else pa, size=size, perm="rw",
+                         dom=dom, tlb=tlb)
 
     def cmd(self, op: str, **f: Any) -> int:
         self.cmd_idx += 1
@@ -115,6 +117,13 @@ class Synth:
         return self.emit("event", name=name, code=0x10, sid=sid, ssid=ssid, addr=addr, raw=[0] * 4)
 
     # -- endpoint side -----------------------------------------------------------------------
+    def drv(self, phase: str, dom: Domain | None, op: str = "attach", sid: int = SID,
+            ssid: int | None = None, ret: int = 0, target: str = "paging") -> int:
+        """A driver-probe record as the SMMU model writes it (cosim/smmu/smmu.py)."""
+        return self.emit("drv", op=op, phase=phase, target=target, sid=sid, ssid=ssid,
+                         ret=ret if phase == "end" else None, dom=dom, ste=None, cd=None,
+                         cd_addr=None)
+
     def marker(self, tag: str, value: int = 0, dev: int = DEV, label: str = "") -> int:
         return self.emit("marker", dev=dev, tag=tag, value=value, label=label)
 

@@ -1,0 +1,149 @@
+"""Check f, the invalidation protocol, independent of timing: what the driver must have done
+before its attach returns, whether or not any traffic happened to expose it.
+
+- `protocol-cfgi`: an SMMU may keep any STE or CD it fetched until a CFGI that covers it has
+  been followed by a completed CMD_SYNC (IHI 0070 §3.21, §4.3, §4.7.3). When the driver's
+  attach returns, every STE/CD the SMMU fetched for the stream since the last such completed
+  invalidation must equal, in the bits either uses (§5.2, §5.4), what memory holds then (the
+  `drv` end record's snapshot); otherwise the driver changed a structure the SMMU may still
+  hold cached and returned without invalidating it.
+- `protocol-atc-sync`: every ATC_INV delivered during an attach must be covered by a
+  completed CMD_SYNC before the attach returns (§3.9.1.3, §4.7.3: only the sync says the
+  device no longer holds the translations).
+"""
+
+from __future__ import annotations
+
+from cosim.arch.cd import cd_used
+from cosim.arch.ste import ste_used
+
+from .attaches import Attach
+from .context import Context
+from .findings import Collector, Violation
+from .view import Record, ssid_of
+
+CFGI_RULE = "protocol-cfgi"
+ATC_RULE = "protocol-atc-sync"
+
+Words = tuple[int, ...]
+
+
+def check(ctx: Context, out: Collector) -> None:
+    ends: dict[int, list[Attach]] = {}
+    for a in ctx.attaches:
+        if a.source == "driver" and a.end is not None:
+            ends.setdefault(a.end, []).append(a)
+    if not ends:
+        return
+    recs = ctx.view.records
+    # Fetched and not yet invalidated: sid -> {words: first index}; (sid, cd index) -> same.
+    ste_held: dict[int, dict[Words, int]] = {}
+    cd_held: dict[tuple[int, int], dict[Words, int]] = {}
+    # CFGIs executed since the last completed sync, as (op, sid, ssid, range, index).
+    pending: list[tuple[str, int | None, int | None, int | None, int]] = []
+    # ATC_INV ids delivered and not yet covered by a completed sync: id -> index.
+    atc_open: dict[int, int] = {}
+    for i, r in enumerate(recs):
+        k = r.get("k")
+        if k == "ste_fetch":
+            ste_held.setdefault(r["sid"], {}).setdefault(tuple(r["qw"]), i)
+        elif k == "cd_fetch":
+            idx = ssid_of(r) or 0
+            cd_held.setdefault((r["sid"], idx), {}).setdefault(tuple(r["qw"]), i)
+        elif k == "cfgi":
+            pending.append((r["op"], r.get("sid"), r.get("ssid"), r.get("range"), i))
+        elif k == "sync" and r["state"] == "done":
+            for p in pending:
+                _invalidate(p, ste_held, cd_held)
+            pending.clear()
+            atc_open.clear()    # a completed sync covers every ATC_INV delivered before it
+        elif k == "atc_inv":
+            atc_open[r["id"]] = i
+        elif k == "atc_inv_sync" and r["state"] == "done":
+            for n in r["ids"]:
+                atc_open.pop(n, None)
+        for a in ends.get(i, ()):
+            _judge_config(ctx, out, a, r, ste_held, cd_held)
+            _judge_atc(ctx, out, a, atc_open)
+
+
+def _invalidate(p: tuple[str, int | None, int | None, int | None, int],
+                ste_held: dict[int, dict[Words, int]],
+                cd_held: dict[tuple[int, int], dict[Words, int]]) -> None:
+    op, sid, ssid, rng, at = p
+
+    def before(held: dict[Words, int]) -> dict[Words, int]:
+        """Drop what was fetched before the CFGI executed: the sync made that invalidation
+        complete. What was fetched after it stays held."""
+        return {w: j for w, j in held.items() if j > at}
+
+    if op == "CFGI_ALL":
+        for s in ste_held:
+            ste_held[s] = before(ste_held[s])
+        for c in cd_held:
+            cd_held[c] = before(cd_held[c])
+        return
+    if sid is None:
+        return
+    if op == "CFGI_STE_RANGE" and rng is not None:
+        lo = sid & ~((1 << (rng + 1)) - 1)
+        sids = [s for s in ste_held if lo <= s < lo + (1 << (rng + 1))]
+    else:
+        sids = [sid]
+    if op in ("CFGI_STE", "CFGI_STE_RANGE"):
+        # §4.3.2: CFGI_STE also invalidates the CDs cached through that STE.
+        for s in sids:
+            if s in ste_held:
+                ste_held[s] = before(ste_held[s])
+        for c in cd_held:
+            if c[0] in sids:
+                cd_held[c] = before(cd_held[c])
+    elif op == "CFGI_CD_ALL":
+        for c in cd_held:
+            if c[0] == sid:
+                cd_held[c] = before(cd_held[c])
+    elif op == "CFGI_CD" and ssid is not None and (sid, ssid) in cd_held:
+        cd_held[(sid, ssid)] = before(cd_held[(sid, ssid)])
+
+
+def _differs(held: Words, now: list[int], kind: str) -> bool:
+    fn = ste_used if kind == "ste" else cd_used
+    mask = [a | b for a, b in zip(fn(held), fn(now), strict=True)]
+    return any((h ^ n) & m for h, n, m in zip(held, now, mask, strict=True))
+
+
+def _judge_config(ctx: Context, out: Collector, a: Attach, end: Record,
+                  ste_held: dict[int, dict[Words, int]],
+                  cd_held: dict[tuple[int, int], dict[Words, int]]) -> None:
+    sid, ssid = end["sid"], ssid_of(end)
+    checks = []
+    if end.get("ste") is not None:
+        checks.append(("STE", "ste", ste_held.get(sid, {}), end["ste"]))
+    if end.get("cd") is not None:
+        checks.append(("CD", "cd", cd_held.get((sid, ssid or 0), {}), end["cd"]))
+    for name, kind, held, now in checks:
+        stale = [(w, j) for w, j in held.items() if _differs(w, now, kind)]
+        if not stale:
+            continue
+        w, j = stale[0]
+        out.new((CFGI_RULE, a.n, name), Violation(
+            CFGI_RULE, a.end or 0, sid, ssid,
+            f"the driver's attach returned with the {name} changed since the SMMU fetched it "
+            f"(line {ctx.view.line_of(j)}) and no completed CFGI + CMD_SYNC since: the SMMU "
+            f"may still use the cached copy",
+            {"structure": name, "fetched_line": ctx.view.line_of(j),
+             "fetched": [f"{x:#x}" for x in w], "memory": [f"{x:#x}" for x in now]},
+            attach=a.n))
+        a.rules.add(CFGI_RULE)
+
+
+def _judge_atc(ctx: Context, out: Collector, a: Attach, atc_open: dict[int, int]) -> None:
+    inside = sorted(j for j in atc_open.values() if a.begin < j < (a.end or 0))
+    if not inside:
+        return
+    out.new((ATC_RULE, a.n), Violation(
+        ATC_RULE, inside[0], a.sids[0] if a.sids else None, a.ssid,
+        f"the driver's attach returned before a CMD_SYNC completed after {len(inside)} "
+        f"ATC_INV it issued (first line {ctx.view.line_of(inside[0])})",
+        {"atc_inv_lines": [ctx.view.line_of(j) for j in inside[:20]]}, attach=a.n))
+    a.rules.add(ATC_RULE)

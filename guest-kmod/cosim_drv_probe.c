@@ -1,0 +1,178 @@
+// SPDX-License-Identifier: MIT OR GPL-2.0
+/*
+ * cosim_drv_probe: tells the model exactly when the arm-smmu-v3 driver starts and finishes
+ * changing a device's domain, so the analysis can judge invariant 1 against the moment
+ * arm_smmu_attach_dev() returns instead of a userspace marker written later.
+ *
+ * A kretprobe on each of the driver's domain-changing entry points (RID attach for paging,
+ * identity and blocked domains; PASID set_dev_pasid for paging and SVA domains; PASID
+ * removal) writes one 64-bit word to the model's IMPLEMENTATION DEFINED register page
+ * (SMMU page 0, 0x0E00-0x0EFF, IHI 0070 §6.2) at entry and at return: which operation, the
+ * device's StreamID as the driver's fwspec names it, the SubstreamID, and the return value.
+ * One MMIO write is one trace record; it costs a round trip to the model and nothing else.
+ *
+ * Entry points a kernel lacks (renamed, or not there yet) are skipped; the module's load
+ * line lists what it armed, and the model's trace records the same list (one record per
+ * armed probe, OP_ARMED) so a trace says whether its driver windows are complete.
+ */
+#include <linux/iommu.h>
+#include <linux/io.h>
+#include <linux/kprobes.h>
+#include <linux/module.h>
+#include <linux/of.h>
+#include <linux/of_address.h>
+
+/* Register layout: generated from cosim/arch/driver_events.py. */
+#include "cosim_drv_event.h"
+
+#define DRV_NAME "cosim_drv_probe"
+
+static ulong smmu_base;
+module_param(smmu_base, ulong, 0444);
+MODULE_PARM_DESC(smmu_base, "SMMU MMIO base (default: the first arm,smmu-v3 DT node)");
+
+struct probe_spec {
+	const char *sym;
+	u8 op;		/* COSIM_DRV_OP_* */
+	u8 target;	/* COSIM_DRV_TARGET_* */
+	s8 dev_arg;	/* argument index of the struct device * */
+	s8 ssid_arg;	/* argument index of the PASID, or -1 */
+	bool has_ret;	/* returns an int (6.12's PASID removal is void) */
+};
+
+/* Every entry point through which the driver changes what a stream translates with. */
+static const struct probe_spec specs[] = {
+	{ "arm_smmu_attach_dev", COSIM_DRV_OP_ATTACH, COSIM_DRV_TARGET_PAGING, 1, -1, true },
+	{ "arm_smmu_attach_dev_identity", COSIM_DRV_OP_ATTACH, COSIM_DRV_TARGET_IDENTITY, 1, -1, true },
+	{ "arm_smmu_attach_dev_blocked", COSIM_DRV_OP_ATTACH, COSIM_DRV_TARGET_BLOCKED, 1, -1, true },
+	{ "arm_smmu_attach_dev_nested", COSIM_DRV_OP_ATTACH, COSIM_DRV_TARGET_NESTED, 1, -1, true },
+	{ "arm_smmu_s1_set_dev_pasid", COSIM_DRV_OP_PASID_ATTACH, COSIM_DRV_TARGET_PAGING, 1, 2, true },
+	{ "arm_smmu_sva_set_dev_pasid", COSIM_DRV_OP_PASID_ATTACH, COSIM_DRV_TARGET_SVA, 1, 2, true },
+	{ "arm_smmu_blocking_set_dev_pasid", COSIM_DRV_OP_PASID_REMOVE, COSIM_DRV_TARGET_BLOCKED, 1, 2, true },
+	{ "arm_smmu_remove_dev_pasid", COSIM_DRV_OP_PASID_REMOVE, COSIM_DRV_TARGET_BLOCKED, 0, 1, false },
+};
+
+struct armed {
+	struct kretprobe krp;
+	const struct probe_spec *spec;
+	bool on;
+};
+
+/* What the entry handler saw, for the return handler of the same call. */
+struct call {
+	u64 word;
+};
+
+static struct armed armed[ARRAY_SIZE(specs)];
+static void __iomem *impdef;
+
+static u64 event_word(const struct probe_spec *ps, u32 sid, bool ssv, u32 ssid)
+{
+	return COSIM_DRV_FIELD(COSIM_DRV_EVENT_OP, ps->op) |
+	       COSIM_DRV_FIELD(COSIM_DRV_EVENT_TARGET, ps->target) |
+	       COSIM_DRV_FIELD(COSIM_DRV_EVENT_SSV, ssv) |
+	       COSIM_DRV_FIELD(COSIM_DRV_EVENT_SSID, ssid) |
+	       COSIM_DRV_FIELD(COSIM_DRV_EVENT_SID, sid);
+}
+
+static int drv_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct armed *a = container_of(get_kretprobe(ri), struct armed, krp);
+	const struct probe_spec *ps = a->spec;
+	struct device *dev = (struct device *)regs->regs[ps->dev_arg];
+	struct iommu_fwspec *fw = dev ? dev_iommu_fwspec_get(dev) : NULL;
+	struct call *c = (struct call *)ri->data;
+	u32 ssid = ps->ssid_arg >= 0 ? (u32)regs->regs[ps->ssid_arg] : 0;
+
+	if (!fw || !fw->num_ids)
+		return 1;	/* not a device behind an SMMU: no return handler */
+	c->word = event_word(ps, fw->ids[0], ps->ssid_arg >= 0, ssid);
+	writeq(c->word | COSIM_DRV_FIELD(COSIM_DRV_EVENT_PHASE, COSIM_DRV_PHASE_BEGIN),
+	       impdef);
+	return 0;
+}
+
+static int drv_return(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct call *c = (struct call *)ri->data;
+	struct armed *a = container_of(get_kretprobe(ri), struct armed, krp);
+	s64 ret = a->spec->has_ret ? (s64)regs_return_value(regs) : 0;
+
+	writeq(c->word | COSIM_DRV_FIELD(COSIM_DRV_EVENT_PHASE, COSIM_DRV_PHASE_END) |
+	       COSIM_DRV_FIELD(COSIM_DRV_EVENT_RET, (u16)clamp_t(s64, ret, -32768, 0)),
+	       impdef);
+	return 0;
+}
+
+static void __iomem *map_impdef(void)
+{
+	struct device_node *np;
+	struct resource res;
+	phys_addr_t base = smmu_base;
+
+	if (!base) {
+		np = of_find_compatible_node(NULL, NULL, "arm,smmu-v3");
+		if (!np)
+			return NULL;
+		if (of_address_to_resource(np, 0, &res)) {
+			of_node_put(np);
+			return NULL;
+		}
+		of_node_put(np);
+		base = res.start;
+	}
+	/* Not requested: the SMMU driver owns the region; this page is the model's own. */
+	return ioremap(base + COSIM_DRV_EVENT_OFFSET, 8);
+}
+
+static int __init drv_probe_init(void)
+{
+	int i, n = 0;
+
+	impdef = map_impdef();
+	if (!impdef) {
+		pr_err(DRV_NAME ": no SMMU found (no arm,smmu-v3 node; pass smmu_base=)\n");
+		return -ENODEV;
+	}
+	for (i = 0; i < ARRAY_SIZE(specs); i++) {
+		struct armed *a = &armed[i];
+
+		a->spec = &specs[i];
+		a->krp.kp.symbol_name = specs[i].sym;
+		a->krp.entry_handler = drv_entry;
+		a->krp.handler = drv_return;
+		a->krp.data_size = sizeof(struct call);
+		a->krp.maxactive = 16;
+		if (register_kretprobe(&a->krp) == 0) {
+			a->on = true;
+			n++;
+			writeq(COSIM_DRV_FIELD(COSIM_DRV_EVENT_OP, COSIM_DRV_OP_ARMED) |
+			       COSIM_DRV_FIELD(COSIM_DRV_EVENT_TARGET, specs[i].target) |
+			       COSIM_DRV_FIELD(COSIM_DRV_EVENT_ARMED_OP, specs[i].op),
+			       impdef);
+			pr_info(DRV_NAME ": armed %s\n", specs[i].sym);
+		}
+	}
+	if (!n) {
+		iounmap(impdef);
+		pr_err(DRV_NAME ": none of the driver's attach entry points could be probed\n");
+		return -ENOENT;
+	}
+	pr_info(DRV_NAME ": %d of %zu entry points armed\n", n, ARRAY_SIZE(specs));
+	return 0;
+}
+
+static void __exit drv_probe_exit(void)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(specs); i++)
+		if (armed[i].on)
+			unregister_kretprobe(&armed[i].krp);
+	iounmap(impdef);
+}
+
+module_init(drv_probe_init);
+module_exit(drv_probe_exit);
+MODULE_DESCRIPTION("cosim: arm-smmu-v3 attach windows as seen by the driver");
+MODULE_LICENSE("Dual MIT/GPL");

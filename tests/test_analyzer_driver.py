@@ -1,0 +1,220 @@
+"""The invariant rules on traces the real model writes: the SMMU model and the endpoint model,
+driven as Linux's arm-smmu-v3 drives them (CD write, CFGI_CD, CMD_SYNC, ATC_INV, CMD_SYNC),
+with the driver probes' DRV_EVENT writes around each attach, in the model's own record order.
+
+Each case builds a correct driver sequence and its mutation, and checks that the analysis
+calls the first clean and catches the second with exactly the rule the mutation breaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from smmu_driver import Driver, s1_cd, s1_ste
+
+from cosim.analyzer import analyze_file
+from cosim.arch import driver_events
+from cosim.arch.domain import Domain
+from cosim.arch.driver_events import DRV_EVENT, DrvOp, DrvPhase, DrvTarget
+from cosim.arch.endpoint_regs import REGISTERS as EP_REGS
+from cosim.arch.endpoint_regs import DmaFlag, DmaOp
+from cosim.endpoint.endpoint import Endpoint
+from cosim.smmu import SmmuOptions
+from cosim.trace import TraceWriter
+
+SID = 0x10
+IOVA = 0x4000
+PCIE, ATS = 0x40, 0x100
+EP_OFF = {r.name: r for r in EP_REGS}
+
+
+class Rig:
+    """One endpoint behind the SMMU model, a CD table with CD 0, and domains to switch."""
+
+    def __init__(self, cache_mode: str = "coherent") -> None:
+        self.d = Driver(SmmuOptions(cache_mode=cache_mode)).init()
+        self.ep = Endpoint(1, self.d.smmu, self.d.mem, self.d.trace)
+        self.ep.device_info(SID, PCIE, ATS, 0, 0)
+        self.ep.cfg_write(0x04, 2, 0x4)             # Bus Master Enable
+        self.ep.cfg_write(ATS + 6, 2, 0x8000)       # ATS Enable, STU 4K
+        self.cdtab = self.d.cd_table(SID)
+        self.domains: list[tuple[int, int]] = []    # (asid, ttb)
+        for asid in (1, 2, 3):
+            pa = 0x8000_0000 + asid * 0x10_0000
+            self.domains.append((asid, self.d.s1_tables({IOVA: pa, IOVA + 0x1000: pa + 0x1000})))
+        asid, ttb = self.domains[0]
+        self.d.write_cd(self.cdtab, 0, s1_cd(ttb, asid=asid))
+        self.d.write_ste(SID, s1_ste(self.cdtab, eats=1))
+
+    def dom(self, n: int) -> Domain:
+        asid, ttb = self.domains[n]
+        return Domain.stage1(asid, ttb)
+
+    def drv(self, phase: DrvPhase) -> None:
+        self.d.smmu.mmio_write(driver_events.OFFSET, 8, DRV_EVENT.encode(
+            OP=DrvOp.ATTACH, PHASE=phase, TARGET=DrvTarget.PAGING, SID=SID))
+
+    def dma(self, ats: bool = True, iova: int = IOVA) -> None:
+        """One 64-byte read by the endpoint's DMA engine (ATS: through its ATC)."""
+        for name, v in (("DMA_OP", int(DmaOp.FILL)), ("DMA_DST", iova), ("DMA_LEN", 64),
+                        ("DMA_FLAGS", int(DmaFlag.ATS) if ats else 0), ("DMA_PATTERN", 0)):
+            r = EP_OFF[name]
+            self.ep.mmio_write(0, r.offset, r.nbytes, v)
+        r = EP_OFF["DMA_DOORBELL"]
+        self.ep.mmio_write(0, r.offset, r.nbytes, 1)
+
+    def attach(self, n: int, *, atc_inv: bool = True, cfgi: bool = True,
+               during: Callable[[], None] | None = None, torn: bool = False,
+               atc_sync: bool = True) -> None:
+        """Replace the RID's domain by domain n the way the driver does; the keywords drop a
+        step (a mutation) or run traffic in the middle of the update."""
+        asid, ttb = self.domains[n]
+        self.drv(DrvPhase.BEGIN)
+        new = s1_cd(ttb, asid=asid)
+        addr = self.cdtab
+        if torn:
+            # Qword 0 (ASID) first, with a fetch in between: the CD names the new ASID with the
+            # old table base for a while.
+            self.d.mem.write_u64(addr, new[0])
+            self.d.cmd("CFGI_CD", StreamID=SID, SubstreamID=0, Leaf=1)
+            self.d.sync()
+            if during is not None:
+                during()
+        for i, w in enumerate(new):
+            self.d.mem.write_u64(addr + 8 * i, w)
+        if cfgi:
+            self.d.cmd("CFGI_CD", StreamID=SID, SubstreamID=0, Leaf=1)
+            self.d.sync()
+        if during is not None and not torn:
+            during()
+        if atc_inv:
+            self.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
+            if atc_sync:
+                self.d.sync()
+        self.drv(DrvPhase.END)
+
+    def analyze(self, tmp_path: Path, name: str = "t.jsonl"):
+        path = tmp_path / name
+        w = TraceWriter(path, cache_mode=self.d.opt.cache_mode)
+        for rec in self.d.trace.records:
+            fields = {k: v for k, v in rec.items() if k != "k"}
+            w.emit(rec["k"], **fields)
+        w.close()
+        return analyze_file(path)
+
+
+def rules(an) -> set[str]:
+    return {v.rule for v in an.violations}
+
+
+def test_correct_replace_is_clean_and_windows_are_the_drivers(tmp_path: Path) -> None:
+    rig = Rig()
+    rig.dma()
+    rig.dma()                           # an ATC hit
+    rig.attach(1)
+    rig.dma()
+    rig.attach(2)
+    rig.dma()
+    an = rig.analyze(tmp_path)
+    assert an.verdict == "clean", [v.message for v in an.violations] + an.incomplete
+    a1, a2 = an.attaches
+    key = (SID, None)
+    assert a1.source == "driver" and a1.new_from[key] == "driver"
+    assert (a1.old[key], a1.new[key]) == (rig.dom(0), rig.dom(1))
+    assert (a2.old[key], a2.new[key]) == (rig.dom(1), rig.dom(2))
+    kinds = [r["k"] for r in an.view.records]
+    assert "atc_hit" in kinds and "atc_inv_rx" in kinds
+
+
+def test_skipped_atc_invalidation_is_caught_at_the_return(tmp_path: Path) -> None:
+    rig = Rig()
+    rig.dma()
+    rig.attach(1, atc_inv=False)        # mutation: no ATC_INV before the attach returns
+    an = rig.analyze(tmp_path)          # no DMA after: the held entry alone is the evidence
+    assert rules(an) == {"inv1-old-domain"}
+    (v,) = an.violations
+    assert "still held ATC entry" in v.message and v.entries["held_dom"] == rig.dom(0).label()
+
+
+def test_stale_use_of_a_domain_two_attaches_back(tmp_path: Path) -> None:
+    """A -> B -> C where the entry from A survives both attaches: judged against C, not B."""
+    rig = Rig()
+    rig.dma()
+    rig.attach(1, atc_inv=False)
+    rig.attach(2, atc_inv=False)
+    rig.dma()                           # hits the ATC entry from domain A
+    an = rig.analyze(tmp_path)
+    assert rules(an) == {"inv1-old-domain"}
+    used = [v for v in an.violations if "atc_hit" in v.message or "dma" in v.message]
+    assert used and used[0].entries["used_dom"] == rig.dom(0).label()
+    assert used[0].entries["new_dom"] == rig.dom(2).label()
+
+
+def test_skipped_cfgi_in_caching_mode(tmp_path: Path) -> None:
+    """Without CFGI_CD the caching SMMU keeps serving the old CD after the attach returned."""
+    rig = Rig("caching")
+    rig.dma(ats=False)
+    rig.attach(1, cfgi=False, atc_inv=False)
+    rig.dma(ats=False)
+    an = rig.analyze(tmp_path)
+    assert an.view.caching and "inv1-old-domain" in rules(an)
+    ok = Rig("caching")
+    ok.dma(ats=False)
+    ok.attach(1)
+    ok.dma(ats=False)
+    assert ok.analyze(tmp_path, "ok.jsonl").verdict == "clean"
+
+
+def test_torn_cd_during_the_attach_is_neither_domain(tmp_path: Path) -> None:
+    rig = Rig()
+    rig.dma(ats=False)
+    rig.attach(1, torn=True, during=lambda: rig.dma(ats=False))
+    rig.dma(ats=False)
+    an = rig.analyze(tmp_path)
+    assert rules(an) == {"inv3-neither-domain"}
+    (v,) = an.violations
+    torn = Domain.stage1(rig.domains[1][0], rig.domains[0][1])
+    assert v.entries["used_dom"] == torn.label()
+
+
+def test_traffic_inside_a_correct_attach_is_clean(tmp_path: Path) -> None:
+    rig = Rig()
+    rig.dma()
+    rig.attach(1, during=lambda: (rig.dma(), rig.dma(ats=False)))
+    rig.dma()
+    an = rig.analyze(tmp_path)
+    assert an.verdict == "clean", [v.message for v in an.violations]
+
+
+def test_trace_ending_inside_an_attach_is_incomplete(tmp_path: Path) -> None:
+    rig = Rig()
+    rig.dma()
+    rig.drv(DrvPhase.BEGIN)
+    an = rig.analyze(tmp_path)
+    assert an.verdict == "incomplete" and "never ended" in an.incomplete[0]
+
+
+def test_skipped_cfgi_is_a_protocol_violation_in_coherent_mode(tmp_path: Path) -> None:
+    """The coherent SMMU re-reads the CD on every translation, so no stale translation ever
+    shows; the protocol check still sees that the CD it fetched before the attach changed and
+    was never invalidated (§3.21, §4.3.4)."""
+    rig = Rig()
+    rig.dma(ats=False)                  # the SMMU fetches CD 0 of domain A
+    rig.attach(1, cfgi=False)
+    an = rig.analyze(tmp_path)
+    assert rules(an) == {"protocol-cfgi"}
+    (v,) = an.violations
+    assert v.entries["structure"] == "CD" and "no completed CFGI" in v.message
+
+
+def test_unsynced_atc_invalidation_is_a_protocol_violation(tmp_path: Path) -> None:
+    rig = Rig()
+    rig.dma()
+    rig.attach(1, atc_sync=False)       # ATC_INV delivered, the attach returns before a sync
+    an = rig.analyze(tmp_path)
+    assert rules(an) == {"protocol-atc-sync"}
+    rig2 = Rig()
+    rig2.dma()
+    rig2.attach(1)
+    assert rig2.analyze(tmp_path, "ok.jsonl").verdict == "clean"
