@@ -232,7 +232,7 @@ def proc_status_kib(pid: int, field: str) -> int:
 
 
 def test_soak_1000_replaces_no_lost_or_misplaced_writes_bounded_memory(runs_dir: Path) -> None:
-    """ATS traffic-generator load plus 1000 RID replaces A<->B in one cosim_replace run.
+    """ATS traffic-generator load plus 1000 RID replaces A->B->C in one cosim_replace run.
 
     Asserts: every replace had its buffer check (after each attach: no record in the old
     buffer, a new record in the new one, every record at the slot its IOVA names) and none

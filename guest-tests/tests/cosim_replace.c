@@ -2,12 +2,13 @@
 /*
  * Area 3: hitless replace of one iommufd paging domain by another under traffic.
  *
- * Two IOAS map the same IOVA window to different buffers A and B; a HWPT is allocated from
- * each. The traffic generator writes sequence-numbered records across the window while the
- * device's RID is replaced A->B->A... --count times. After each VFIO_DEVICE_ATTACH_IOMMUFD_PT
+ * Three IOAS map the same IOVA window to different buffers A, B and C; a HWPT is allocated
+ * from each. The traffic generator writes sequence-numbered records across the window while
+ * the device's RID is replaced A->B->C->A... --count times: with three domains, stale state
+ * left from two attaches back can never coincide with the new domain. After each VFIO_DEVICE_ATTACH_IOMMUFD_PT
  * returns, TG_SEQ is read at once (S). Then, once the generator has written --settle more
  * records:
- *  - invariant 1/2: no record with seq >= S is in the old buffer (nothing reached the
+ *  - invariant 1/2: no record with seq >= S is in either other buffer (nothing reached a
  *    detached domain, neither through the SMMU nor through a stale ATC entry);
  *  - traffic flows in the new domain: the new buffer holds a record with seq >= S;
  *  - invariant 3: TG_XLATE_FAIL, TG_ABORTS and TG_ATS_ERR do not move, neither during the
@@ -142,9 +143,9 @@ static enum result check_failures(unsigned i, const char *label, const struct tg
 
 static enum result replace(const struct opts *o, bool ats)
 {
-	static const char *const name[2] = { "A", "B" };
+	static const char *const name[3] = { "A", "B", "C" };
 	struct ep ep;
-	struct domain dom[2];
+	struct domain dom[3];
 	struct tg_counters tc, prev, before, ret;
 	struct ep_counters k0, k1;
 	struct stats st = { .min_ms = UINT64_MAX };
@@ -156,10 +157,12 @@ static enum result replace(const struct opts *o, bool ats)
 	TRY("open endpoint", ep_open_vfio(&ep, o->bdf));
 	TRY("domain A", ep_domain(&ep, &dom[0], IOVA_BASE, o->size, 0));
 	TRY("domain B", ep_domain(&ep, &dom[1], IOVA_BASE, o->size, 0));
+	TRY("domain C", ep_domain(&ep, &dom[2], IOVA_BASE, o->size, 0));
 	TRY("attach A", ep_attach_marked(&ep, dom[0].hwpt, 0, "set-up: attach A"));
 	TRY("bus master on", pci_bus_master(&ep.pci, true));
-	diag("HWPT A %u (IOAS %u), HWPT B %u (IOAS %u), window IOVA 0x%llx + 0x%llx, stride %u, "
-	     "rate %u, %s, %u replaces", dom[0].hwpt, dom[0].ioas, dom[1].hwpt, dom[1].ioas,
+	diag("HWPT A %u (IOAS %u), HWPT B %u (IOAS %u), HWPT C %u (IOAS %u), window IOVA "
+	     "0x%llx + 0x%llx, stride %u, rate %u, %s, %u replaces", dom[0].hwpt, dom[0].ioas,
+	     dom[1].hwpt, dom[1].ioas, dom[2].hwpt, dom[2].ioas,
 	     (unsigned long long)IOVA_BASE, (unsigned long long)o->size, o->stride, o->rate,
 	     ats ? "ATS" : "untranslated", o->count);
 
@@ -170,13 +173,14 @@ static enum result replace(const struct opts *o, bool ats)
 		tg_diag("warm-up", &tc);
 		return fail("failures with A attached before any replace");
 	}
-	if ((res = check_buffers(0, "start in A", &dom[1], &dom[0], 0, &tc, o->stride)) != R_PASS)
+	if ((res = check_buffers(0, "start in A", &dom[1], &dom[0], 0, &tc, o->stride)) != R_PASS ||
+	    (res = check_buffers(0, "start in A", &dom[2], &dom[0], 0, &tc, o->stride)) != R_PASS)
 		return res;
 	ep_counters_read(&ep, &k0);
 	prev = tc;
 
 	for (unsigned i = 1; i <= o->count; i++) {
-		unsigned nxt = cur ^ 1;
+		unsigned nxt = (cur + 1) % 3, other = (cur + 2) % 3;
 		char label[16];
 		uint64_t t0, dt;
 		int rc;
@@ -202,7 +206,10 @@ static enum result replace(const struct opts *o, bool ats)
 		st.max_ms = dt > st.max_ms ? dt : st.max_ms;
 		TRY("generator progress after replace",
 		    ep_tg_wait_seq(&ep, ret.seq + o->settle, o->timeout_ms, &tc));
+		/* Both detached domains: the one just left and the one two attaches back. */
 		if ((res = check_buffers(i, label, &dom[cur], &dom[nxt], ret.seq, &tc,
+					 o->stride)) != R_PASS ||
+		    (res = check_buffers(i, label, &dom[other], &dom[nxt], ret.seq, &tc,
 					 o->stride)) != R_PASS)
 			return res;
 		if ((res = check_failures(i, label, &prev, &before, &ret, &tc, dt, &st)) != R_PASS)
@@ -254,7 +261,7 @@ static enum result replace_untranslated(const struct opts *o)
 
 static const struct tcase cases[] = {
 	TCASE(replace_ats,
-	      "replace A<->B --count times under ATS traffic: nothing reaches the old domain"),
+	      "replace A->B->C --count times under ATS traffic: nothing reaches a detached domain"),
 	TCASE(replace_untranslated,
 	      "the same with untranslated traffic"),
 };
