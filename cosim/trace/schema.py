@@ -503,8 +503,8 @@ KINDS: tuple[Kind, ...] = (
         _DEV,
         F("id", UINT, "the entry's id"),
     )),
-    Kind("atc_inv_rx", "endpoint", "an invalidation request received and the entries it "
-         "dropped", (
+    Kind("atc_inv_rx", "endpoint", "an invalidation request acted on (when received, or "
+         "`inv_late_ms` later) and the entries it dropped", (
              _DEV, _SID, _SSID,
              F("addr", UINT, "the range's start"),
              F("size", OPT_UINT, "the range's size, null for the whole space"),
