@@ -106,8 +106,14 @@ class CommandQueue:
         self.dev.gerror.raise_error("CMDQ_ERR")
 
     # -- consumer loop -------------------------------------------------------------------
-    def run(self) -> None:
-        """Consume commands until empty, stalled on an error, or blocked on a CMD_SYNC."""
+    def run(self, timeouts: bool = False) -> None:
+        """Consume commands until empty, stalled on an error, or blocked on a CMD_SYNC.
+
+        `timeouts`: a blocked CMD_SYNC may also fail on an ATC invalidation timeout. Only
+        `tick()` judges those: the backend ticks after letting the endpoints send the
+        completions that are due, so one that is due is never taken for a timeout because a
+        register write (CMDQ_PROD, GERRORN, CR0) happened to look first.
+        """
         dev = self.dev
         while dev.cr0ack("CMDQEN") and not self.stalled():
             base, log2 = self._geometry()
@@ -116,7 +122,7 @@ class CommandQueue:
             prod = CMDQ_PROD.get(dev.regs["CMDQ_PROD"], "WR") & pmask
             cons = CMDQ_CONS.get(dev.regs["CMDQ_CONS"], "RD") & pmask
             if self.waiting_sync is not None:
-                if not self._progress_sync():
+                if not self._progress_sync(timeouts):
                     return
                 continue
             if prod == cons:
@@ -298,15 +304,15 @@ class CommandQueue:
         self._signal_sync(idx, f)
         return True
 
-    def _progress_sync(self) -> bool:
+    def _progress_sync(self, timeouts: bool) -> bool:
         """Re-check the blocked CMD_SYNC; True once it completed (and CONS moved on)."""
         dev = self.dev
         ws = self.waiting_sync
         assert ws is not None
         waiting = [o for o in dev.atc.outstanding() if o.inv.id in ws["ids"]]
         if waiting:
-            expired = [o for o in waiting
-                       if dev.clock() - o.issued_at >= dev.options.atc_inv_timeout_ms / 1000]
+            expired = [o for o in waiting if timeouts and
+                       dev.clock() - o.issued_at >= dev.options.atc_inv_timeout_ms / 1000]
             if not expired:
                 return False
             # §7.1: an ATC invalidation timeout fails the CMD_SYNC; CONS stays on it.
@@ -354,4 +360,4 @@ class CommandQueue:
         """Asynchronous progress: a CMD_SYNC waiting on ATC invalidations polls them for
         completions and timeouts."""
         if self.waiting_sync is not None:
-            self.run()
+            self.run(timeouts=True)
