@@ -202,9 +202,10 @@ class Model:
         """One QEMU request, then the SMMU's turn to notice what it caused (e.g. an ATC
         invalidation completed by an endpoint reset or register write)."""
         body = self.handle(msg)
+        now = self.smmu.clock()
         for dev, ep in list(self.endpoints.items()):
             self._guard(f"endpoint {dev} invalidations", ep.poll_invalidations)
-        self._guard("smmu.tick", self.smmu.tick)
+        self._tick(now)
         return body
 
     def handle(self, msg: Message) -> dict[str, int] | None:
@@ -321,9 +322,15 @@ class Model:
     def step(self) -> None:
         """One round of autonomous progress; a model bug is logged once, not fatal. The SMMU
         goes last, so it sees the invalidations the endpoints completed in this round."""
+        now = self.smmu.clock()
         for dev, ep in list(self.endpoints.items()):
             self._guard(f"endpoint {dev} poll", ep.poll)
-        self._guard("smmu.tick", self.smmu.tick)
+        self._tick(now)
+
+    def _tick(self, now: float) -> None:
+        """Tick the SMMU, judging ATC invalidation timeouts as of `now`: a time read before the
+        endpoints were polled, so whatever they completed then was due no later than that."""
+        self._guard("smmu.tick", lambda: self.smmu.tick(now))
 
     def _guard(self, what: str, fn: Callable[[], Any]) -> None:
         try:

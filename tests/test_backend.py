@@ -42,6 +42,8 @@ class FakeSmmu:
         self.mem, self.irq, self.options = mem, irq, options
         self.calls: list[tuple] = []
         self.ticks = 0
+        self.tick_times: list[float] = []
+        self.now = 5.0
         self.attached: dict[int, object] = {}
         self.regs: dict[int, int] = {}
 
@@ -60,8 +62,14 @@ class FakeSmmu:
             except BusError:
                 self.regs[0x50] = 0xbad
 
-    def tick(self) -> None:
+    def clock(self) -> float:
+        self.now += 1.0
+        return self.now
+
+    def tick(self, now: float | None = None) -> None:
         self.ticks += 1
+        assert now is not None
+        self.tick_times.append(now)
 
     def reset(self) -> None:
         self.calls.append(("reset",))
@@ -134,7 +142,7 @@ def test_each_served_request_is_followed_by_a_tick(model) -> None:
     noticed by the SMMU before the reply, not only in the idle loop."""
     m, peer = model
     order: list[tuple] = []
-    m.smmu.tick = lambda: order.append(("tick",))
+    m.smmu.tick = lambda now=None: order.append(("tick",))
     write = m.smmu.mmio_write
     m.smmu.mmio_write = lambda off, size, value: (order.append(("w", off)),
                                                   write(off, size, value))
@@ -215,11 +223,14 @@ def test_step_ticks_and_polls(model) -> None:
     m.step()
     assert m.smmu.ticks == 3 and m.endpoints[1].polls == 2
     # The SMMU goes last: it sees invalidations an endpoint completed in its poll.
-    order: list[str] = []
-    m.endpoints[1].poll = lambda: order.append("poll")
-    m.smmu.tick = lambda: order.append("tick")
+    order: list[tuple[str, float | None]] = []
+    m.endpoints[1].poll = lambda: order.append(("poll", m.smmu.clock()))
+    m.smmu.tick = lambda now=None: order.append(("tick", now))
     m.step()
-    assert order == ["poll", "tick"]
+    assert [k for k, _ in order] == ["poll", "tick"]
+    # ATC invalidation timeouts are judged as of a time read before the endpoints were
+    # polled, so a completion they sent then was due no later than that.
+    assert order[1][1] is not None and order[0][1] is not None and order[1][1] < order[0][1]
     assert not m.busy()
     m.endpoints[1].busy = True
     assert m.busy()

@@ -195,6 +195,22 @@ def test_only_tick_judges_atc_inv_timeouts():
     assert d.trace.kinds("atc_inv_sync")[-1]["state"] == "done"
 
 
+def test_tick_judges_timeouts_as_of_the_time_it_is_given():
+    """The backend passes the time it read before polling the endpoints: a model descheduled
+    after the poll must not time out an invalidation the endpoint had not yet been due to
+    complete when it was polled."""
+    d = Driver(SmmuOptions(atc_inv_timeout_ms=50)).init()
+    d.smmu.attach_ats_device(3, FakeEndpoint(mode="never"))
+    d.cmd("ATC_INV", StreamID=3, Size=0, Address=1)
+    d.sync()
+    issued = d.clock.t
+    d.clock.t += 1.0
+    d.smmu.tick(now=issued + 0.04)
+    assert not d.cmdq_err() and d.trace.kinds("sync")[-1]["state"] == "wait"
+    d.smmu.tick(now=issued + 0.051)
+    assert d.cmdq_err() and d.cons_err() == CERROR_ATC_INV_SYNC
+
+
 def test_sync_before_atc_inv_does_not_wait_for_it():
     d = Driver().init()
     ep = FakeEndpoint(mode="later")

@@ -106,13 +106,14 @@ class CommandQueue:
         self.dev.gerror.raise_error("CMDQ_ERR")
 
     # -- consumer loop -------------------------------------------------------------------
-    def run(self, timeouts: bool = False) -> None:
+    def run(self, judged_at: float | None = None) -> None:
         """Consume commands until empty, stalled on an error, or blocked on a CMD_SYNC.
 
-        `timeouts`: a blocked CMD_SYNC may also fail on an ATC invalidation timeout. Only
-        `tick()` judges those: the backend ticks after letting the endpoints send the
-        completions that are due, so one that is due is never taken for a timeout because a
-        register write (CMDQ_PROD, GERRORN, CR0) happened to look first.
+        `judged_at`: a blocked CMD_SYNC may also fail on an ATC invalidation that had timed
+        out at that time. Only `tick()` judges timeouts, at the time the backend read before
+        it let the endpoints send the completions due: a completion due before the timeout is
+        then never taken for one, not because a register write (CMDQ_PROD, GERRORN, CR0)
+        looked first nor because the model was descheduled between the two.
         """
         dev = self.dev
         while dev.cr0ack("CMDQEN") and not self.stalled():
@@ -122,7 +123,7 @@ class CommandQueue:
             prod = CMDQ_PROD.get(dev.regs["CMDQ_PROD"], "WR") & pmask
             cons = CMDQ_CONS.get(dev.regs["CMDQ_CONS"], "RD") & pmask
             if self.waiting_sync is not None:
-                if not self._progress_sync(timeouts):
+                if not self._progress_sync(judged_at):
                     return
                 continue
             if prod == cons:
@@ -304,15 +305,16 @@ class CommandQueue:
         self._signal_sync(idx, f)
         return True
 
-    def _progress_sync(self, timeouts: bool) -> bool:
+    def _progress_sync(self, judged_at: float | None) -> bool:
         """Re-check the blocked CMD_SYNC; True once it completed (and CONS moved on)."""
         dev = self.dev
         ws = self.waiting_sync
         assert ws is not None
         waiting = [o for o in dev.atc.outstanding() if o.inv.id in ws["ids"]]
         if waiting:
-            expired = [o for o in waiting if timeouts and
-                       dev.clock() - o.issued_at >= dev.options.atc_inv_timeout_ms / 1000]
+            timeout = dev.options.atc_inv_timeout_ms / 1000
+            expired = [o for o in waiting
+                       if judged_at is not None and judged_at - o.issued_at >= timeout]
             if not expired:
                 return False
             # §7.1: an ATC invalidation timeout fails the CMD_SYNC; CONS stays on it.
@@ -356,8 +358,8 @@ class CommandQueue:
             n = inv.apply()
             self.dev.trace.emit("inv_effect", op=inv.op, cmd=inv.idx, sync=sync_idx, n=n)
 
-    def tick(self) -> None:
+    def tick(self, now: float) -> None:
         """Asynchronous progress: a CMD_SYNC waiting on ATC invalidations polls them for
-        completions and timeouts."""
+        completions, and for timeouts as of `now`."""
         if self.waiting_sync is not None:
-            self.run(timeouts=True)
+            self.run(judged_at=now)

@@ -270,9 +270,13 @@ class SMMUv3:
                         ret=ret_value(f["RET"]) if phase is DrvPhase.END else None, dom=dom)
 
     # -- progress ------------------------------------------------------------------------
-    def tick(self) -> None:
+    def tick(self, now: float | None = None) -> None:
+        """Asynchronous progress (a CMD_SYNC waiting on ATC invalidations). `now`: the time,
+        read from `clock`, up to which the devices have been let deliver their completions
+        (the backend reads it before polling the endpoints); ATC invalidation timeouts are
+        judged at that time, so one completed in time is never missed. Default: the clock."""
         try:
-            self.cmdq.tick()
+            self.cmdq.tick(self.clock() if now is None else now)
         except Exception:
             if self.strict:
                 raise
