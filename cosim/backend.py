@@ -2,11 +2,12 @@
 
 QEMU's requests are dispatched by device number (docs/protocol.md): dev 0 is the SMMU's
 register frame, dev >= 1 are `cosim-pcie-ep` endpoints, created when QEMU describes them with
-DEVICE. The SMMU is ticked after every request served (a CMD_SYNC waiting on ATC
-invalidations polls them then, so a completion the endpoint sent while handling the request
-is seen before the reply), and when no request is waiting the loop lets the model make
-progress on its own: each endpoint's `poll()` (delayed invalidation completions, the traffic
-generator), then `smmu.tick()`.
+DEVICE. After every request served each endpoint completes the invalidations that are due and
+the SMMU is ticked (a CMD_SYNC waiting on ATC invalidations polls them then, so a completion
+the endpoint sent while handling the request is seen before the reply), and when no request is
+waiting the loop lets the model make progress on its own: each endpoint's `poll()` (delayed
+invalidation completions, the traffic generator), then `smmu.tick()`. The endpoints always go
+before the SMMU, so a completion due before the SMMU's ATC invalidation timeout is never missed.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from cosim.link.transport import (
     VersionMismatch,
 )
 from cosim.memory import GuestMemory
+from cosim.smmu.options import CACHE_MODES
 from cosim.trace import TraceSink, TraceWriter
 
 CFG_SIZES = (1, 2, 4)
@@ -85,9 +87,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="QEMU's max-dma: longer DMA is split into chunks (default "
                              "%(default)s)")
     smmu = parser.add_argument_group("SMMU model")
-    smmu.add_argument("--cache-mode", choices=("coherent", "caching"),
+    smmu.add_argument("--cache-mode", choices=CACHE_MODES,
                       help="coherent: re-read structures every time; caching: keep them until "
-                           "invalidated (default coherent)")
+                           "invalidated; strict: also cache invalid ones, apply invalidations "
+                           "at the next CMD_SYNC, tear fetches, complete ATC invalidations "
+                           "late (default coherent)")
     smmu.add_argument("--atc-inv-timeout-ms", type=float,
                       help="CMD_SYNC fails with CERROR_ATC_INV_SYNC when ATC invalidations are "
                            "not complete after this long")
@@ -112,6 +116,10 @@ SMMU_ARGS = {"cache_mode": "cache_mode", "atc_inv_timeout_ms": "atc_inv_timeout_
 ENDPOINT_ARGS = {"atc_entries": "atc_entries", "inv_delay_ms": "inv_delay_ms",
                  "inv_drop": "inv_drop", "inv_ignore": "inv_ignore",
                  "xlate_fail": "xlate_fail", "slow_us": "slow_us"}
+
+# Strict mode: endpoints act on and complete each ATC invalidation after this fraction of the
+# SMMU's atc_inv_timeout_ms, as late as the timeout allows with a margin for the model's loop.
+STRICT_INV_LATE = 0.9
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -160,6 +168,15 @@ def build_options(cls: type, args: argparse.Namespace, named: dict[str, str],
         raise OptionError(f"{cls.__name__}: {e}") from None
 
 
+def strict_endpoint(smmu_opts: Any, ep_opts: Any) -> Any:
+    """In strict mode, endpoints complete ATC invalidations as late as the SMMU's timeout
+    allows (and use the invalidated entries until then), unless inv_late_ms was given."""
+    if not smmu_opts.strict or ep_opts.inv_late_ms:
+        return ep_opts
+    return dataclasses.replace(ep_opts,
+                               inv_late_ms=smmu_opts.atc_inv_timeout_ms * STRICT_INV_LATE)
+
+
 # -- the model ----------------------------------------------------------------------------------
 
 class Model:
@@ -185,7 +202,10 @@ class Model:
         """One QEMU request, then the SMMU's turn to notice what it caused (e.g. an ATC
         invalidation completed by an endpoint reset or register write)."""
         body = self.handle(msg)
-        self._guard("smmu.tick", self.smmu.tick)
+        now = self.smmu.clock()
+        for dev, ep in list(self.endpoints.items()):
+            self._guard(f"endpoint {dev} invalidations", ep.poll_invalidations)
+        self._tick(now)
         return body
 
     def handle(self, msg: Message) -> dict[str, int] | None:
@@ -302,9 +322,15 @@ class Model:
     def step(self) -> None:
         """One round of autonomous progress; a model bug is logged once, not fatal. The SMMU
         goes last, so it sees the invalidations the endpoints completed in this round."""
+        now = self.smmu.clock()
         for dev, ep in list(self.endpoints.items()):
             self._guard(f"endpoint {dev} poll", ep.poll)
-        self._guard("smmu.tick", self.smmu.tick)
+        self._tick(now)
+
+    def _tick(self, now: float) -> None:
+        """Tick the SMMU, judging ATC invalidation timeouts as of `now`: a time read before the
+        endpoints were polled, so whatever they completed then was due no later than that."""
+        self._guard("smmu.tick", lambda: self.smmu.tick(now))
 
     def _guard(self, what: str, fn: Callable[[], Any]) -> None:
         try:
@@ -368,6 +394,7 @@ def run_model(args: argparse.Namespace) -> int:
             ep_opts = build_options(EndpointOptions, args, ENDPOINT_ARGS, args.ep_opt)
         except OptionError as e:
             return fatal(str(e), EXIT_USAGE)
+        ep_opts = strict_endpoint(smmu_opts, ep_opts)
         return _serve(args, log, fatal, smmu_cls, ep_cls, smmu_opts, ep_opts)
     finally:
         log.removeHandler(handler)
@@ -378,7 +405,10 @@ def _serve(args: argparse.Namespace, log: logging.Logger, fatal: Callable[[str, 
            smmu_cls: type, ep_cls: type, smmu_opts: Any, ep_opts: Any) -> int:
     options = {"smmu": dataclasses.asdict(smmu_opts), "endpoint": dataclasses.asdict(ep_opts),
                "timeout_ms": args.timeout_ms, "max_dma": args.max_dma}
-    trace = TraceWriter(args.trace, cache_mode=smmu_opts.cache_mode, options=options)
+    header: dict[str, Any] = {"cache_mode": smmu_opts.cache_mode}
+    if smmu_opts.strict:
+        header["strict_seed"] = smmu_opts.strict_seed
+    trace = TraceWriter(args.trace, options=options, **header)
     link = Link(args.addr, timeout_ms=args.timeout_ms, log=logging.getLogger("cosim.link"),
                 trace=trace, max_dma=args.max_dma)
     old = {}

@@ -42,6 +42,8 @@ class FakeSmmu:
         self.mem, self.irq, self.options = mem, irq, options
         self.calls: list[tuple] = []
         self.ticks = 0
+        self.tick_times: list[float] = []
+        self.now = 5.0
         self.attached: dict[int, object] = {}
         self.regs: dict[int, int] = {}
 
@@ -60,8 +62,14 @@ class FakeSmmu:
             except BusError:
                 self.regs[0x50] = 0xbad
 
-    def tick(self) -> None:
+    def clock(self) -> float:
+        self.now += 1.0
+        return self.now
+
+    def tick(self, now: float | None = None) -> None:
         self.ticks += 1
+        assert now is not None
+        self.tick_times.append(now)
 
     def reset(self) -> None:
         self.calls.append(("reset",))
@@ -75,6 +83,7 @@ class FakeEndpoint:
         self.dev, self.smmu, self.options = dev, smmu, options
         self.calls: list[tuple] = []
         self.polls = 0
+        self.inv_polls = 0
 
     def device_info(self, rid, pcie_off=0, ats_off=0, pasid_off=0, msix_off=0) -> None:
         self.rid = rid
@@ -96,6 +105,9 @@ class FakeEndpoint:
 
     def poll(self) -> None:
         self.polls += 1
+
+    def poll_invalidations(self) -> None:
+        self.inv_polls += 1
 
 
 @pytest.fixture
@@ -130,7 +142,7 @@ def test_each_served_request_is_followed_by_a_tick(model) -> None:
     noticed by the SMMU before the reply, not only in the idle loop."""
     m, peer = model
     order: list[tuple] = []
-    m.smmu.tick = lambda: order.append(("tick",))
+    m.smmu.tick = lambda now=None: order.append(("tick",))
     write = m.smmu.mmio_write
     m.smmu.mmio_write = lambda off, size, value: (order.append(("w", off)),
                                                   write(off, size, value))
@@ -172,6 +184,9 @@ def test_device_creates_endpoint_and_dispatches(model, tmp_path) -> None:
     ask(m, peer, MsgType.CFG_WRITE, dev=1, size=2, offset=4, value=6)
     ask(m, peer, MsgType.RESET, dev=1, kind=1)
     assert ep.calls == [("w", 2, 4, 4, 0x2345_6789), ("cfg", 4, 2, 6), ("reset", 1)]
+    # Due invalidations are completed after every request served (the DEVICE one and the
+    # four after it), before the SMMU is ticked.
+    assert ep.inv_polls == 5
     assert describe_ep(m, peer).status == Status.ACCESS_ERROR     # described twice
     assert ask(m, peer, MsgType.DEVICE, dev=2, kind=9, rid=0, pcie_off=0, ats_off=0,
                pasid_off=0, msix_off=0).status == Status.ACCESS_ERROR
@@ -208,11 +223,14 @@ def test_step_ticks_and_polls(model) -> None:
     m.step()
     assert m.smmu.ticks == 3 and m.endpoints[1].polls == 2
     # The SMMU goes last: it sees invalidations an endpoint completed in its poll.
-    order: list[str] = []
-    m.endpoints[1].poll = lambda: order.append("poll")
-    m.smmu.tick = lambda: order.append("tick")
+    order: list[tuple[str, float | None]] = []
+    m.endpoints[1].poll = lambda: order.append(("poll", m.smmu.clock()))
+    m.smmu.tick = lambda now=None: order.append(("tick", now))
     m.step()
-    assert order == ["poll", "tick"]
+    assert [k for k, _ in order] == ["poll", "tick"]
+    # ATC invalidation timeouts are judged as of a time read before the endpoints were
+    # polled, so a completion they sent then was due no later than that.
+    assert order[1][1] is not None and order[0][1] is not None and order[1][1] < order[0][1]
     assert not m.busy()
     m.endpoints[1].busy = True
     assert m.busy()
@@ -471,3 +489,18 @@ def test_run_model_with_the_real_smmu_and_endpoint(tmp_path) -> None:
     assert replies[3].value & (1 << 10)        # IDR0.ATS (§6.3.1): the model offers ATS
     assert replies[4].value == 0x50455343
     assert read_trace(tmp_path / "t.jsonl").header["cache_mode"] == "coherent"
+
+
+@pytest.mark.parametrize("extra, late", [((), 90.0), (("--ep-opt", "inv_late_ms=5"), 5.0)])
+def test_strict_mode_header_and_late_endpoint(tmp_path, extra, late) -> None:
+    """--cache-mode strict: the header names the mode and its seed, and endpoints complete ATC
+    invalidations just short of the SMMU's timeout unless told otherwise."""
+    args = parse("--addr", inproc_address(), "--trace", str(tmp_path / "t.jsonl"),
+                 "--log", str(tmp_path / "m.log"), "--cache-mode", "strict",
+                 "--atc-inv-timeout-ms", "100", "--smmu-opt", "strict_seed=7", *extra)
+    rc, _, _ = run_with_peer(args, [HELLO, (MsgType.BYE, {})])
+    assert rc == EXIT_OK, (tmp_path / "m.log").read_text()
+    header = read_trace(tmp_path / "t.jsonl").header
+    assert header["cache_mode"] == "strict"
+    assert header["strict_seed"] == 7
+    assert header["options"]["endpoint"]["inv_late_ms"] == late

@@ -445,6 +445,38 @@ def test_inv_delay_completes_on_poll() -> None:
     assert inv.completions == 1 and rig.ep.pending_invalidations == 0
 
 
+def test_inv_late_keeps_entries_usable_until_it_acts() -> None:
+    """inv_late_ms: the entries stay in the ATC and are used until the device acts on the
+    invalidation (PCIe ATS lets a function use them until it sends the completion)."""
+    now = [100.0]
+    rig = mapped_rig(inv_late_ms=50)
+    rig.ep.clock = lambda: now[0]
+    warm(rig, 1)
+    entry = rig.trace.of("atc_insert")[-1]["id"]
+    inv = ats_inv(None)
+    rig.ep.ats_invalidate(inv)
+    assert inv.completions == 0 and len(rig.ep.atc) == 1 and not rig.trace.of("atc_inv_rx")
+    now[0] += 0.049
+    rig.ep.poll_invalidations()
+    warm(rig, 1)
+    assert inv.completions == 0 and rig.trace.of("dma")[-1]["atc_id"] == entry
+    now[0] += 0.002
+    rig.ep.poll_invalidations()
+    assert inv.completions == 1 and len(rig.ep.atc) == 0
+    assert rig.trace.of("atc_inv_rx")[-1]["dropped"] == [entry]
+    assert [k for k in rig.trace.kinds() if k.startswith("atc_inv")][-2:] == [
+        "atc_inv_rx", "atc_inv_cpl"]
+
+
+def test_inv_late_owed_at_a_reset_completes() -> None:
+    rig = mapped_rig(inv_late_ms=10_000)
+    warm(rig, 1)
+    inv = ats_inv(None)
+    rig.ep.ats_invalidate(inv)
+    rig.ep.reset(RESET_FLR)
+    assert inv.completions == 1 and rig.trace.of("atc_inv_rx")[-1]["dropped"] == []
+
+
 def test_inv_drop_never_completes() -> None:
     rig = mapped_rig(inv_drop=True)
     warm(rig, 1)

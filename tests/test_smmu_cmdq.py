@@ -177,6 +177,40 @@ def test_atc_inv_timeout_is_cerror_atc_inv_sync():
     assert d.cons() == d.cmd_prod and not d.cmdq_err()
 
 
+def test_only_tick_judges_atc_inv_timeouts():
+    """A register write that restarts the queue while the CMD_SYNC waits past the timeout
+    does not fail it: only tick() does, after the backend let the endpoints complete what was
+    due, so a completion sent in time is never mistaken for a timeout."""
+    d = Driver(SmmuOptions(atc_inv_timeout_ms=50)).init()
+    ep = FakeEndpoint(mode="later")
+    d.smmu.attach_ats_device(3, ep)
+    d.cmd("ATC_INV", StreamID=3, Size=0, Address=1)
+    d.sync()
+    d.clock.t += 0.06
+    d.cmd("CMD_SYNC", CS=0)                              # CMDQ_PROD write: the queue runs
+    assert not d.cmdq_err() and d.trace.kinds("sync")[-1]["state"] == "wait"
+    ep.finish()
+    d.smmu.tick()
+    assert not d.cmdq_err() and d.cons() == d.cmd_prod
+    assert d.trace.kinds("atc_inv_sync")[-1]["state"] == "done"
+
+
+def test_tick_judges_timeouts_as_of_the_time_it_is_given():
+    """The backend passes the time it read before polling the endpoints: a model descheduled
+    after the poll must not time out an invalidation the endpoint had not yet been due to
+    complete when it was polled."""
+    d = Driver(SmmuOptions(atc_inv_timeout_ms=50)).init()
+    d.smmu.attach_ats_device(3, FakeEndpoint(mode="never"))
+    d.cmd("ATC_INV", StreamID=3, Size=0, Address=1)
+    d.sync()
+    issued = d.clock.t
+    d.clock.t += 1.0
+    d.smmu.tick(now=issued + 0.04)
+    assert not d.cmdq_err() and d.trace.kinds("sync")[-1]["state"] == "wait"
+    d.smmu.tick(now=issued + 0.051)
+    assert d.cmdq_err() and d.cons_err() == CERROR_ATC_INV_SYNC
+
+
 def test_sync_before_atc_inv_does_not_wait_for_it():
     d = Driver().init()
     ep = FakeEndpoint(mode="later")

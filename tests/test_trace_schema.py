@@ -178,7 +178,8 @@ def test_bad_header_field_is_a_problem_and_dropped(tmp_path: Path) -> None:
     p = tmp_path / "t.jsonl"
     p.write_text('{"t": 0, "k": "header", "schema": 2, "wall": 0, "cache_mode": "fast"}\n')
     t = read_trace(p)
-    assert t.problems == ["header.cache_mode is 'fast', expected one of 'coherent', 'caching'"]
+    assert t.problems == ["header.cache_mode is 'fast', expected one of 'coherent', 'caching', "
+                          "'strict'"]
     assert "cache_mode" not in t.header
 
 

@@ -1,8 +1,9 @@
 """The cosim-pcie-ep device: BAR decoding, config mirror, reset, markers, ATS invalidations.
 
 The backend calls `mmio_read`/`mmio_write`/`cfg_write`/`reset`/`device_info` for the QEMU
-messages addressed to this endpoint, `poll()` from its idle loop, and the SMMU calls
-`ats_invalidate()` for each CMD_ATC_INV naming this device's StreamID. The endpoint sees the
+messages addressed to this endpoint, `poll_invalidations()` after every request it serves,
+`poll()` from its idle loop, and the SMMU calls `ats_invalidate()` for each CMD_ATC_INV naming
+this device's StreamID. The endpoint sees the
 SMMU only as a `TranslationAgent` and is its `AtsDevice` (cosim/translation_agent.py).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cosim.arch import endpoint_regs as regs
@@ -42,6 +44,10 @@ class EndpointOptions:
     atc_entries: int = DEFAULT_ENTRIES
     atc_policy: str = "lru"
     inv_delay_ms: float = 0.0  # hold each invalidation completion this long
+    # Act on each invalidation only this long after receiving it: until then its entries stay
+    # usable (PCIe ATS lets a function use them until it sends the completion). `cosim model
+    # --cache-mode strict` sets it just short of the SMMU's atc_inv_timeout_ms.
+    inv_late_ms: float = 0.0
     inv_drop: bool = False  # never complete invalidations (SMMU: CERROR_ATC_INV_SYNC)
     inv_ignore: bool = False  # complete invalidations without invalidating (broken device)
     xlate_fail: bool = False  # every ATS Translation Request fails (UR)
@@ -55,14 +61,16 @@ class EndpointOptions:
             raise ValueError(f"atc_policy must be one of {POLICIES}")
         if not 1 <= self.inv_queue_depth <= ATS_INV_QUEUE_DEPTH_MAX:
             raise ValueError(f"inv_queue_depth must be 1..{ATS_INV_QUEUE_DEPTH_MAX}")
-        if self.inv_delay_ms < 0 or self.slow_us < 0:
+        if self.inv_delay_ms < 0 or self.inv_late_ms < 0 or self.slow_us < 0:
             raise ValueError("delays must be >= 0")
 
 
 @dataclass
 class _PendingInvalidation:
     inv: AtcInvalidation
-    ready_at: float
+    ready_at: float                                 # complete no earlier than this
+    act_at: float                                   # drop the entries at this time
+    acted: bool = False                             # the entries are dropped
     waiting: set[int] = field(default_factory=set)  # ATC entry ids still used by a request
 
 
@@ -91,6 +99,7 @@ class Endpoint:
         self.engine = DescriptorEngine(self.requester, pasid_ok, self.msix.signal)
         self.tg = TrafficGenerator(self.requester, pasid_ok)
         self._pending: list[_PendingInvalidation] = []
+        self.clock: Callable[[], float] = time.monotonic   # tests substitute their own
 
     @property
     def rid(self) -> int:
@@ -166,28 +175,29 @@ class Endpoint:
     # -- SMMU-facing -------------------------------------------------------------------------
 
     def ats_invalidate(self, inv: AtcInvalidation) -> None:
-        """An ATS Invalidate Request: drop the entries now, complete once nothing in flight
-        still uses them (PCIe ATS invalidation ordering) and any injected delay has passed."""
+        """An ATS Invalidate Request: drop the entries now (or after `inv_late_ms`), complete
+        once nothing in flight still uses them (PCIe ATS invalidation ordering) and any
+        injected delay has passed."""
         self.regs["CNT_INV_REQ"] += 1
         if inv.sid != self.rid:
             log.warning("endpoint %d: invalidation for sid %s, this device is %d", self.dev,
                         inv.sid, self.rid)
-        if self.options.inv_ignore:
-            dropped = []
-        else:
-            dropped = self.atc.invalidate(inv.ssid, inv.addr, None if inv.whole else inv.size,
-                                          inv.global_)
-        # The SMMU's invalidation id, so the trace correlates both sides.
-        self.trace.emit("atc_inv_rx", dev=self.dev, sid=inv.sid, ssid=inv.ssid, addr=inv.addr,
-                        size=inv.size, g=inv.global_, inv_id=inv.id,
-                        dropped=[e.id for e in dropped])
-        waiting = {e.id for e in dropped if e.id in self.requester.in_use}
         outstanding = len(self._pending) + 1
         if outstanding > self.config.inv_queue_depth:
             log.warning("endpoint %d: %d invalidations outstanding, queue depth is %d",
                         self.dev, outstanding, self.config.inv_queue_depth)
-        ready = time.monotonic() + self.options.inv_delay_ms / 1000.0
-        self._pending.append(_PendingInvalidation(inv, ready, waiting))
+        now = self.clock()
+        p = _PendingInvalidation(inv, now + self.options.inv_delay_ms / 1000.0,
+                                 now + self.options.inv_late_ms / 1000.0)
+        if not self.options.inv_late_ms:
+            self._act(p)
+        self._pending.append(p)
+        self._progress_invalidations()
+
+    def poll_invalidations(self) -> None:
+        """Act on and complete the invalidations whose time has come (the backend calls this
+        after every request it serves, before ticking the SMMU, so a completion due before the
+        SMMU's timeout is always seen first)."""
         self._progress_invalidations()
 
     @property
@@ -201,16 +211,36 @@ class Endpoint:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def _act(self, p: _PendingInvalidation) -> None:
+        """Drop the entries the invalidation names; from now on the device cannot use them."""
+        inv = p.inv
+        if self.options.inv_ignore:
+            dropped = []
+        else:
+            dropped = self.atc.invalidate(inv.ssid, inv.addr, None if inv.whole else inv.size,
+                                          inv.global_)
+        # The SMMU's invalidation id, so the trace correlates both sides.
+        self.trace.emit("atc_inv_rx", dev=self.dev, sid=inv.sid, ssid=inv.ssid, addr=inv.addr,
+                        size=inv.size, g=inv.global_, inv_id=inv.id,
+                        dropped=[e.id for e in dropped])
+        p.waiting = {e.id for e in dropped if e.id in self.requester.in_use}
+        p.acted = True
+
     def _progress_invalidations(self) -> None:
-        if not self._pending or self.options.inv_drop:
+        if not self._pending:
             return
-        now = time.monotonic()
+        now = self.clock()
+        for p in self._pending:
+            if not p.acted and now >= p.act_at:
+                self._act(p)
+        if self.options.inv_drop:
+            return
         in_use = self.requester.in_use
         still = []
         ready = []
         for p in self._pending:
             p.waiting = {i for i in p.waiting if i in in_use}
-            (ready if not p.waiting and now >= p.ready_at else still).append(p)
+            (ready if p.acted and not p.waiting and now >= p.ready_at else still).append(p)
         self._pending = still
         for p in ready:
             self._complete(p)
@@ -232,6 +262,8 @@ class Endpoint:
         if not self.options.inv_drop:
             pending, self._pending = self._pending, []
             for p in pending:
+                if not p.acted:
+                    self._act(p)    # the ATC is empty now: it drops nothing
                 self._complete(p)
 
     def _reset_registers(self) -> None:

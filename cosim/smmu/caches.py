@@ -1,9 +1,13 @@
 """Configuration cache and TLB (Arm IHI 0070 §3.21, §4.3, §4.4, §16.2).
 
 In `coherent` mode nothing is cached: every translation re-reads the STE, CD and tables, so
-every intermediate state the driver writes is observed. In `caching` mode STEs, CDs and
+every intermediate state the driver writes is observed. In `caching` mode legal STEs, CDs and
 translations are kept until a command that architecturally invalidates them arrives, so a
-missing CFGI_* or TLBI_* becomes visible as a stale translation.
+missing CFGI_* or TLBI_* becomes visible as a stale translation. `strict` mode caches like
+`caching` and also keeps invalid and ILLEGAL structures (§3.21.3: "cache any successfully
+fetched ... configuration structure, whether marked as valid or not"), so a driver that makes
+an entry valid without a CFGI keeps getting the invalid one; the command queue there applies
+the invalidations only when the next CMD_SYNC completes (command_queue.py).
 
 Tags follow the architecture: configuration by StreamID (and SubstreamID for CDs); TLB entries
 by VMID, ASID (stage 1) and input address range, stage 2 entries by VMID and IPA.
@@ -48,52 +52,65 @@ class TlbEntry:
 
 
 class ConfigCache:
-    """STEs by StreamID and CDs by (StreamID, CD index)."""
+    """STEs by StreamID and CDs by (StreamID, CD index).
 
-    def __init__(self, enabled: bool) -> None:
+    `keep_invalid`: also cache structures that are invalid (V=0) or ILLEGAL (strict mode;
+    §3.21.3 allows it, and a CMD_CFGI is then needed after making one valid). Otherwise only
+    legal ones are kept and an invalid one is re-read, reporting C_BAD_STE/C_BAD_CD each time.
+    The invalidations return how many entries they removed.
+    """
+
+    def __init__(self, enabled: bool, keep_invalid: bool = False) -> None:
         self.enabled = enabled
+        self.keep_invalid = keep_invalid
         self.ste: dict[int, Any] = {}
         self.cd: dict[tuple[int, int], Any] = {}
 
     def get_ste(self, sid: int) -> Any:
         return self.ste.get(sid) if self.enabled else None
 
-    def put_ste(self, sid: int, ste: Any) -> None:
-        if self.enabled:
+    def put_ste(self, sid: int, ste: Any, legal: bool) -> None:
+        if self.enabled and (legal or self.keep_invalid):
             self.ste[sid] = ste
 
     def get_cd(self, sid: int, index: int) -> Any:
         return self.cd.get((sid, index)) if self.enabled else None
 
-    def put_cd(self, sid: int, index: int, cd: Any) -> None:
-        if self.enabled:
+    def put_cd(self, sid: int, index: int, cd: Any, legal: bool) -> None:
+        if self.enabled and (legal or self.keep_invalid):
             self.cd[(sid, index)] = cd
 
     # §4.3: configuration invalidation commands.
-    def inv_ste(self, sid: int) -> None:
+    def inv_ste(self, sid: int) -> int:
         """CMD_CFGI_STE: the STE and every CD cached through it (§4.3.2)."""
-        self.ste.pop(sid, None)
-        self.inv_cd_all(sid)
+        return int(self.ste.pop(sid, None) is not None) + self.inv_cd_all(sid)
 
-    def inv_ste_range(self, sid: int, range_log2: int) -> None:
+    def inv_ste_range(self, sid: int, range_log2: int) -> int:
         """CMD_CFGI_STE_RANGE: StreamIDs sharing sid[31:range+1] (§4.3.3)."""
         lo = sid & ~((1 << (range_log2 + 1)) - 1)
         hi = lo + (1 << (range_log2 + 1))
-        for s in [s for s in self.ste if lo <= s < hi]:
+        stes = [s for s in self.ste if lo <= s < hi]
+        cds = [k for k in self.cd if lo <= k[0] < hi]
+        for s in stes:
             self.ste.pop(s)
-        for key in [k for k in self.cd if lo <= k[0] < hi]:
+        for key in cds:
             self.cd.pop(key)
+        return len(stes) + len(cds)
 
-    def inv_all(self) -> None:
+    def inv_all(self) -> int:
+        n = len(self.ste) + len(self.cd)
         self.ste.clear()
         self.cd.clear()
+        return n
 
-    def inv_cd(self, sid: int, index: int) -> None:
-        self.cd.pop((sid, index), None)
+    def inv_cd(self, sid: int, index: int) -> int:
+        return int(self.cd.pop((sid, index), None) is not None)
 
-    def inv_cd_all(self, sid: int) -> None:
-        for key in [k for k in self.cd if k[0] == sid]:
+    def inv_cd_all(self, sid: int) -> int:
+        keys = [k for k in self.cd if k[0] == sid]
+        for key in keys:
             self.cd.pop(key)
+        return len(keys)
 
 
 class DecodeMemo(Generic[T]):

@@ -7,11 +7,19 @@ acknowledges through GERRORN (§7.1). A CMD_SYNC after ATC_INV commands waits fo
 completion (§4.7.3): the endpoint only records a completion, and the waiting CMD_SYNC
 re-checks its invalidations whenever the SMMU is ticked (the backend ticks after every request
 it serves and in its idle loop); one that times out fails with CERROR_ATC_INV_SYNC.
+
+CFGI_* and TLBI_* take effect when executed, except in strict mode: there an invalidation is
+only guaranteed complete once a later CMD_SYNC completes (§4.7.3; §3.21.1, §3.21.3), and until
+then the SMMU goes on using what it holds, so the model applies them all as that CMD_SYNC
+completes (an `inv_effect` record each), just before it observes the structures again
+(structure_fetch.py) and signals the completion.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cosim.arch.commands import (
@@ -28,10 +36,12 @@ from cosim.arch.commands import (
     decode_command,
 )
 from cosim.arch.registers import CMDQ_CONS, CMDQ_PROD, Q_BASE
+from cosim.arch.ste import STE_BYTES
 from cosim.memory import BusError
 from cosim.translation_agent import AtcInvalidation
 
 from .ats import ATC_SIZE_MAX, atc_range
+from .stream_table import locate_ste
 
 if TYPE_CHECKING:
     from .smmu import SMMUv3
@@ -54,13 +64,29 @@ def tlbi_range(f: dict[str, int], addr_field: str, range_inv: bool) -> tuple[int
     return addr, addr + 1
 
 
+@dataclass
+class Invalidation:
+    """A CFGI_* or TLBI_* command: its trace record and the cache operation it performs."""
+
+    kind: str                   # the record kind: 'cfgi' | 'tlbi'
+    op: str
+    fields: dict[str, int | None]
+    apply: Callable[[], int]    # invalidates; returns how many entries it removed
+    idx: int = 0                # its command queue index
+
+
 class CommandQueue:
     """Consumer side of the command queue; the guest owns PROD, the SMMU owns CONS."""
 
     def __init__(self, dev: SMMUv3) -> None:
         self.dev = dev
-        self.waiting_sync: dict | None = None     # CMD_SYNC blocked on ATC invalidations
         self.executed = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.waiting_sync: dict | None = None     # CMD_SYNC blocked on ATC invalidations
+        # Strict mode: invalidations executed and waiting for a CMD_SYNC to complete.
+        self.deferred: list[Invalidation] = []
 
     # -- geometry ------------------------------------------------------------------------
     def _geometry(self) -> tuple[int, int]:
@@ -80,8 +106,15 @@ class CommandQueue:
         self.dev.gerror.raise_error("CMDQ_ERR")
 
     # -- consumer loop -------------------------------------------------------------------
-    def run(self) -> None:
-        """Consume commands until empty, stalled on an error, or blocked on a CMD_SYNC."""
+    def run(self, judged_at: float | None = None) -> None:
+        """Consume commands until empty, stalled on an error, or blocked on a CMD_SYNC.
+
+        `judged_at`: a blocked CMD_SYNC may also fail on an ATC invalidation that had timed
+        out at that time. Only `tick()` judges timeouts, at the time the backend read before
+        it let the endpoints send the completions due: a completion due before the timeout is
+        then never taken for one, not because a register write (CMDQ_PROD, GERRORN, CR0)
+        looked first nor because the model was descheduled between the two.
+        """
         dev = self.dev
         while dev.cr0ack("CMDQEN") and not self.stalled():
             base, log2 = self._geometry()
@@ -90,7 +123,7 @@ class CommandQueue:
             prod = CMDQ_PROD.get(dev.regs["CMDQ_PROD"], "WR") & pmask
             cons = CMDQ_CONS.get(dev.regs["CMDQ_CONS"], "RD") & pmask
             if self.waiting_sync is not None:
-                if not self._progress_sync():
+                if not self._progress_sync(judged_at):
                     return
                 continue
             if prod == cons:
@@ -135,59 +168,86 @@ class CommandQueue:
             self._set_error(CERROR_ILL)
             return None
         assert name is not None
-        caches = dev.config_cache
-        tlb = dev.tlb
         if name in ("PREFETCH_CFG", "PREFETCH_ADDR", "RESUME", "PRI_RESP"):
             # Prefetch is a hint; RESUME/PRI_RESP have no stalled transaction or page
             # request outstanding in this model (no stall, no PRI queue traffic).
             return True
-        if name == "CFGI_STE":
-            caches.inv_ste(f["StreamID"])
-            dev.trace.emit("cfgi", op=name, sid=f["StreamID"])
-        elif name == "CFGI_STE_RANGE":
-            if f["Range"] == CFGI_ALL_RANGE:
-                caches.inv_all()
-                dev.trace.emit("cfgi", op="CFGI_ALL", range=f["Range"])
+        inv = self._invalidation(name, f)
+        if inv is not None:
+            inv.idx = idx
+            if opt.strict:
+                # §4.7.3: complete only when a later CMD_SYNC completes; until then the SMMU
+                # may go on using what it holds (§3.21.1, §3.21.3).
+                self.deferred.append(inv)
+                if name == "CFGI_STE":
+                    self._expect_ste(f["StreamID"])
+                dev.trace.emit(inv.kind, op=inv.op, **inv.fields, effect="sync")
             else:
-                caches.inv_ste_range(f["StreamID"], f["Range"])
-                dev.trace.emit("cfgi", op=name, sid=f["StreamID"], range=f["Range"])
-        elif name == "CFGI_CD":
-            caches.inv_cd(f["StreamID"], f["SubstreamID"])
-            dev.trace.emit("cfgi", op=name, sid=f["StreamID"], ssid=f["SubstreamID"])
-        elif name == "CFGI_CD_ALL":
-            caches.inv_cd_all(f["StreamID"])
-            dev.trace.emit("cfgi", op=name, sid=f["StreamID"])
-        elif name == "TLBI_NH_ALL":
-            n = tlb.nh_all(f["VMID"])
-            dev.trace.emit("tlbi", op=name, vmid=f["VMID"], n=n)
-        elif name == "TLBI_NH_ASID":
-            n = tlb.nh_asid(f["VMID"], f["ASID"])
-            dev.trace.emit("tlbi", op=name, vmid=f["VMID"], asid=f["ASID"], n=n)
-        elif name in ("TLBI_NH_VA", "TLBI_NH_VAA"):
-            lo, hi = tlbi_range(f, "Address", opt.range_inv)
-            asid = f.get("ASID") if name == "TLBI_NH_VA" else None
-            n = tlb.nh_va(f["VMID"], asid, lo, hi)
-            dev.trace.emit("tlbi", op=name, vmid=f["VMID"], asid=asid, addr=lo, size=hi - lo,
-                           leaf=f["Leaf"], ttl=f["TTL"], n=n)
-        elif name.startswith("TLBI_EL2"):
-            n = tlb.el2_all()
-            dev.trace.emit("tlbi", op=name, n=n)
-        elif name == "TLBI_S12_VMALL":
-            n = tlb.s12_vmall(f["VMID"])
-            dev.trace.emit("tlbi", op=name, vmid=f["VMID"], n=n)
-        elif name == "TLBI_S2_IPA":
-            lo, hi = tlbi_range(f, "IPA", opt.range_inv)
-            n = tlb.s2_ipa(f["VMID"], lo, hi)
-            dev.trace.emit("tlbi", op=name, vmid=f["VMID"], addr=lo, size=hi - lo,
-                           leaf=f["Leaf"], ttl=f["TTL"], n=n)
-        elif name == "TLBI_NSNH_ALL":
-            n = tlb.nsnh_all()
-            dev.trace.emit("tlbi", op=name, n=n)
-        elif name == "ATC_INV":
+                n = inv.apply()
+                extra = {"n": n} if inv.kind == "tlbi" else {}
+                dev.trace.emit(inv.kind, op=inv.op, **inv.fields, **extra, effect="now")
+            return True
+        if name == "ATC_INV":
             self._atc_inv(f)
         elif name == "CMD_SYNC":
             return self._sync(idx, f)
         return True
+
+    def _invalidation(self, name: str, f: dict[str, int]) -> Invalidation | None:
+        """The CFGI_* (§4.3) or TLBI_* (§4.4) command `name`, or None for any other."""
+        dev = self.dev
+        cfg = lambda: dev.config_cache  # noqa: E731 - the caches as they are when applied
+        tlb = lambda: dev.tlb  # noqa: E731
+        sid, vmid = f.get("StreamID", 0), f.get("VMID", 0)
+        if name == "CFGI_STE":
+            return Invalidation("cfgi", name, {"sid": sid}, lambda: cfg().inv_ste(sid))
+        if name == "CFGI_STE_RANGE":
+            rng = f["Range"]
+            if rng == CFGI_ALL_RANGE:
+                return Invalidation("cfgi", "CFGI_ALL", {"range": rng}, lambda: cfg().inv_all())
+            return Invalidation("cfgi", name, {"sid": sid, "range": rng},
+                                lambda: cfg().inv_ste_range(sid, rng))
+        if name == "CFGI_CD":
+            ssid = f["SubstreamID"]
+            return Invalidation("cfgi", name, {"sid": sid, "ssid": ssid},
+                                lambda: cfg().inv_cd(sid, ssid))
+        if name == "CFGI_CD_ALL":
+            return Invalidation("cfgi", name, {"sid": sid}, lambda: cfg().inv_cd_all(sid))
+        if name == "TLBI_NH_ALL":
+            return Invalidation("tlbi", name, {"vmid": vmid}, lambda: tlb().nh_all(vmid))
+        if name == "TLBI_NH_ASID":
+            asid = f["ASID"]
+            return Invalidation("tlbi", name, {"vmid": vmid, "asid": asid},
+                                lambda: tlb().nh_asid(vmid, asid))
+        if name in ("TLBI_NH_VA", "TLBI_NH_VAA"):
+            lo, hi = tlbi_range(f, "Address", dev.options.range_inv)
+            va_asid = f.get("ASID") if name == "TLBI_NH_VA" else None
+            return Invalidation("tlbi", name, {"vmid": vmid, "asid": va_asid, "addr": lo,
+                                               "size": hi - lo, "leaf": f["Leaf"],
+                                               "ttl": f["TTL"]},
+                                lambda: tlb().nh_va(vmid, va_asid, lo, hi))
+        if name.startswith("TLBI_EL2"):
+            return Invalidation("tlbi", name, {}, lambda: tlb().el2_all())
+        if name == "TLBI_S12_VMALL":
+            return Invalidation("tlbi", name, {"vmid": vmid}, lambda: tlb().s12_vmall(vmid))
+        if name == "TLBI_S2_IPA":
+            ipa_lo, ipa_hi = tlbi_range(f, "IPA", dev.options.range_inv)
+            return Invalidation("tlbi", name, {"vmid": vmid, "addr": ipa_lo,
+                                               "size": ipa_hi - ipa_lo, "leaf": f["Leaf"],
+                                               "ttl": f["TTL"]},
+                                lambda: tlb().s2_ipa(vmid, ipa_lo, ipa_hi))
+        if name == "TLBI_NSNH_ALL":
+            return Invalidation("tlbi", name, {}, lambda: tlb().nsnh_all())
+        return None
+
+    def _expect_ste(self, sid: int) -> None:
+        """Strict mode: the STE a CFGI_STE names is observed at the next CMD_SYNC, so even its
+        first fetch may be torn between that observation and later writes."""
+        dev = self.dev
+        loc = locate_ste(dev.mem, dev.regs["STRTAB_BASE"], dev.regs["STRTAB_BASE_CFG"],
+                         dev.options, sid, None)
+        if loc.addr is not None:
+            dev.fetcher.expect(loc.addr, STE_BYTES)
 
     def _illegal(self, name: str | None, f: dict[str, int]) -> str | None:
         """Why a command is CERROR_ILL (§4.1.3, §7.1), or None."""
@@ -245,15 +305,16 @@ class CommandQueue:
         self._signal_sync(idx, f)
         return True
 
-    def _progress_sync(self) -> bool:
+    def _progress_sync(self, judged_at: float | None) -> bool:
         """Re-check the blocked CMD_SYNC; True once it completed (and CONS moved on)."""
         dev = self.dev
         ws = self.waiting_sync
         assert ws is not None
         waiting = [o for o in dev.atc.outstanding() if o.inv.id in ws["ids"]]
         if waiting:
+            timeout = dev.options.atc_inv_timeout_ms / 1000
             expired = [o for o in waiting
-                       if dev.clock() - o.issued_at >= dev.options.atc_inv_timeout_ms / 1000]
+                       if judged_at is not None and judged_at - o.issued_at >= timeout]
             if not expired:
                 return False
             # §7.1: an ATC invalidation timeout fails the CMD_SYNC; CONS stays on it.
@@ -273,6 +334,9 @@ class CommandQueue:
 
     def _signal_sync(self, idx: int, f: dict[str, int]) -> None:
         dev = self.dev
+        # What the completion guarantees is observable before its signal and CONS (§4.7.3).
+        self._complete_invalidations(idx)
+        dev.fetcher.synced()
         cs = f["CS"]
         if cs == CS_IRQ:
             msi_addr = f["MSIAddress"] << _ADDR_LO["MSIAddress"]
@@ -286,8 +350,16 @@ class CommandQueue:
                 dev.pulse_irq(2)
         dev.trace.emit("sync", idx=idx, cs=CS_NAMES[cs], state="done")
 
-    def tick(self) -> None:
+    def _complete_invalidations(self, sync_idx: int) -> None:
+        """Strict mode: the deferred invalidations take effect as CMD_SYNC `sync_idx`
+        completes, in the order they were executed."""
+        deferred, self.deferred = self.deferred, []
+        for inv in deferred:
+            n = inv.apply()
+            self.dev.trace.emit("inv_effect", op=inv.op, cmd=inv.idx, sync=sync_idx, n=n)
+
+    def tick(self, now: float) -> None:
         """Asynchronous progress: a CMD_SYNC waiting on ATC invalidations polls them for
-        completions and timeouts."""
+        completions, and for timeouts as of `now`."""
         if self.waiting_sync is not None:
-            self.run()
+            self.run(judged_at=now)

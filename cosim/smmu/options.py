@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 from cosim.arch.registers import OAS_ENCODING
 
-CACHE_MODES = ("coherent", "caching")
+# coherent: re-read every structure on every use (every intermediate state is observed);
+# caching: keep valid STEs, CDs and translations until a CFGI_*/TLBI_* arrives;
+# strict: everything IHI 0070 lets be late, cached or torn is (docs/architecture.md,
+# "Cache modes"): invalidations take effect only at the next completed CMD_SYNC (§4.7.3),
+# invalid and ILLEGAL structures are cached too (§3.21.3), a fetch may mix qwords from the
+# last observation with memory (§3.21.3 single-copy atomicity), and the endpoint completes
+# ATC invalidations just before atc_inv_timeout_ms (backend).
+CACHE_MODES = ("coherent", "caching", "strict")
 
 
 @dataclass
@@ -36,8 +43,8 @@ class SmmuOptions:
     evtq_log2: int = 12            # IDR1.EVENTQS
     priq_log2: int = 8             # IDR1.PRIQS
     gbpa_abort_at_reset: bool = False
-    # "coherent": re-read every structure; "caching": keep entries until invalidated.
-    cache_mode: str = "coherent"
+    cache_mode: str = "coherent"   # one of CACHE_MODES
+    strict_seed: int = 1           # strict mode: seeds the choice of torn-fetch mixes
     atc_inv_timeout_ms: float = 200.0   # below the driver's 1 s CMD_SYNC poll timeout
     iidr: int = 0x0000_043B        # implementer Arm (0x43B), product 0
     arch_minor: int = 2            # AIDR: SMMUv3.2 (range invalidation is a 3.2 feature)
@@ -51,6 +58,15 @@ class SmmuOptions:
             raise ValueError("ssid_bits must be 0..20")
         if not 1 <= self.sid_bits <= 32:
             raise ValueError("sid_bits must be 1..32")
+
+    @property
+    def caches(self) -> bool:
+        """The configuration cache and TLB keep entries (caching and strict modes)."""
+        return self.cache_mode != "coherent"
+
+    @property
+    def strict(self) -> bool:
+        return self.cache_mode == "strict"
 
     @property
     def granules(self) -> tuple[int, ...]:

@@ -48,6 +48,7 @@ from .configuration import Configuration, configuration
 from .event_queue import EventQueue, EventRecord, GlobalErrors
 from .options import SmmuOptions
 from .registers import build_id_registers
+from .structure_fetch import StructureFetcher
 from .translation import (
     ATS_FORBIDDEN,
     BYPASS,
@@ -111,11 +112,11 @@ class SMMUv3:
         self.regs.update(build_id_registers(opt))
         # GBPA resets with SHCFG = 0b01 (use incoming) and ABORT IMPLEMENTATION DEFINED.
         self.regs["GBPA"] = GBPA.encode(SHCFG=1, ABORT=int(opt.gbpa_abort_at_reset))
-        caching = opt.cache_mode == "caching"
-        self.config_cache = ConfigCache(caching)
-        self.tlb = Tlb(caching)
+        self.config_cache = ConfigCache(opt.caches, keep_invalid=opt.strict)
+        self.tlb = Tlb(opt.caches)
+        self.fetcher = StructureFetcher(self.mem, opt.strict, opt.strict_seed)
         self.atc = AtcTracker()
-        self.cmdq.waiting_sync = None
+        self.cmdq.reset()
 
     def cr0ack(self, field: str) -> bool:
         return bool(CR0.get(self.regs["CR0ACK"], field))
@@ -272,9 +273,13 @@ class SMMUv3:
                         ste=cfg.ste, cd=cfg.cd, cd_addr=cfg.cd_addr)
 
     # -- progress ------------------------------------------------------------------------
-    def tick(self) -> None:
+    def tick(self, now: float | None = None) -> None:
+        """Asynchronous progress (a CMD_SYNC waiting on ATC invalidations). `now`: the time,
+        read from `clock`, up to which the devices have been let deliver their completions
+        (the backend reads it before polling the endpoints); ATC invalidation timeouts are
+        judged at that time, so one completed in time is never missed. Default: the clock."""
         try:
-            self.cmdq.tick()
+            self.cmdq.tick(self.clock() if now is None else now)
         except Exception:
             if self.strict:
                 raise

@@ -12,18 +12,18 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cosim.arch.cd import cd_words
+from cosim.arch.cd import CD_BYTES, cd_words
 from cosim.arch.domain import ABORT, Domain
 from cosim.arch.domain import BYPASS as BYPASS_DOMAIN
 from cosim.arch.events import CLASS_CD, CLASS_IN, CLASS_TT
 from cosim.arch.registers import GBPA
-from cosim.arch.ste import EATS_ABORT, ste_words
+from cosim.arch.ste import EATS_ABORT, STE_BYTES, ste_words
 from cosim.translation_agent import Access, Permissions, TranslationResult
 
 from .caches import KIND_NESTED, KIND_S1, KIND_S2, DecodeMemo, TlbEntry
-from .context_descriptor import Cd, cd_address, decode_cd, read_cd, select_substream
+from .context_descriptor import Cd, cd_address, decode_cd, select_substream
 from .event_queue import EventRecord
-from .stream_table import Ste, decode_ste, locate_ste, read_ste
+from .stream_table import Ste, decode_ste, locate_ste
 from .walker import WalkResult, translate_stage1, translate_stage2
 
 if TYPE_CHECKING:
@@ -101,23 +101,24 @@ class Translator:
                          dev.options, sid, ssid)
         if loc.addr is None:
             return None, loc.event
-        data = read_ste(dev.mem, loc.addr)
-        if data is None:
+        got = dev.fetcher.fetch(loc.addr, STE_BYTES)
+        if got is None:
             return None, EventRecord("F_STE_FETCH", sid, ssid, {"FetchAddr": loc.addr >> 3})
-        ste = self._decode_ste(loc.addr, data, dev.options)
-        self._trace_ste(sid, ste, False)
-        if ste.legal:
-            # Only legal configurations are cached: an ILLEGAL STE is re-read (§3.21.3 lets
-            # an implementation cache it or not; re-reading reports C_BAD_STE every time).
-            dev.config_cache.put_ste(sid, ste)
+        ste = self._decode_ste(loc.addr, got.data, dev.options)
+        self._trace_ste(sid, ste, False, got.torn)
+        # An ILLEGAL STE is cached only in strict mode (§3.21.3 lets an implementation cache
+        # it or not; re-reading it reports C_BAD_STE every time).
+        dev.config_cache.put_ste(sid, ste, ste.legal)
         return ste, None
 
-    def _trace_ste(self, sid: int, ste: Ste, cached: bool) -> None:
+    def _trace_ste(self, sid: int, ste: Ste, cached: bool,
+                   torn: tuple[int, ...] = ()) -> None:
         rec = {"sid": sid, "addr": ste.addr, "qw": ste.words, "cached": cached,
-               "cfg": ste.cfg if ste.legal or ste.cfg == "invalid" else ste.cfg,
-               "legal": ste.legal}
+               "cfg": ste.cfg, "legal": ste.legal}
         if ste.why:
             rec["why"] = ste.why
+        if self.dev.options.strict and not cached:
+            rec["torn"] = list(torn)
         self.dev.trace.emit("ste_fetch", **rec)
 
     def get_cd(self, ste: Ste, sid: int, ssid: int | None, index: int,
@@ -142,20 +143,22 @@ class Translator:
         loc = cd_address(dev.mem, ste, sid, ssid, index, ipa_to_pa)
         if loc.addr is None:
             return None, loc.event
-        data = read_cd(dev.mem, loc.addr)
-        if data is None:
+        got = dev.fetcher.fetch(loc.addr, CD_BYTES)
+        if got is None:
             return None, EventRecord("F_CD_FETCH", sid, ssid, {"FetchAddr": loc.addr >> 3})
-        cd = self._decode_cd(loc.addr, data, dev.options)
-        self._trace_cd(sid, ssid, cd, False)
-        if cd.legal:
-            dev.config_cache.put_cd(sid, index, cd)
+        cd = self._decode_cd(loc.addr, got.data, dev.options)
+        self._trace_cd(sid, ssid, cd, False, got.torn)
+        dev.config_cache.put_cd(sid, index, cd, cd.legal)
         return cd, None
 
-    def _trace_cd(self, sid: int, ssid: int | None, cd: Cd, cached: bool) -> None:
+    def _trace_cd(self, sid: int, ssid: int | None, cd: Cd, cached: bool,
+                  torn: tuple[int, ...] = ()) -> None:
         rec = {"sid": sid, "ssid": ssid, "addr": cd.addr, "qw": cd.words, "cached": cached,
                "legal": cd.legal}
         if cd.why:
             rec["why"] = cd.why
+        if self.dev.options.strict and not cached:
+            rec["torn"] = list(torn)
         self.dev.trace.emit("cd_fetch", **rec)
 
     # -- events --------------------------------------------------------------------------

@@ -310,13 +310,23 @@ _DEV = F("dev", UINT, "the endpoint's device number on the link")
 _ACC = F("acc", Enum("r", "w", "x", "rp", "wp", "xp"),
          "the access: read, write or execute, `p` when privileged")
 _QW = IntList(8)
+_TORN = F("torn", IntList(), "strict mode, a fetch from memory: the indices of the qwords "
+          "returned from what the SMMU observed earlier (at the last completed CMD_SYNC, or "
+          "its last fetch) instead of from memory now (§3.21.3, 64-bit single-copy "
+          "atomicity); `qw` is what the SMMU used", required=False)
+_EFFECT = F("effect", Enum("now", "sync"), "when it takes effect: `now`, as executed "
+            "(coherent, caching), or `sync`, when the next CMD_SYNC completes (strict: its "
+            "`inv_effect` record)", required=False)
 
 KINDS: tuple[Kind, ...] = (
     Kind("header", "header", "the first line of every trace", (
         F("schema", UINT, "the schema version, `cosim.trace.SCHEMA`"),
         F("wall", Number(), "wall-clock time (Unix seconds) when the writer started"),
-        F("cache_mode", Enum("coherent", "caching"),
-          "the SMMU's cache mode (`caching` enables check e)", required=False),
+        F("cache_mode", Enum("coherent", "caching", "strict"),
+          "the SMMU's cache mode (`caching` enables check e; `strict`: docs/architecture.md, "
+          "\"Cache modes\")", required=False),
+        F("strict_seed", UINT, "strict mode: the seed of the choices of torn fetches "
+          "(`SmmuOptions.strict_seed`)", required=False),
         F("options", OBJECT, "the run's SMMU, endpoint and link options", required=False),
         F("devices", ObjectList(),
           "`[{\"dev\": n, \"sid\": s}, ...]`: each endpoint's StreamID (otherwise learnt from "
@@ -355,6 +365,7 @@ KINDS: tuple[Kind, ...] = (
           "its configuration (STE.Config; `invalid` when V=0 or reserved)"),
         F("legal", BOOL, "it is a legal STE (§5.2)"),
         F("why", STR, "what makes it illegal", required=False),
+        _TORN,
     )),
     Kind("cd_fetch", "smmu", "a CD used for a translation", (
         _SID, _SSID,
@@ -363,6 +374,7 @@ KINDS: tuple[Kind, ...] = (
         F("cached", BOOL, "it came from the configuration cache"),
         F("legal", BOOL, "it is a legal CD (§5.4)"),
         F("why", STR, "what makes it illegal", required=False),
+        _TORN,
     )),
     Kind("xlate", "smmu", "an untranslated request translated (or faulted)", (
         _SID, _SSID,
@@ -403,7 +415,7 @@ KINDS: tuple[Kind, ...] = (
              F("ids", IntList(), "the `atc_inv` ids it covered"),
              F("state", Enum("done", "timeout"), "completed, or timed out"),
          )),
-    Kind("tlbi", "smmu", "a TLB invalidation executed", (
+    Kind("tlbi", "smmu", "a TLB invalidation executed (it takes effect as `effect` says)", (
         F("op", STR, "the command's name (`TLBI_NH_VA`...)"),
         F("asid", OPT_UINT, "the ASID; null for TLBI_NH_VAA", required=False),
         F("vmid", UINT, "the VMID", required=False),
@@ -411,15 +423,26 @@ KINDS: tuple[Kind, ...] = (
         F("size", UINT, "the range's size in bytes", required=False),
         F("leaf", UINT, "Leaf: last-level entries only", required=False),
         F("ttl", UINT, "TTL: the level hint", required=False),
-        F("n", UINT, "TLB entries removed"),
+        F("n", UINT, "TLB entries removed; absent with `effect` 'sync' (the `inv_effect` "
+          "record counts them)", required=False),
+        _EFFECT,
     )),
     Kind("cfgi", "smmu", "a configuration cache invalidation executed (`CFGI_ALL` is reported "
-         "by that name)", (
+         "by that name; it takes effect as `effect` says)", (
              F("op", STR, "the command's name"),
              F("sid", UINT, "StreamID", required=False),
              F("ssid", UINT, "SubstreamID (CFGI_CD)", required=False),
              F("range", UINT, "Range: 2^(Range+1) StreamIDs from `sid` (CFGI_STE_RANGE)",
                required=False),
+             _EFFECT,
+         )),
+    Kind("inv_effect", "smmu", "strict mode: a CFGI or TLBI executed earlier (`effect` 'sync') "
+         "took effect as a CMD_SYNC completed (§4.7.3); written just before that `sync` "
+         "record", (
+             F("op", STR, "the invalidation's name, as in its `cfgi`/`tlbi` record"),
+             F("cmd", UINT, "the invalidation's command queue index"),
+             F("sync", UINT, "the CMD_SYNC's command queue index"),
+             F("n", UINT, "entries it removed: TLB entries for a TLBI, STEs and CDs for a CFGI"),
          )),
     Kind("event", "smmu", "an event record written to the event queue (or lost)", (
         F("name", STR, "the event's name (§7.3, `F_TRANSLATION`...)"),
@@ -500,8 +523,8 @@ KINDS: tuple[Kind, ...] = (
         _DEV,
         F("id", UINT, "the entry's id"),
     )),
-    Kind("atc_inv_rx", "endpoint", "an invalidation request received and the entries it "
-         "dropped", (
+    Kind("atc_inv_rx", "endpoint", "an invalidation request acted on (when received, or "
+         "`inv_late_ms` later) and the entries it dropped", (
              _DEV, _SID, _SSID,
              F("addr", UINT, "the range's start"),
              F("size", OPT_UINT, "the range's size, null for the whole space"),
