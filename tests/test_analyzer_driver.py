@@ -66,11 +66,16 @@ class Rig:
 
     def attach(self, n: int, *, atc_inv: bool = True, cfgi: bool = True,
                during: Callable[[], None] | None = None, torn: bool = False,
-               atc_sync: bool = True) -> None:
+               atc_sync: bool = True, atc_first: bool = False) -> None:
         """Replace the RID's domain by domain n the way the driver does; the keywords drop a
         step (a mutation) or run traffic in the middle of the update."""
         asid, ttb = self.domains[n]
         self.drv(DrvPhase.BEGIN)
+        if atc_first:
+            # Mutation: the ATC is invalidated before the CD changes.
+            self.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
+            self.d.sync()
+            atc_inv = False
         new = s1_cd(ttb, asid=asid)
         addr = self.cdtab
         if torn:
@@ -218,3 +223,31 @@ def test_unsynced_atc_invalidation_is_a_protocol_violation(tmp_path: Path) -> No
     rig2.dma()
     rig2.attach(1)
     assert rig2.analyze(tmp_path, "ok.jsonl").verdict == "clean"
+
+
+def test_atc_invalidated_before_the_cd_changes(tmp_path: Path) -> None:
+    """Timing-free: whether or not an ATS request refilled the ATC in between, the order
+    alone is reported; with a refill in between, the held entry is reported too."""
+    rig = Rig()
+    rig.dma()
+    rig.attach(1, atc_first=True)
+    assert rules(rig.analyze(tmp_path)) == {"protocol-atc-order"}
+    rig = Rig()
+    rig.dma()
+
+    def refill() -> None:
+        # An ATS request while the old CD is still in place, after the ATC_INV.
+        rig.dma()
+
+    rig.drv(DrvPhase.BEGIN)
+    rig.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
+    rig.d.sync()
+    refill()
+    asid, ttb = rig.domains[1]
+    for i, w in enumerate(s1_cd(ttb, asid=asid)):
+        rig.d.mem.write_u64(rig.cdtab + 8 * i, w)
+    rig.d.cmd("CFGI_CD", StreamID=SID, SubstreamID=0, Leaf=1)
+    rig.d.sync()
+    rig.drv(DrvPhase.END)
+    assert rules(rig.analyze(tmp_path, "refill.jsonl")) == {"protocol-atc-order",
+                                                            "inv1-old-domain"}

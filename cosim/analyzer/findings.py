@@ -23,6 +23,8 @@ RULES = {
                            "changed in memory and no completed CFGI + CMD_SYNC since"),
     "protocol-atc-sync": ("f", "the driver's attach returned before a CMD_SYNC completed "
                                "after an ATC_INV it issued"),
+    "protocol-atc-order": ("f", "the attach's last ATC_INV came before its last configuration "
+                                "invalidation, so the ATC can refill from the old domain"),
     "stale-cache": ("e", "caching mode: a translation was served from a cache entry that a "
                          "completed invalidation had removed"),
 }

@@ -10,6 +10,10 @@ before its attach returns, whether or not any traffic happened to expose it.
 - `protocol-atc-sync`: every ATC_INV delivered during an attach must be covered by a
   completed CMD_SYNC before the attach returns (§3.9.1.3, §4.7.3: only the sync says the
   device no longer holds the translations).
+- `protocol-atc-order`: when an attach changes the stream's domain and invalidates the ATC,
+  an ATC_INV for the stream must follow the last configuration invalidation (CFGI) of the
+  update: until the SMMU no longer uses the old STE/CD, an ATS request can bring an old
+  translation back into the ATC (§3.9.1: the ATC is filled from what the SMMU translates).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from .view import Record, ssid_of
 
 CFGI_RULE = "protocol-cfgi"
 ATC_RULE = "protocol-atc-sync"
+ORDER_RULE = "protocol-atc-order"
 
 Words = tuple[int, ...]
 
@@ -65,6 +70,7 @@ def check(ctx: Context, out: Collector) -> None:
         for a in ends.get(i, ()):
             _judge_config(ctx, out, a, r, ste_held, cd_held)
             _judge_atc(ctx, out, a, atc_open)
+            _judge_order(ctx, out, a)
 
 
 def _invalidate(p: tuple[str, int | None, int | None, int | None, int],
@@ -147,3 +153,42 @@ def _judge_atc(ctx: Context, out: Collector, a: Attach, atc_open: dict[int, int]
         f"ATC_INV it issued (first line {ctx.view.line_of(inside[0])})",
         {"atc_inv_lines": [ctx.view.line_of(j) for j in inside[:20]]}, attach=a.n))
     a.rules.add(ATC_RULE)
+
+
+def _covers(rec: Record, sid: int) -> bool:
+    """Does this `cfgi` record invalidate configuration of StreamID `sid`?"""
+    op, s = rec["op"], rec.get("sid")
+    if op == "CFGI_ALL":
+        return True
+    if op == "CFGI_STE_RANGE" and s is not None and rec.get("range") is not None:
+        span = 1 << (rec["range"] + 1)
+        return s & ~(span - 1) <= sid < (s & ~(span - 1)) + span
+    return s == sid
+
+
+def _judge_order(ctx: Context, out: Collector, a: Attach) -> None:
+    if not a.sids or a.end is None:
+        return
+    key = (a.sids[0], a.ssid)
+    if a.old.get(key) == a.new.get(key):
+        return
+    recs = ctx.view.records
+    last_cfgi = last_inv = -1
+    for j in range(a.begin + 1, a.end):
+        r = recs[j]
+        k = r.get("k")
+        if k == "cfgi" and _covers(r, key[0]):
+            last_cfgi = j
+        elif k == "atc_inv" and r["sid"] == key[0] and (r["g"] or a.ssid is None
+                                                          or r["ssid"] in (None, a.ssid)):
+            last_inv = j
+    if last_inv < 0 or last_cfgi < last_inv:
+        return
+    out.new((ORDER_RULE, a.n), Violation(
+        ORDER_RULE, last_cfgi, key[0], key[1],
+        f"the attach's last ATC_INV for the stream (line {ctx.view.line_of(last_inv)}) came "
+        f"before its last configuration invalidation (line {ctx.view.line_of(last_cfgi)}): "
+        f"ATS requests in between could refill the ATC from the old domain",
+        {"atc_inv_line": ctx.view.line_of(last_inv),
+         "cfgi_line": ctx.view.line_of(last_cfgi)}, attach=a.n))
+    a.rules.add(ORDER_RULE)
