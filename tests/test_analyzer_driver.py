@@ -251,3 +251,24 @@ def test_atc_invalidated_before_the_cd_changes(tmp_path: Path) -> None:
     rig.drv(DrvPhase.END)
     assert rules(rig.analyze(tmp_path, "refill.jsonl")) == {"protocol-atc-order",
                                                             "inv1-old-domain"}
+
+
+def test_tidying_the_old_cd_after_a_switch_to_blocked_is_not_an_order_violation(
+        tmp_path: Path) -> None:
+    """7.2 switches to blocked as: abort STE + CFGI_STE + sync, ATC_INV + sync, then clears the
+    old CD 0 with CFGI_CD: the stream no longer uses that CD, so the ATC_INV came late enough."""
+    from smmu_driver import abort_ste
+    rig = Rig()
+    rig.dma()
+    rig.drv(DrvPhase.BEGIN)
+    rig.d.write_ste(SID, abort_ste())               # CFGI_STE + CMD_SYNC
+    rig.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
+    rig.d.sync()
+    for i in range(8):
+        rig.d.mem.write_u64(rig.cdtab + 8 * i, 0)
+    rig.d.cmd("CFGI_CD", StreamID=SID, SubstreamID=0, Leaf=1)
+    rig.d.sync()
+    rig.drv(DrvPhase.END)
+    an = rig.analyze(tmp_path)
+    assert an.verdict == "clean", [v.message for v in an.violations]
+    assert an.attaches[0].new[(SID, None)].kind == "abort"

@@ -155,14 +155,20 @@ def _judge_atc(ctx: Context, out: Collector, a: Attach, atc_open: dict[int, int]
     a.rules.add(ATC_RULE)
 
 
-def _covers(rec: Record, sid: int) -> bool:
-    """Does this `cfgi` record invalidate configuration of StreamID `sid`?"""
+def _covers(rec: Record, sid: int, cd_index: int | None) -> bool:
+    """Does this `cfgi` record invalidate configuration that stream `sid` uses afterwards?
+    `cd_index`: the CD the new configuration uses, None when it uses none (a CFGI_CD then
+    only tidies a CD the stream has left, e.g. the old domain's after a switch to blocked)."""
     op, s = rec["op"], rec.get("sid")
     if op == "CFGI_ALL":
         return True
     if op == "CFGI_STE_RANGE" and s is not None and rec.get("range") is not None:
         span = 1 << (rec["range"] + 1)
         return s & ~(span - 1) <= sid < (s & ~(span - 1)) + span
+    if op == "CFGI_CD":
+        return s == sid and cd_index is not None and rec.get("ssid") == cd_index
+    if op == "CFGI_CD_ALL":
+        return s == sid and cd_index is not None
     return s == sid
 
 
@@ -173,11 +179,12 @@ def _judge_order(ctx: Context, out: Collector, a: Attach) -> None:
     if a.old.get(key) == a.new.get(key):
         return
     recs = ctx.view.records
+    cd_index = (a.ssid or 0) if recs[a.end].get("cd") is not None else None
     last_cfgi = last_inv = -1
     for j in range(a.begin + 1, a.end):
         r = recs[j]
         k = r.get("k")
-        if k == "cfgi" and _covers(r, key[0]):
+        if k == "cfgi" and _covers(r, key[0], cd_index):
             last_cfgi = j
         elif k == "atc_inv" and r["sid"] == key[0] and (r["g"] or a.ssid is None
                                                           or r["ssid"] in (None, a.ssid)):
