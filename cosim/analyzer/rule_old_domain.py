@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from cosim.arch.domain import Domain
 
+from .atc_state import AtcState
 from .attaches import Attach
 from .context import Context
 from .domains import dom_of, label
 from .findings import Collector, Violation
-from .view import Key, ssid_of
+from .view import Key
 
 RULE = "inv1-old-domain"
 
@@ -80,41 +81,24 @@ def _held_at_return(ctx: Context, out: Collector) -> None:
             ends.setdefault(a.end, []).append(a)
     if not ends:
         return
-    live: dict[Key, dict[tuple[int, int], tuple[Domain | None, int]]] = {}
-    where: dict[tuple[int, int], Key] = {}
+    atc = AtcState()
     for i, r in enumerate(ctx.view.records):
-        k = r.get("k")
-        if k == "atc_insert":
-            ent, key = (r["dev"], r["id"]), (r["sid"], ssid_of(r))
-            live.setdefault(key, {})[ent] = (dom_of(r), i)
-            where[ent] = key
-        elif k == "atc_evict":
-            _drop(live, where, (r["dev"], r["id"]))
-        elif k == "atc_inv_rx":
-            for e in r.get("dropped") or ():
-                _drop(live, where, (r["dev"], e))
+        atc.apply(i, r)
         for a in ends.get(i, ()):
             for key in a.keys:
                 new = a.new.get(key)
-                for (dev, eid), (dom, at) in live.get(key, {}).items():
-                    if dom == new:
+                for e in atc.held(key):
+                    if e.dom == new:
                         continue
                     group = (RULE, a.n, key, "held")
-                    v = out.seen(group, at) or out.new(group, Violation(
+                    v = out.seen(group, e.inserted) or out.new(group, Violation(
                         RULE, i, key[0], key[1],
                         f"when the driver's attach returned, the device still held ATC entry "
-                        f"{eid} (inserted line {ctx.view.line_of(at)}) from domain {label(dom)}; "
-                        f"the stream is attached to {label(new)}",
+                        f"{e.id} (inserted line {ctx.view.line_of(e.inserted)}) from domain "
+                        f"{label(e.dom)}; the stream is attached to {label(new)}",
                         {"old_dom": label(a.old.get(key)), "new_dom": label(new),
-                         "held_dom": label(dom), "atc_ids": [eid], "dev": dev},
+                         "held_dom": label(e.dom), "atc_ids": [e.id], "dev": e.dev},
                         attach=a.n))
-                    if eid not in v.entries["atc_ids"] and len(v.entries["atc_ids"]) < 20:
-                        v.entries["atc_ids"].append(eid)
+                    if e.id not in v.entries["atc_ids"] and len(v.entries["atc_ids"]) < 20:
+                        v.entries["atc_ids"].append(e.id)
                     a.rules.add(RULE)
-
-
-def _drop(live: dict[Key, dict[tuple[int, int], tuple[Domain | None, int]]],
-          where: dict[tuple[int, int], Key], ent: tuple[int, int]) -> None:
-    key = where.pop(ent, None)
-    if key is not None:
-        live.get(key, {}).pop(ent, None)
