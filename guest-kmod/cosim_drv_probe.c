@@ -11,6 +11,12 @@
  * device's StreamID as the driver's fwspec names it, the SubstreamID, and the return value.
  * One MMIO write is one trace record; it costs a round trip to the model and nothing else.
  *
+ * The same is done for the driver's invalidation of a domain's range in the TLB and the
+ * ATCs (6.12 arm_smmu_atc_inv_domain, 7.2 arm_smmu_domain_inv_range): the IOVA and size go
+ * to the two argument registers first, then the word names the domain by its ASID or VMID,
+ * so the analysis can check that no ATC still holds the range once the call returned
+ * (invariant 2).
+ *
  * Entry points a kernel lacks (renamed, or not there yet) are skipped; the module's load
  * line lists what it armed, and the model's trace records the same list (one record per
  * armed probe, OP_ARMED) so a trace says whether its driver windows are complete.
@@ -21,6 +27,9 @@
 #include <linux/module.h>
 #include <linux/of.h>
 #include <linux/of_address.h>
+
+/* The driver's own header (Kbuild adds its directory): struct arm_smmu_domain's stage and tags. */
+#include "arm-smmu-v3.h"
 
 /* Register layout: generated from cosim/arch/driver_events.py. */
 #include "cosim_drv_event.h"
@@ -40,6 +49,9 @@ struct probe_spec {
 	bool has_ret;	/* returns an int (6.12's PASID removal is void) */
 };
 
+/* A domain invalidation entry point: (struct arm_smmu_domain *, iova, size, ...). */
+#define DOMAIN_INV(sym) { sym, COSIM_DRV_OP_DOMAIN_INV, COSIM_DRV_TARGET_PAGING, 0, -1, false }
+
 /* Every entry point through which the driver changes what a stream translates with. */
 static const struct probe_spec specs[] = {
 	{ "arm_smmu_attach_dev", COSIM_DRV_OP_ATTACH, COSIM_DRV_TARGET_PAGING, 1, -1, true },
@@ -50,6 +62,8 @@ static const struct probe_spec specs[] = {
 	{ "arm_smmu_sva_set_dev_pasid", COSIM_DRV_OP_PASID_ATTACH, COSIM_DRV_TARGET_SVA, 1, 2, true },
 	{ "arm_smmu_blocking_set_dev_pasid", COSIM_DRV_OP_PASID_REMOVE, COSIM_DRV_TARGET_BLOCKED, 1, 2, true },
 	{ "arm_smmu_remove_dev_pasid", COSIM_DRV_OP_PASID_REMOVE, COSIM_DRV_TARGET_BLOCKED, 0, 1, false },
+	DOMAIN_INV("arm_smmu_atc_inv_domain"),
+	DOMAIN_INV("arm_smmu_domain_inv_range"),
 };
 
 struct armed {
@@ -75,6 +89,21 @@ static u64 event_word(const struct probe_spec *ps, u32 sid, bool ssv, u32 ssid)
 	       COSIM_DRV_FIELD(COSIM_DRV_EVENT_SID, sid);
 }
 
+static int domain_inv_entry(const struct probe_spec *ps, struct call *c, struct pt_regs *regs)
+{
+	struct arm_smmu_domain *d = (struct arm_smmu_domain *)regs->regs[0];
+	bool s2 = d->stage == ARM_SMMU_DOMAIN_S2;
+
+	c->word = COSIM_DRV_FIELD(COSIM_DRV_EVENT_OP, ps->op) |
+		  COSIM_DRV_FIELD(COSIM_DRV_EVENT_TARGET,
+				  s2 ? COSIM_DRV_TARGET_STAGE2 : COSIM_DRV_TARGET_PAGING) |
+		  COSIM_DRV_FIELD(COSIM_DRV_EVENT_SSID, s2 ? d->s2_cfg.vmid : d->cd.asid);
+	writeq(regs->regs[1], impdef + (COSIM_DRV_ARG0_OFFSET - COSIM_DRV_EVENT_OFFSET));
+	writeq(regs->regs[2], impdef + (COSIM_DRV_ARG1_OFFSET - COSIM_DRV_EVENT_OFFSET));
+	writeq(c->word | COSIM_DRV_FIELD(COSIM_DRV_EVENT_PHASE, COSIM_DRV_PHASE_BEGIN), impdef);
+	return 0;
+}
+
 static int drv_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct armed *a = container_of(get_kretprobe(ri), struct armed, krp);
@@ -84,6 +113,8 @@ static int drv_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct call *c = (struct call *)ri->data;
 	u32 ssid = ps->ssid_arg >= 0 ? (u32)regs->regs[ps->ssid_arg] : 0;
 
+	if (ps->op == COSIM_DRV_OP_DOMAIN_INV)
+		return domain_inv_entry(ps, c, regs);
 	if (!fw || !fw->num_ids)
 		return 1;	/* not a device behind an SMMU: no return handler */
 	c->word = event_word(ps, fw->ids[0], ps->ssid_arg >= 0, ssid);
@@ -122,7 +153,7 @@ static void __iomem *map_impdef(void)
 		base = res.start;
 	}
 	/* Not requested: the SMMU driver owns the region; this page is the model's own. */
-	return ioremap(base + COSIM_DRV_EVENT_OFFSET, 8);
+	return ioremap(base + COSIM_DRV_EVENT_OFFSET, COSIM_DRV_ARG1_OFFSET + 8 - COSIM_DRV_EVENT_OFFSET);
 }
 
 static int __init drv_probe_init(void)

@@ -55,6 +55,16 @@ class Rig:
         self.d.smmu.mmio_write(driver_events.OFFSET, 8, DRV_EVENT.encode(
             OP=DrvOp.ATTACH, PHASE=phase, TARGET=DrvTarget.PAGING, SID=SID))
 
+    def domain_inv(self, phase: DrvPhase, iova: int = IOVA, size: int = 0x1000,
+                   asid: int | None = None) -> None:
+        """The probes' report of arm_smmu_atc_inv_domain(iova, size) for the current domain."""
+        if phase is DrvPhase.BEGIN:
+            self.d.smmu.mmio_write(driver_events.ARG0_OFFSET, 8, iova)
+            self.d.smmu.mmio_write(driver_events.ARG1_OFFSET, 8, size)
+        self.d.smmu.mmio_write(driver_events.OFFSET, 8, DRV_EVENT.encode(
+            OP=DrvOp.DOMAIN_INV, PHASE=phase, TARGET=DrvTarget.PAGING,
+            SSID=self.domains[0][0] if asid is None else asid))
+
     def dma(self, ats: bool = True, iova: int = IOVA) -> None:
         """One 64-byte read by the endpoint's DMA engine (ATS: through its ATC)."""
         for name, v in (("DMA_OP", int(DmaOp.FILL)), ("DMA_DST", iova), ("DMA_LEN", 64),
@@ -272,3 +282,41 @@ def test_tidying_the_old_cd_after_a_switch_to_blocked_is_not_an_order_violation(
     an = rig.analyze(tmp_path)
     assert an.verdict == "clean", [v.message for v in an.violations]
     assert an.attaches[0].new[(SID, None)].kind == "abort"
+
+
+def _unmap(rig: Rig, *, atc_inv: bool = True, sync: bool = True,
+           inv_iova: int = IOVA) -> None:
+    """The unmap's invalidation of domain A's page at IOVA, as 6.12 issues it."""
+    rig.domain_inv(DrvPhase.BEGIN)
+    if atc_inv:
+        # ATC_INV Address is in 4 KB units (§4.5.1); Size 0: one page.
+        rig.d.cmd("ATC_INV", StreamID=SID, Size=0, Address=inv_iova >> 12)
+        if sync:
+            rig.d.sync()
+    rig.domain_inv(DrvPhase.END)
+
+
+def test_domain_invalidation_clean_and_its_mutations(tmp_path: Path) -> None:
+    rig = Rig()
+    rig.dma()
+    _unmap(rig)
+    an = rig.analyze(tmp_path, "ok.jsonl")
+    assert an.verdict == "clean", [v.message for v in an.violations]
+    assert [r["k"] for r in an.view.records].count("drv_inv") == 2
+    for name, kw, want in (("skipped", {"atc_inv": False}, {"inv2-invalidated-atc"}),
+                           ("wrong-range", {"inv_iova": IOVA + 0x1000},
+                            {"inv2-invalidated-atc"}),
+                           ("unsynced", {"sync": False}, {"protocol-atc-sync"})):
+        rig = Rig()
+        rig.dma()
+        _unmap(rig, **kw)
+        an = rig.analyze(tmp_path, f"{name}.jsonl")
+        assert rules(an) == want, (name, [v.message for v in an.violations])
+
+
+def test_domain_invalidation_of_another_asid_does_not_judge_this_one(tmp_path: Path) -> None:
+    rig = Rig()
+    rig.dma()
+    rig.domain_inv(DrvPhase.BEGIN, asid=7)
+    rig.domain_inv(DrvPhase.END, asid=7)
+    assert rig.analyze(tmp_path).verdict == "clean"

@@ -8,6 +8,7 @@ from typing import Any
 
 from . import (
     rule_atc_invalidation,
+    rule_domain_invalidation,
     rule_entry_update,
     rule_hitless_abort,
     rule_old_domain,
@@ -65,6 +66,7 @@ def run(view: TraceView) -> Analysis:
     out, warn = Collector(), Collector()
     rule_old_domain.check(ctx, out)
     rule_atc_invalidation.check(ctx, out)
+    rule_domain_invalidation.check(ctx, out)
     rule_hitless_abort.check(ctx, out)
     rule_entry_update.check(ctx, out)
     rule_protocol.check(ctx, out)

@@ -22,23 +22,29 @@ from enum import IntEnum
 from cosim.arch.bitfield import Layout
 
 OFFSET = 0x0E00   # page 0, IMPLEMENTATION DEFINED space (§6.2)
+ARG0_OFFSET = 0x0E08   # DOMAIN_INV: the IOVA, written before the DRV_EVENT word
+ARG1_OFFSET = 0x0E10   # DOMAIN_INV: the size in bytes (0: the whole address space)
 
 DRV_EVENT = Layout("DRV_EVENT", 64, {
     "OP": (3, 0),
     "PHASE": 4,
     "TARGET": (7, 5),
     "SSV": 8,
-    "SSID": (28, 9),        # 20 bits: IDR1.SSIDSIZE is at most 20 (§6.3.2)
+    "SSID": (28, 9),        # 20 bits: IDR1.SSIDSIZE is at most 20 (§6.3.2); DOMAIN_INV: the
+                            # domain's tag (ASID for stage 1, VMID for stage 2)
     "ARMED_OP": (31, 29),   # OP=ARMED: which operation the armed probe reports
     "SID": (47, 32),        # the StreamID the driver's fwspec names (a PCI RID here)
     "RET": (63, 48),        # PHASE=END: the return value, a negative errno or 0 (16-bit)
 })
+DRV_ARG = Layout("DRV_ARG", 64, {"VALUE": (63, 0)})
 
 
 class DrvOp(IntEnum):
     ATTACH = 1          # the RID's domain (arm_smmu_attach_dev and the identity/blocked ops)
     PASID_ATTACH = 2    # a PASID's domain (set_dev_pasid of a paging or SVA domain)
     PASID_REMOVE = 3    # a PASID's domain removed (remove_dev_pasid, blocking set_dev_pasid)
+    DOMAIN_INV = 4      # the driver invalidates a domain's range in the TLB and the ATCs
+                        # (6.12 arm_smmu_atc_inv_domain, 7.2 arm_smmu_domain_inv_range)
     ARMED = 15          # the probe module armed one entry point (written at load)
 
     @property
@@ -61,6 +67,7 @@ class DrvTarget(IntEnum):
     BLOCKED = 2
     SVA = 3
     NESTED = 4      # an iommufd nested domain (7.2: arm_smmu_attach_dev_nested)
+    STAGE2 = 5      # DOMAIN_INV of a stage 2 domain (tagged by VMID; PAGING: stage 1, ASID)
 
     @property
     def trace_name(self) -> str:
@@ -82,6 +89,8 @@ def c_header() -> str:
         "#define COSIM_DRV_EVENT_H",
         "",
         f"#define COSIM_DRV_EVENT_OFFSET 0x{OFFSET:04x}",
+        f"#define COSIM_DRV_ARG0_OFFSET 0x{ARG0_OFFSET:04x}",
+        f"#define COSIM_DRV_ARG1_OFFSET 0x{ARG1_OFFSET:04x}",
         "",
         "/* Fields: COSIM_DRV_FIELD(COSIM_DRV_EVENT_<F>, value) places a value. */",
     ]

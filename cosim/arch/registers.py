@@ -126,6 +126,8 @@ REGISTERS: tuple[Reg, ...] = (
     _r("PRIQ_IRQ_CFG2", 0xDC, IRQ_CFG2),
     # The model's own register in the IMPLEMENTATION DEFINED page-0 space (§6.2).
     _r("DRV_EVENT", driver_events.OFFSET, driver_events.DRV_EVENT),
+    _r("DRV_ARG0", driver_events.ARG0_OFFSET, driver_events.DRV_ARG),
+    _r("DRV_ARG1", driver_events.ARG1_OFFSET, driver_events.DRV_ARG),
 )
 BY_NAME: dict[str, Reg] = {r.name: r for r in REGISTERS}
 

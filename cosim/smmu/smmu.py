@@ -262,6 +262,11 @@ class SMMUv3:
             self.trace.emit("drv_armed", op=armed.trace_name, target=target.trace_name)
             return
         phase = DrvPhase(f["PHASE"])
+        if op is DrvOp.DOMAIN_INV:
+            self.trace.emit("drv_inv", phase=phase.trace_name,
+                            stage="s2" if target is DrvTarget.STAGE2 else "s1", tag=f["SSID"],
+                            iova=self.regs["DRV_ARG0"], size=self.regs["DRV_ARG1"])
+            return
         sid = f["SID"]
         ssid = f["SSID"] if f["SSV"] else None
         cfg = configuration(self.mem, self.regs["STRTAB_BASE"], self.regs["STRTAB_BASE_CFG"],

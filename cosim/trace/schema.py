@@ -460,7 +460,7 @@ KINDS: tuple[Kind, ...] = (
     )),
     Kind("drv", "smmu", "a step of the driver changing a stream's domain, reported by the guest's "
          "driver probes through DRV_EVENT (cosim/arch/driver_events.py)", (
-        F("op", Enum(*(o.trace_name for o in DrvOp if o is not DrvOp.ARMED)),
+        F("op", Enum(*(o.trace_name for o in DrvOp if o not in (DrvOp.ARMED, DrvOp.DOMAIN_INV))),
           "`attach` the RID's domain, `pasid-attach` / `pasid-remove` a PASID's"),
         F("phase", Enum(*(p.trace_name for p in DrvPhase)),
           "the driver's entry point was entered (`begin`) or returned (`end`)"),
@@ -476,6 +476,15 @@ KINDS: tuple[Kind, ...] = (
         F("cd", OptIntList(8), "the CD the stream's traffic selects, in memory at this moment "
           "(null: none)"),
         F("cd_addr", OPT_UINT, "that CD's address (null: none)"),
+    )),
+    Kind("drv_inv", "smmu", "the driver invalidating a domain's range in the TLB and the ATCs "
+         "(6.12 arm_smmu_atc_inv_domain, 7.2 arm_smmu_domain_inv_range), reported by the "
+         "driver probes at entry and return", (
+        F("phase", Enum(*(p.trace_name for p in DrvPhase)), "entered or returned"),
+        F("stage", Enum("s1", "s2"), "the domain's stage"),
+        F("tag", UINT, "the domain's ASID (stage 1) or VMID (stage 2)"),
+        F("iova", UINT, "the range's start"),
+        F("size", UINT, "the range's size in bytes; 0: the whole address space"),
     )),
     Kind("drv_armed", "smmu", "the driver probes armed one entry point (written once per "
          "probe when the guest loads them)", (

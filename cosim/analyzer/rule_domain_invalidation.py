@@ -1,0 +1,89 @@
+"""Invariant 2 at the driver's own return: once the driver's invalidation of a domain's range
+has returned (6.12 arm_smmu_atc_inv_domain, 7.2 arm_smmu_domain_inv_range, traced as
+`drv_inv` by the driver probes), no device holds an ATC entry of that domain, overlapping
+that range, that it held when the invalidation began. Entries the device fetched during the
+call may be refills of what is still mapped; entries from before must be gone (§3.9.1.3: the
+invalidation is complete only when the device has completed it, and CMD_SYNC waits for that).
+
+The same window is held to the protocol: every ATC_INV delivered inside it must be followed
+by a completed CMD_SYNC before the call returns (`protocol-atc-sync`, §4.7.3).
+"""
+
+from __future__ import annotations
+
+from cosim.arch.domain import Domain
+
+from .atc_state import AtcState, HeldEntry
+from .context import Context
+from .domains import label
+from .findings import Collector, Violation
+from .rule_protocol import ATC_RULE
+
+RULE = "inv2-invalidated-atc"
+ADDRESS_SPACE = 1 << 64
+
+
+def _of(dom: Domain | None, stage: str, tag: int) -> bool:
+    if dom is None:
+        return False
+    if stage == "s1":
+        return dom.has_s1 and dom.asid == tag
+    return dom.has_s2 and dom.vmid == tag
+
+
+def _overlaps(e: HeldEntry, iova: int, size: int) -> bool:
+    end = iova + (size or ADDRESS_SPACE)
+    return e.iova < end and iova < e.iova + e.size
+
+
+def check(ctx: Context, out: Collector) -> None:
+    recs = ctx.view.records
+    atc = AtcState()
+    begun: dict[tuple[str, int], list[int]] = {}
+    atc_open: dict[int, int] = {}     # ATC_INV id -> record index, until a sync completes
+    for i, r in enumerate(recs):
+        atc.apply(i, r)
+        k = r.get("k")
+        if k == "atc_inv":
+            atc_open[r["id"]] = i
+        elif k == "sync" and r["state"] == "done":
+            atc_open.clear()
+        elif k == "atc_inv_sync" and r["state"] == "done":
+            for n in r["ids"]:
+                atc_open.pop(n, None)
+        if k != "drv_inv":
+            continue
+        dom_key = (r["stage"], r["tag"])
+        if r["phase"] == "begin":
+            begun.setdefault(dom_key, []).append(i)
+            continue
+        starts = begun.get(dom_key)
+        if not starts:
+            ctx.view.notes.append(f"line {ctx.view.line_of(i)}: a domain invalidation return "
+                                  "without its entry")
+            continue
+        begin = starts.pop()
+        name = f"{'ASID' if r['stage'] == 's1' else 'VMID'} {r['tag']}"
+        span = "the whole address space" if not r["size"] else \
+            f"{r['iova']:#x}+{r['size']:#x}"
+        for e in atc.all():
+            if e.inserted > begin or not _of(e.dom, r["stage"], r["tag"]) \
+                    or not _overlaps(e, r["iova"], r["size"]):
+                continue
+            group = (RULE, "drv_inv", dom_key, e.dev, e.id)
+            out.seen(group, i) or out.new(group, Violation(
+                RULE, i, e.key[0], e.key[1],
+                f"the driver's invalidation of {name} ({span}) returned while the device still "
+                f"held ATC entry {e.id} ({e.iova:#x}+{e.size:#x}, domain {label(e.dom)}, "
+                f"inserted line {ctx.view.line_of(e.inserted)}, before the invalidation began)",
+                {"atc_id": e.id, "dev": e.dev, "dom": label(e.dom),
+                 "invalidation": {"stage": r["stage"], "tag": r["tag"], "iova": r["iova"],
+                                  "size": r["size"], "begin_line": ctx.view.line_of(begin)}}))
+        inside = sorted(j for j in atc_open.values() if begin < j < i)
+        if inside:
+            out.seen((ATC_RULE, "drv_inv", begin), i) or out.new(
+                (ATC_RULE, "drv_inv", begin), Violation(
+                    ATC_RULE, inside[0], recs[inside[0]]["sid"], recs[inside[0]]["ssid"],
+                    f"the driver's invalidation of {name} returned before a CMD_SYNC completed "
+                    f"after the ATC_INV it issued (line {ctx.view.line_of(inside[0])})",
+                    {"atc_inv_lines": [ctx.view.line_of(j) for j in inside[:20]]}))
