@@ -88,20 +88,22 @@ def parse_mutant(path: Path) -> Mutant:
 
 
 def load_catalogue(kernel: str, pattern: str | None) -> list[Mutant]:
-    """The mutants matching `pattern` (a glob on the file path, or on the name inside the
-    kernel's catalogue folder), sorted by name."""
-    if pattern and ("/" in pattern or pattern.endswith(".patch")):
-        paths = sorted(Path().glob(pattern)) if not Path(pattern).is_absolute() else \
-            sorted(Path("/").glob(pattern.lstrip("/")))
-    else:
-        folder = CATALOGUE / CATALOGUE_FOR.get(kernel, "linux-6.12")
-        paths = [p for p in sorted(folder.glob("*.patch"))
-                 if not pattern or fnmatch.fnmatch(p.stem, pattern)]
-    if not paths:
-        raise MutateError(f"no mutant matches {pattern or '*'}"
-                          + ("" if pattern and "/" in pattern else
-                             f" in {CATALOGUE / CATALOGUE_FOR.get(kernel, 'linux-6.12')}"))
-    return [parse_mutant(p) for p in paths]
+    """The mutants matching `pattern`: comma-separated globs, each on the names in the kernel's
+    catalogue folder, or (with a '/' or ending in .patch) on file paths; sorted by name."""
+    folder = CATALOGUE / CATALOGUE_FOR.get(kernel, "linux-6.12")
+    paths: set[Path] = set()
+    for glob in (pattern or "*").split(","):
+        glob = glob.strip()
+        if "/" in glob or glob.endswith(".patch"):
+            base = Path("/") if glob.startswith("/") else Path()
+            found = {p for p in base.glob(glob.lstrip("/"))}
+        else:
+            found = {p for p in folder.glob("*.patch") if fnmatch.fnmatch(p.stem, glob)}
+        if not found:
+            raise MutateError(f"no mutant matches {glob}"
+                              + ("" if "/" in glob else f" in {folder}"))
+        paths |= found
+    return [parse_mutant(p) for p in sorted(paths, key=lambda p: p.stem)]
 
 
 # -- the tree ----------------------------------------------------------------------------------

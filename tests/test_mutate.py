@@ -109,8 +109,10 @@ def test_a_header_naming_an_unknown_area_is_refused(tmp_path: Path) -> None:
 def test_load_catalogue_globs_names_in_the_kernels_folder() -> None:
     names = [m.name for m in mutate.load_catalogue("debian-6.12", "0[1-3]-*")]
     assert names == [p.stem for p in CATALOGUE[:3]]
+    both = mutate.load_catalogue("debian-6.12", f"{CATALOGUE[4].stem},0[1-2]-*")
+    assert [m.name for m in both] == [CATALOGUE[0].stem, CATALOGUE[1].stem, CATALOGUE[4].stem]
     with pytest.raises(MutateError, match="no mutant matches nothing-\\*"):
-        mutate.load_catalogue("debian-6.12", "nothing-*")
+        mutate.load_catalogue("debian-6.12", "01-*,nothing-*")
 
 
 # -- the tree ----------------------------------------------------------------------------------
