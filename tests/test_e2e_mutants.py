@@ -24,7 +24,8 @@ EXPECTED = {
 
 def test_three_mutants_are_caught_by_their_rule(products_612, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "cosim", "mutate", "--kernel", "debian-6.12",
-                        "--mutants", ",".join(EXPECTED), "--runs-dir", str(tmp_path), "--replaces", "30"],
+                        "--mutants", ",".join(EXPECTED), "--runs-dir", str(tmp_path),
+                        "--replaces", "30"],
                        cwd=ROOT, capture_output=True, text=True, timeout=4 * 3600)
     outs = sorted(tmp_path.glob("mutate-*/mutate.json"))
     assert outs, r.stdout[-3000:] + r.stderr[-3000:]
