@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import launcher
+from . import expectations, launcher
 from .setup import KERNEL_CHOICES, ROOT, Products, SetupError, ensure
 
 CATALOGUE = ROOT / "mutants"
@@ -253,12 +253,15 @@ def tests_by_line(trace: Path) -> list[tuple[int, str]]:
 
 
 def test_at(begins: list[tuple[int, str]], line: int) -> str:
+    """The test a trace line belongs to, by its family: the label's first word, so the ATS and
+    untranslated variants of a test ("replace ats", "replace") are one. A recorded finding
+    spans both variants, and which of them shows it in one run is chance."""
     name = "-"
     for n, label in begins:
         if n > line:
             break
         name = label
-    return name
+    return name.split()[0] if name.split() else "-"
 
 
 def facts_from_summary(summary: dict, begins: list[tuple[int, str]]) -> RunFacts:
@@ -273,6 +276,19 @@ def facts_from_summary(summary: dict, begins: list[tuple[int, str]]) -> RunFacts
     facts.failed = [t["name"] for t in summary.get("tests", [])
                     if t.get("status") in ("fail", "error")]
     return facts
+
+
+def recorded_findings(kernel: str) -> set[str]:
+    """The kernel's recorded real findings (tests/expectations/<kernel>.toml) as rule@test
+    keys: a guest test "replace/replace_ats" is the family "replace" of its trace labels."""
+    if kernel not in KERNEL_CHOICES or not expectations.available(kernel):
+        return set()
+    out: set[str] = set()
+    for f in expectations.load(kernel).findings:
+        for test in f.get("tests", []):
+            family = str(test).split("/")[-1].split("_")[0]
+            out |= {f"{rule}@{family}" for rule in f.get("rules", [])}
+    return out
 
 
 def _evidence(v: dict) -> str:
@@ -294,11 +310,13 @@ class Row:
 
 
 def classify(m: Mutant, facts: RunFacts | None, baseline: RunFacts | None,
-             error: str = "") -> Row:
-    """One table row: the mutant's findings and failed checks beyond the baseline's."""
+             error: str = "", recorded: frozenset[str] = frozenset()) -> Row:
+    """One table row: the mutant's findings and failed checks beyond the baseline's (its run
+    and the kernel's `recorded` findings)."""
     if facts is None or baseline is None:
         return Row(m.name, m.statement, list(m.areas), "error", [], [], "", note=error)
-    new = {k: e for k, e in facts.findings.items() if k not in baseline.findings}
+    new = {k: e for k, e in facts.findings.items()
+           if k not in baseline.findings and k not in recorded}
     rules = sorted({k.split("@", 1)[0] for k in new})
     checks = [c for c in facts.failed if c not in baseline.failed]
     if facts.guest != "booted":
@@ -386,6 +404,7 @@ def execute(opts: Options, say: Callable[[str], None] = print) -> tuple[list[Row
     out_dir = opts.runs_dir / f"mutate-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out_dir.mkdir(parents=True, exist_ok=False)
     rows: list[Row] = []
+    recorded = frozenset(recorded_findings(opts.kernel))
 
     def on_signal(signum, frame):  # noqa: ARG001 - SIGTERM/SIGHUP end the run like Ctrl-C
         raise KeyboardInterrupt
@@ -419,7 +438,7 @@ def execute(opts: Options, say: Callable[[str], None] = print) -> tuple[list[Row
                     products = ensure(str(tree), quiet=True)
                     facts = _run(products, _areas(m, opts), list(margs), opts, out_dir / m.name,
                                  echo=False)
-                row = classify(m, facts, baselines[margs])
+                row = classify(m, facts, baselines[margs], recorded=recorded)
             except SetupError as e:
                 row = classify(m, None, None, error=f"build failed: {e}")
             rows.append(row)

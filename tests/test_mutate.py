@@ -166,23 +166,24 @@ def _violation(rule: str, line: int, msg: str = "m") -> dict:
 
 def test_findings_are_keyed_by_rule_and_the_test_they_happened_in(tmp_path: Path) -> None:
     trace = tmp_path / "trace.jsonl"
-    recs = [{"k": "header"}, {"k": "marker", "tag": "test-begin", "label": "replace_ats"},
-            {"k": "ats"}, {"k": "marker", "tag": "test-begin", "label": "replace_untranslated"},
-            {"k": "ats"}]
+    recs = [{"k": "header"}, {"k": "marker", "tag": "test-begin", "label": "replace ats"},
+            {"k": "ats"}, {"k": "marker", "tag": "test-begin", "label": "paging-blocked"},
+            {"k": "ats"}, {"k": "marker", "tag": "test-begin", "label": "replace"}, {"k": "x"}]
     trace.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in recs))
     begins = mutate.tests_by_line(trace)
-    assert begins == [(2, "replace_ats"), (4, "replace_untranslated")]
+    assert begins == [(2, "replace ats"), (4, "paging-blocked"), (6, "replace")]
     summary = {"run_dir": "r", "guest": "booted",
                "analysis": {"verdict": "violations",
                             "violations": [_violation("entry-update", 3),
                                            _violation("entry-update", 3),
-                                           _violation("inv1-old-domain", 5, "old dom")]},
+                                           _violation("inv1-old-domain", 5, "old dom"),
+                                           _violation("entry-update", 7)]},
                "tests": [{"name": "replace/replace_ats", "status": "fail"},
                          {"name": "replace/replace_untranslated", "status": "pass"}]}
     facts = mutate.facts_from_summary(summary, begins)
-    assert sorted(facts.findings) == ["entry-update@replace_ats",
-                                      "inv1-old-domain@replace_untranslated"]
-    assert facts.findings["inv1-old-domain@replace_untranslated"] == \
+    # Both variants of a test are one family: the second entry-update is the same finding.
+    assert sorted(facts.findings) == ["entry-update@replace", "inv1-old-domain@paging-blocked"]
+    assert facts.findings["inv1-old-domain@paging-blocked"] == \
         "#5 1.0s ats sid=16  (old dom)"
     assert facts.failed == ["replace/replace_ats"]
 
@@ -277,3 +278,13 @@ def test_an_unknown_area_is_refused_by_the_parser() -> None:
     r = _cosim("mutate", "--tests", "replace,bogus")
     assert r.returncode == 2
     assert "unknown test area(s) bogus" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_recorded_612_finding_is_baseline_for_both_replace_variants() -> None:
+    rec = mutate.recorded_findings("debian-6.12")
+    assert {"inv3-abort-during-attach@replace", "entry-update@replace"} <= rec
+    facts = RunFacts("r", "booted", {"entry-update@replace": "#3 e"}, [])
+    no_base = RunFacts("b", "booted", {}, [])
+    assert mutate.classify(_m(), facts, no_base, recorded=frozenset(rec)).verdict == "missed"
+    assert mutate.classify(_m(), facts, no_base).verdict == "caught"
+    assert mutate.recorded_findings("/some/tree") == set()
