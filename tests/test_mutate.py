@@ -288,3 +288,11 @@ def test_the_recorded_612_finding_is_baseline_for_both_replace_variants() -> Non
     assert mutate.classify(_m(), facts, no_base, recorded=frozenset(rec)).verdict == "missed"
     assert mutate.classify(_m(), facts, no_base).verdict == "caught"
     assert mutate.recorded_findings("/some/tree") == set()
+
+
+def test_a_long_list_of_failed_checks_is_cut_in_the_table() -> None:
+    many = RunFacts("r", "booted", {}, [f"kunit/case_{i}" for i in range(20)])
+    row = mutate.classify(_m(), many, RunFacts("b", "booted", {}, []))
+    assert len(row.checks) == 20  # the JSON keeps them all
+    md = mutate.render_table([row], markdown=True)
+    assert "kunit/case_0, kunit/case_1, kunit/case_2 (+17 more)" in md
