@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 # mutant -> the analysis rules that fire beyond the unmutated baseline
 EXPECTED = {
     "01-commit-no-atc-inv-on-replace": ["inv1-old-domain"],
-    "06-ats-enabled-before-ste": ["inv3-abort-during-attach"],
+    "04-write-entry-qword0-first": ["inv3-neither-domain"],
     "13-blocked-no-atc-inv": ["inv1-old-domain"],
 }
 
