@@ -6,7 +6,7 @@ KERNEL ?= debian-6.12
 export COSIM_CACHE ?= $(HOME)/.cache/cosim
 PYTEST_ARGS ?=
 
-.PHONY: all setup setup-all run test unit e2e bench lint clean-runs
+.PHONY: all setup setup-all run test unit e2e bench lint clean-runs mutants
 
 all: run
 
@@ -39,6 +39,12 @@ unit: $(VENV)/.stamp
 
 e2e: $(VENV)/.stamp setup-all
 	@$(PY) -m pytest -ra -m e2e $(PYTEST_ARGS)
+
+# The driver mutant catalogue (mutants/linux-6.12) on Debian's 6.12 source: which mutants the
+# trace analysis catches (docs/mutants.md). One incremental kernel build and guest run each.
+mutants: $(VENV)/.stamp
+	@$(PY) -m cosim setup --kernel debian-6.12 >/dev/null
+	@$(PY) -m cosim mutate --kernel debian-6.12
 
 bench: $(VENV)/.stamp
 	@$(PY) bench/run.py

@@ -1,4 +1,4 @@
-"""The `cosim` command: run, model, analyze, setup."""
+"""The `cosim` command: run, model, analyze, compare, setup, mutate."""
 
 from __future__ import annotations
 
@@ -74,6 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("setup", help="build (or take from cache) QEMU, kernel and initramfs")
     s.add_argument("--kernel", default="debian-6.12")
+
+    mu = sub.add_parser("mutate", help="run driver mutants (mutants/) and tell which the "
+                                       "analysis catches (docs/mutants.md)")
+    mu.add_argument("--kernel", default="debian-6.12",
+                    help="debian-6.12 / debian-7.2 (a pristine copy made under the cache), or "
+                         "a clean git work tree of a kernel source")
+    mu.add_argument("--mutants", metavar="GLOB", default=None,
+                    help="mutant names (e.g. '0[1-3]-*') in the kernel's catalogue, or a path "
+                         "glob of .patch files (default: the whole catalogue)")
+    mu.add_argument("--tests", type=_tests_arg, default=None,
+                    help="areas to run for every mutant (default: each mutant's own Areas)")
+    mu.add_argument("--model-arg", action="append", default=[], metavar="ARG",
+                    help="pass ARG to the model in every run, baseline included (repeatable)")
+    mu.add_argument("--replaces", type=int, default=50, help="replaces in the 'replace' area")
+    mu.add_argument("--timeout", type=_positive, default=1800.0, help="per-run timeout, seconds")
+    mu.add_argument("--runs-dir", type=Path, default=Path("runs"))
     return ap
 
 
@@ -168,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cosim compare: {e}", file=sys.stderr)
             return 2
         return 0
+    if args.cmd == "mutate":
+        return _mutate(args)
     if args.cmd == "setup":
         try:
             p = ensure(args.kernel)
@@ -178,3 +196,25 @@ def main(argv: list[str] | None = None) -> int:
               f"initramfs: {p.initramfs}")
         return 0
     return 2
+
+
+def _mutate(args: argparse.Namespace) -> int:
+    from . import mutate
+    opts = mutate.Options(kernel=args.kernel, mutants=args.mutants, tests=args.tests,
+                          model_args=args.model_arg, runs_dir=args.runs_dir,
+                          replaces=args.replaces, timeout=args.timeout)
+    if args.replaces < 1:
+        print("cosim mutate: --replaces must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        rows, out_dir = mutate.execute(opts)
+    except (mutate.MutateError, SetupError) as e:
+        print(f"cosim mutate: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cosim mutate: interrupted; the applied mutant was reverted", file=sys.stderr)
+        return 130
+    print()
+    print(mutate.render_table(rows), end="")
+    print(f"Table: {out_dir / 'mutate.md'} and {out_dir / 'mutate.json'}")
+    return mutate.exit_code(rows)

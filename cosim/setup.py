@@ -7,6 +7,7 @@ ends with one `NAME=value` line naming its product; this module runs them and re
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -54,18 +55,29 @@ def check_kernel_choice(choice: str) -> None:
 def run_step(script: str, *args: str, quiet: bool = False) -> str:
     """Run scripts/<script> ARGS, echo its progress, return the value of its last KEY=VALUE line."""
     cmd = ["bash", str(SCRIPTS / script), *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Its own process group, so an interrupted caller can stop the whole step (make and its
+    # compilers), not only the script; a terminal's Ctrl-C is forwarded the same way.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     assert proc.stdout is not None
     last = ""
     tail: list[str] = []
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        tail = (tail + [line])[-30:]
-        if "=" in line and line.split("=", 1)[0].isupper() and not line.startswith(" "):
-            last = line.split("=", 1)[1]
-        elif not quiet:
-            print(line, flush=True)
-    rc = proc.wait()
+    try:
+        for line in proc.stdout:
+            line = line.rstrip("\n")
+            tail = (tail + [line])[-30:]
+            if "=" in line and line.split("=", 1)[0].isupper() and not line.startswith(" "):
+                last = line.split("=", 1)[1]
+            elif not quiet:
+                print(line, flush=True)
+        rc = proc.wait()
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise
     if rc != 0:
         if quiet:
             print("\n".join(tail), file=sys.stderr)

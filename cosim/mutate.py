@@ -1,0 +1,473 @@
+"""`cosim mutate`: apply each driver mutant of a catalogue to a kernel source tree, rebuild it
+incrementally through `cosim run`'s own `--kernel PATH` path, run the guest areas the mutant
+declares, and tell which analysis rules (beyond the unmutated tree's own findings) and which
+guest checks caught it.
+
+A mutant is a `patch -p1` file whose header (lines before the diff) declares it:
+
+    # Mutant: one line: what the driver now does wrong
+    # Breaks: which invariant / spec rule that violates
+    # Areas: replace,blocked          (the guest areas that exercise it)
+    # Model-args: --cache-mode=caching (optional: run the model so)
+    # Undetectable: why no trace rule can see it (optional; then a miss is not a failure)
+
+The tree is a git work tree. For a Debian choice (debian-6.12) the command makes a pristine copy
+of the unpacked source once, under the cache, committed as is. It refuses a tree with
+uncommitted changes it did not make; the mutant it applies is recorded in the tree's .git dir
+first and reverted afterwards on every exit path (Ctrl-C included), and a later run reverts a
+mutant an earlier, killed run left behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fnmatch
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import expectations, launcher
+from .setup import KERNEL_CHOICES, ROOT, Products, SetupError, ensure
+
+CATALOGUE = ROOT / "mutants"
+# Debian choices -> the folder of the catalogue written for that kernel's driver.
+CATALOGUE_FOR = {"debian-6.12": "linux-6.12", "debian-7.2": "linux-7.2"}
+SOURCE_PKG = {"debian-6.12": "linux-source-6.12", "debian-7.2": "linux-source-7.2"}
+PRISTINE_MARK = "cosim-pristine"   # in .git: this tree is a copy the command made
+APPLIED_MARK = "cosim-mutant"      # in .git: the text of the mutant currently applied
+HEADER_KEYS = ("Mutant", "Breaks", "Areas", "Model-args", "Undetectable")
+
+
+class MutateError(Exception):
+    """Bad input or an unusable tree: one line for the user, exit 2."""
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: Path
+    statement: str
+    breaks: str
+    areas: tuple[str, ...]
+    model_args: tuple[str, ...] = ()
+    undetectable: str = ""
+
+
+def parse_mutant(path: Path) -> Mutant:
+    """Read a mutant's header; MutateError when it lacks a field or names an unknown area."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise MutateError(f"cannot read mutant {path}: {e.strerror}") from None
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith(("--- ", "diff ", "Index: ")):
+            break
+        m = re.match(r"#\s*([A-Za-z-]+):\s*(.*)$", line)
+        if m and m.group(1) in HEADER_KEYS:
+            fields[m.group(1)] = m.group(2).strip()
+    for key in ("Mutant", "Breaks", "Areas"):
+        if not fields.get(key):
+            raise MutateError(f"mutant {path.name}: its header has no '# {key}:' line")
+    if "\n+++ " not in text:
+        raise MutateError(f"mutant {path.name}: no diff after the header")
+    areas = tuple(a.strip() for a in fields["Areas"].split(",") if a.strip())
+    bad = [a for a in areas if a not in launcher.AREAS]
+    if bad or not areas:
+        raise MutateError(f"mutant {path.name}: unknown area(s) {', '.join(bad) or '(none)'} in "
+                          f"'# Areas:' (choose from {', '.join(launcher.AREAS)})")
+    return Mutant(path.stem, path, fields["Mutant"], fields["Breaks"], areas,
+                  tuple(fields.get("Model-args", "").split()), fields.get("Undetectable", ""))
+
+
+def load_catalogue(kernel: str, pattern: str | None) -> list[Mutant]:
+    """The mutants matching `pattern`: comma-separated globs, each on the names in the kernel's
+    catalogue folder, or (with a '/' or ending in .patch) on file paths; sorted by name."""
+    folder = CATALOGUE / CATALOGUE_FOR.get(kernel, "linux-6.12")
+    paths: set[Path] = set()
+    for glob in (pattern or "*").split(","):
+        glob = glob.strip()
+        if "/" in glob or glob.endswith(".patch"):
+            base = Path("/") if glob.startswith("/") else Path()
+            found = {p for p in base.glob(glob.lstrip("/"))}
+        else:
+            found = {p for p in folder.glob("*.patch") if fnmatch.fnmatch(p.stem, glob)}
+        if not found:
+            raise MutateError(f"no mutant matches {glob}"
+                              + ("" if "/" in glob else f" in {folder}"))
+        paths |= found
+    return [parse_mutant(p) for p in sorted(paths, key=lambda p: p.stem)]
+
+
+# -- the tree ----------------------------------------------------------------------------------
+
+def _git(tree: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True,
+                          check=check)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("COSIM_CACHE", Path.home() / ".cache" / "cosim"))
+
+
+def pristine_copy(choice: str, say: Callable[[str], None] = print) -> Path:
+    """The command's own pristine git copy of a Debian source choice (made once)."""
+    pkg = SOURCE_PKG[choice]
+    srcs = sorted(p.parent for p in (cache_dir() / "src").glob(f"{pkg}-*/.unpacked"))
+    if not srcs:
+        raise MutateError(f"{pkg} is not unpacked under {cache_dir() / 'src'}; run "
+                          f"`cosim setup --kernel {choice}` first")
+    src = srcs[-1]
+    dest = cache_dir() / "mutate" / src.name
+    if (dest / ".git" / PRISTINE_MARK).exists():
+        return dest
+    say(f"==> mutate: making a pristine git copy of {src} at {dest} (once)")
+    tmp = dest.with_name(dest.name + ".new")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", str(src), str(tmp)], check=True)
+    (tmp / ".unpacked").unlink(missing_ok=True)
+    _git(tmp, "init", "-q")
+    # Debian's top-level .gitignore ignores everything ("/*"): add with -f.
+    _git(tmp, "add", "-f", "-A", ".")
+    _git(tmp, "-c", "user.name=cosim mutate", "-c", "user.email=cosim@localhost",
+         "commit", "-q", "-m", f"pristine {src.name} (cosim mutate)")
+    (tmp / ".git" / PRISTINE_MARK).write_text(f"{src}\n")
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
+
+
+def resolve_tree(kernel: str, say: Callable[[str], None] = print) -> Path:
+    """The git work tree to mutate: a Debian choice's pristine copy, or the user's tree."""
+    if kernel in SOURCE_PKG:
+        return pristine_copy(kernel, say)
+    if kernel in KERNEL_CHOICES:
+        raise MutateError(f"--kernel {kernel} is a binary kernel; mutants need a source tree")
+    tree = Path(kernel).expanduser()
+    if not tree.is_dir():
+        raise MutateError(f"--kernel {kernel}: not a directory (give a kernel source tree "
+                          "or debian-6.12)")
+    tree = tree.resolve()
+    if not (tree / "Makefile").is_file() or not (tree / "arch" / "arm64").is_dir():
+        raise MutateError(f"--kernel {kernel}: not a kernel source tree (no Makefile or "
+                          "arch/arm64)")
+    r = _git(tree, "rev-parse", "--show-toplevel", check=False)
+    if r.returncode != 0 or Path(r.stdout.strip()).resolve() != tree:
+        raise MutateError(f"--kernel {kernel}: not the top of a git work tree (the command "
+                          "needs git to tell its own changes from yours)")
+    return tree
+
+
+def _changes(tree: Path) -> list[str]:
+    r = _git(tree, "status", "--porcelain", "--untracked-files=no")
+    return [ln for ln in r.stdout.splitlines() if ln.strip()]
+
+
+def ensure_clean(tree: Path, say: Callable[[str], None] = print) -> None:
+    """Revert a mutant an earlier run left applied; refuse any other uncommitted change."""
+    mark = tree / ".git" / APPLIED_MARK
+    if mark.exists():
+        say(f"==> mutate: reverting the mutant an earlier run left applied ({mark})")
+        _patch(tree, mark.read_text(), reverse=True, check=False)
+        mark.unlink()
+    changed = _changes(tree)
+    if changed:
+        raise MutateError(f"{tree} has uncommitted changes the command did not make "
+                          f"({changed[0].strip()}{', ...' if len(changed) > 1 else ''}); "
+                          "commit or stash them first")
+
+
+def _patch(tree: Path, text: str, reverse: bool = False, dry_run: bool = False,
+           check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = ["patch", "-p1", "-s", "--no-backup-if-mismatch", "-r", "-"]
+    cmd += ["-R"] if reverse else ["--forward"]
+    cmd += ["--dry-run"] if dry_run else []
+    r = subprocess.run(cmd, cwd=tree, input=text, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        what = "revert" if reverse else "apply"
+        msg = (r.stdout + r.stderr).strip().splitlines()
+        why = msg[0] if msg else "patch failed"
+        raise MutateError(f"cannot {what} the mutant in {tree}: {why}")
+    return r
+
+
+def check_applies(tree: Path, mutants: list[Mutant]) -> None:
+    for m in mutants:
+        r = _patch(tree, m.path.read_text(), dry_run=True, check=False)
+        if r.returncode != 0:
+            raise MutateError(f"mutant {m.name} does not apply cleanly to {tree}")
+
+
+@contextmanager
+def applied(tree: Path, mutant: Mutant) -> Iterator[None]:
+    """The mutant applied for the block; reverted however the block ends."""
+    text = mutant.path.read_text()
+    mark = tree / ".git" / APPLIED_MARK
+    mark.write_text(text)  # first: a killed run's successor knows what to revert
+    try:
+        _patch(tree, text)
+        yield
+    finally:
+        _patch(tree, text, reverse=True, check=False)
+        if not _changes(tree):
+            mark.unlink(missing_ok=True)
+
+
+# -- runs and findings -------------------------------------------------------------------------
+
+@dataclass
+class RunFacts:
+    """What one guest run showed: analysis findings (rule@test) and failed guest checks."""
+    run_dir: str
+    guest: str
+    findings: dict[str, str] = field(default_factory=dict)  # "rule@test" -> evidence line
+    failed: list[str] = field(default_factory=list)         # TAP names that failed / errored
+    verdict: str = ""                                       # the analysis verdict
+
+
+def tests_by_line(trace: Path) -> list[tuple[int, str]]:
+    """(line, test label) for each test-begin marker of the trace, in file order."""
+    out: list[tuple[int, str]] = []
+    try:
+        with open(trace, encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                if '"test-begin"' not in line:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("k") == "marker" and rec.get("tag") == "test-begin":
+                    out.append((n, str(rec.get("label") or "?")))
+    except OSError:
+        pass
+    return out
+
+
+def test_at(begins: list[tuple[int, str]], line: int) -> str:
+    """The test a trace line belongs to, by its family: the label's first word, so the ATS and
+    untranslated variants of a test ("replace ats", "replace") are one. A recorded finding
+    spans both variants, and which of them shows it in one run is chance."""
+    name = "-"
+    for n, label in begins:
+        if n > line:
+            break
+        name = label
+    return name.split()[0] if name.split() else "-"
+
+
+def facts_from_summary(summary: dict, begins: list[tuple[int, str]]) -> RunFacts:
+    """RunFacts of a launcher summary.json; `begins` from tests_by_line of its trace."""
+    facts = RunFacts(str(summary.get("run_dir", "")), str(summary.get("guest", "")))
+    analysis = summary.get("analysis") or {}
+    facts.verdict = str(analysis.get("verdict", "none"))
+    for v in analysis.get("violations", []):
+        key = f"{v['rule']}@{test_at(begins, int(v.get('line') or 0))}"
+        if key not in facts.findings:
+            facts.findings[key] = _evidence(v)
+    facts.failed = [t["name"] for t in summary.get("tests", [])
+                    if t.get("status") in ("fail", "error")]
+    return facts
+
+
+def recorded_findings(kernel: str) -> set[str]:
+    """The kernel's recorded real findings (tests/expectations/<kernel>.toml) as rule@test
+    keys: a guest test "replace/replace_ats" is the family "replace" of its trace labels."""
+    if kernel not in KERNEL_CHOICES or not expectations.available(kernel):
+        return set()
+    out: set[str] = set()
+    for f in expectations.load(kernel).findings:
+        for test in f.get("tests", []):
+            family = str(test).split("/")[-1].split("_")[0]
+            out |= {f"{rule}@{family}" for rule in f.get("rules", [])}
+    return out
+
+
+def _evidence(v: dict) -> str:
+    marked = [ln[2:] for ln in v.get("timeline", []) if ln.startswith("> ")]
+    return (marked[0] if marked else f"#{v.get('line')}") + f"  ({v.get('message', '')})"
+
+
+@dataclass
+class Row:
+    mutant: str
+    statement: str
+    areas: list[str]
+    verdict: str   # caught | guest-only | missed | undetectable | error
+    rules: list[str]
+    checks: list[str]
+    evidence: str
+    run_dir: str = ""
+    note: str = ""
+
+
+def classify(m: Mutant, facts: RunFacts | None, baseline: RunFacts | None,
+             error: str = "", recorded: frozenset[str] = frozenset()) -> Row:
+    """One table row: the mutant's findings and failed checks beyond the baseline's (its run
+    and the kernel's `recorded` findings)."""
+    if facts is None or baseline is None:
+        return Row(m.name, m.statement, list(m.areas), "error", [], [], "", note=error)
+    new = {k: e for k, e in facts.findings.items()
+           if k not in baseline.findings and k not in recorded}
+    rules = sorted({k.split("@", 1)[0] for k in new})
+    checks = [c for c in facts.failed if c not in baseline.failed]
+    if facts.guest != "booted":
+        checks.append(f"guest:{facts.guest}")
+    evidence = ""
+    if new:
+        first = sorted(new.items(), key=lambda kv: _line_of(kv[1]))[0]
+        evidence = f"{first[0]}: {first[1]}"
+    if rules:
+        verdict = "caught"
+    elif m.undetectable:
+        verdict = "undetectable"
+    elif checks:
+        verdict = "guest-only"
+    else:
+        verdict = "missed"
+    return Row(m.name, m.statement, list(m.areas), verdict, rules, checks, evidence,
+               facts.run_dir, m.undetectable or error)
+
+
+def _line_of(evidence: str) -> int:
+    m = re.match(r"#(\d+)", evidence)
+    return int(m.group(1)) if m else 1 << 62
+
+
+def exit_code(rows: list[Row]) -> int:
+    return 0 if rows and all(r.verdict in ("caught", "undetectable") for r in rows) else 1
+
+
+def _checks_cell(checks: list[str], limit: int = 3) -> str:
+    """The failed checks, the first few named (a write_entry mutant fails ~20 KUnit cases)."""
+    if len(checks) <= limit:
+        return ", ".join(checks) or "-"
+    return ", ".join(checks[:limit]) + f" (+{len(checks) - limit} more)"
+
+
+def render_table(rows: list[Row], markdown: bool = False) -> str:
+    head = ["mutant", "verdict", "rules fired (beyond baseline)", "guest checks failed",
+            "first evidence"]
+    body = [[r.mutant, r.verdict, ", ".join(r.rules) or "-", _checks_cell(r.checks),
+             r.evidence or r.note or "-"] for r in rows]
+    if markdown:
+        esc = [[c.replace("|", "\\|") for c in row] for row in body]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in esc]) + "\n"
+    width = [max(len(head[i]), *(len(row[i]) for row in body)) if body else len(head[i])
+             for i in range(4)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(head[:4], width, strict=True)) + "  " + head[4]]
+    for row in body:
+        ev = row[4] if len(row[4]) <= 160 else row[4][:157] + "..."
+        out.append("  ".join(c.ljust(w) for c, w in zip(row[:4], width, strict=True)) + "  " + ev)
+    return "\n".join(out) + "\n"
+
+
+# -- the command -------------------------------------------------------------------------------
+
+@dataclass
+class Options:
+    kernel: str
+    mutants: str | None
+    tests: list[str] | None
+    model_args: list[str]
+    runs_dir: Path
+    replaces: int = 50
+    timeout: float = 1800.0
+
+
+def _run(products: Products, areas: list[str], model_args: list[str], opts: Options,
+         runs_dir: Path, echo: bool) -> RunFacts:
+    cfg = launcher.RunConfig(products=products, tests=areas, runs_dir=runs_dir,
+                             timeout=opts.timeout, model_args=model_args,
+                             test_args={"replace": f"--count {opts.replaces}"}, echo=echo)
+    out = launcher.execute(cfg)
+    if out.guest == "interrupted":
+        raise KeyboardInterrupt
+    summary = json.loads((out.run_dir / "summary.json").read_text())
+    return facts_from_summary(summary, tests_by_line(out.run_dir / "trace.jsonl"))
+
+
+def _areas(m: Mutant, opts: Options) -> list[str]:
+    # The boot log's KUnit results come free with every boot: always read them.
+    areas = list(opts.tests) if opts.tests else list(m.areas)
+    return areas + ([] if "kunit" in areas else ["kunit"])
+
+
+def execute(opts: Options, say: Callable[[str], None] = print) -> tuple[list[Row], Path]:
+    """Run the catalogue; returns the rows and the directory the table was written to."""
+    mutants = load_catalogue(opts.kernel, opts.mutants)
+    tree = resolve_tree(opts.kernel, say)
+    ensure_clean(tree, say)
+    check_applies(tree, mutants)
+    out_dir = opts.runs_dir / f"mutate-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out_dir.mkdir(parents=True, exist_ok=False)
+    rows: list[Row] = []
+    recorded = frozenset(recorded_findings(opts.kernel))
+
+    def on_signal(signum, frame):  # noqa: ARG001 - SIGTERM/SIGHUP end the run like Ctrl-C
+        raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        # One baseline per set of model options, over every area its mutants run: findings
+        # are keyed by test, so a test's baseline does not depend on the other areas run.
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for m in mutants:
+            key = tuple(opts.model_args) + m.model_args
+            groups.setdefault(key, [])
+            groups[key] += [a for a in _areas(m, opts) if a not in groups[key]]
+        say(f"==> mutate: building the unmutated tree {tree}")
+        products = ensure(str(tree), quiet=True)
+        baselines: dict[tuple[str, ...], RunFacts] = {}
+        for i, (margs, areas) in enumerate(groups.items()):
+            say(f"==> mutate: baseline {i + 1}/{len(groups)}: {','.join(areas)}"
+                + (f" (model {' '.join(margs)})" if margs else ""))
+            baselines[margs] = _run(products, areas, list(margs), opts,
+                                    out_dir / f"baseline-{i + 1}", echo=False)
+            b = baselines[margs]
+            say(f"    baseline: guest {b.guest}, findings {', '.join(sorted(b.findings)) or '-'}"
+                f", failed checks {', '.join(b.failed) or '-'}")
+        _write(out_dir, rows, baselines, tree)
+        for m in mutants:
+            margs = tuple(opts.model_args) + m.model_args
+            say(f"==> mutate: {m.name}: {m.statement}")
+            try:
+                with applied(tree, m):
+                    products = ensure(str(tree), quiet=True)
+                    facts = _run(products, _areas(m, opts), list(margs), opts, out_dir / m.name,
+                                 echo=False)
+                row = classify(m, facts, baselines[margs], recorded=recorded)
+            except SetupError as e:
+                row = classify(m, None, None, error=f"build failed: {e}")
+            rows.append(row)
+            say(f"    {row.verdict}: rules {', '.join(row.rules) or '-'}; checks "
+                f"{', '.join(row.checks) or '-'}")
+            _write(out_dir, rows, baselines, tree)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return rows, out_dir
+
+
+def _write(out_dir: Path, rows: list[Row], baselines: dict[tuple[str, ...], RunFacts],
+           tree: Path) -> None:
+    doc = {"tree": str(tree),
+           "baselines": [{"model_args": list(k), **asdict(v)} for k, v in baselines.items()],
+           "mutants": [asdict(r) for r in rows], "exit_code": exit_code(rows)}
+    (out_dir / "mutate.json").write_text(json.dumps(doc, indent=2) + "\n")
+    md = ["# cosim mutate", "", f"Tree: `{tree}`", ""]
+    for k, b in baselines.items():
+        md.append(f"Baseline{' (model ' + ' '.join(k) + ')' if k else ''}: findings "
+                  f"{', '.join(sorted(b.findings)) or '-'}; failed checks "
+                  f"{', '.join(b.failed) or '-'}")
+    md += ["", render_table(rows, markdown=True)]
+    (out_dir / "mutate.md").write_text("\n".join(md))

@@ -1,0 +1,298 @@
+"""`cosim mutate` without a guest: the catalogue's headers, the tree handling (apply, revert,
+refuse), the argument errors, and how a row is judged against the baseline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cosim import mutate
+from cosim.mutate import Mutant, MutateError, RunFacts
+
+ROOT = Path(__file__).resolve().parent.parent
+CATALOGUE = sorted((ROOT / "mutants" / "linux-6.12").glob("*.patch"))
+PRISTINE = Path(os.environ.get("COSIM_CACHE", Path.home() / ".cache" / "cosim")) / "src" / \
+    "linux-source-6.12-6.12.117-1"
+
+PATCH = """\
+# Mutant: hello says goodbye
+# Breaks: nothing real
+# Areas: dma,unmap
+# Model-args: --cache-mode=caching
+--- a/hello.c
++++ b/hello.c
+@@ -1,3 +1,3 @@
+ int main(void)
+ {
+-\treturn 0; /* hello */
++\treturn 1; /* goodbye */
+"""
+
+
+def _cosim(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "cosim", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A tiny committed git tree that passes for a kernel source tree."""
+    t = tmp_path / "linux"
+    (t / "arch" / "arm64").mkdir(parents=True)
+    (t / "Makefile").write_text("all:\n")
+    (t / "arch" / "arm64" / "Kconfig").write_text("\n")
+    (t / "hello.c").write_text("int main(void)\n{\n\treturn 0; /* hello */\n}\n")
+    for cmd in (["init", "-q"], ["add", "-A"],
+                ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):
+        subprocess.run(["git", "-C", str(t), *cmd], check=True)
+    return t
+
+
+@pytest.fixture
+def patch_file(tmp_path: Path) -> Path:
+    p = tmp_path / "01-hello.patch"
+    p.write_text(PATCH)
+    return p
+
+
+# -- the catalogue -----------------------------------------------------------------------------
+
+def test_the_catalogue_has_at_least_twelve_mutants_with_full_headers() -> None:
+    mutants = [mutate.parse_mutant(p) for p in CATALOGUE]
+    assert len(mutants) >= 12
+    for m in mutants:
+        assert m.statement and m.breaks and m.areas, m
+        assert "invariant" in m.breaks or "rule" in m.breaks, m.name
+        assert all(a in mutate.launcher.AREAS for a in m.areas), m
+    assert [m.name for m in mutants] == sorted(m.name for m in mutants)
+
+
+@pytest.mark.skipif(not (PRISTINE / "Makefile").exists(), reason="6.12 source not unpacked")
+@pytest.mark.parametrize("patch", CATALOGUE, ids=[p.stem for p in CATALOGUE])
+def test_each_mutant_applies_cleanly_to_the_pristine_tree(patch: Path) -> None:
+    r = subprocess.run(["patch", "-p1", "--dry-run", "--forward", "-s"], cwd=PRISTINE,
+                       input=patch.read_text(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    touched = [ln for ln in patch.read_text().splitlines() if ln.startswith("+++ ")]
+    assert touched == ["+++ b/drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c"]
+
+
+def test_parse_mutant_reads_every_header_field(patch_file: Path) -> None:
+    m = mutate.parse_mutant(patch_file)
+    assert m == Mutant("01-hello", patch_file, "hello says goodbye", "nothing real",
+                       ("dma", "unmap"), ("--cache-mode=caching",), "")
+
+
+@pytest.mark.parametrize("drop, why", [("# Areas: dma,unmap\n", "no '# Areas:' line"),
+                                       ("# Mutant: hello says goodbye\n", "no '# Mutant:' line")])
+def test_a_header_without_a_required_field_is_refused(tmp_path: Path, drop: str,
+                                                      why: str) -> None:
+    p = tmp_path / "bad.patch"
+    p.write_text(PATCH.replace(drop, ""))
+    with pytest.raises(MutateError, match=why):
+        mutate.parse_mutant(p)
+
+
+def test_a_header_naming_an_unknown_area_is_refused(tmp_path: Path) -> None:
+    p = tmp_path / "bad.patch"
+    p.write_text(PATCH.replace("dma,unmap", "dma,bogus"))
+    with pytest.raises(MutateError, match="unknown area.*bogus"):
+        mutate.parse_mutant(p)
+
+
+def test_load_catalogue_globs_names_in_the_kernels_folder() -> None:
+    names = [m.name for m in mutate.load_catalogue("debian-6.12", "0[1-3]-*")]
+    assert names == [p.stem for p in CATALOGUE[:3]]
+    both = mutate.load_catalogue("debian-6.12", f"{CATALOGUE[4].stem},0[1-2]-*")
+    assert [m.name for m in both] == [CATALOGUE[0].stem, CATALOGUE[1].stem, CATALOGUE[4].stem]
+    with pytest.raises(MutateError, match="no mutant matches nothing-\\*"):
+        mutate.load_catalogue("debian-6.12", "01-*,nothing-*")
+
+
+# -- the tree ----------------------------------------------------------------------------------
+
+def test_applied_reverts_the_mutant_also_when_the_block_raises(tree: Path,
+                                                               patch_file: Path) -> None:
+    m = mutate.parse_mutant(patch_file)
+    with pytest.raises(KeyboardInterrupt):
+        with mutate.applied(tree, m):
+            assert "goodbye" in (tree / "hello.c").read_text()
+            assert (tree / ".git" / mutate.APPLIED_MARK).exists()
+            raise KeyboardInterrupt
+    assert "hello" in (tree / "hello.c").read_text()
+    assert not (tree / ".git" / mutate.APPLIED_MARK).exists()
+    mutate.ensure_clean(tree)  # nothing left
+
+
+def test_a_tree_with_changes_the_command_did_not_make_is_refused(tree: Path) -> None:
+    (tree / "hello.c").write_text("int main(void) { return 2; }\n")
+    with pytest.raises(MutateError, match="uncommitted changes the command did not make"):
+        mutate.ensure_clean(tree)
+
+
+def test_a_mutant_a_killed_run_left_applied_is_reverted(tree: Path, patch_file: Path) -> None:
+    subprocess.run(["patch", "-p1", "-s"], cwd=tree, input=PATCH, text=True, check=True)
+    (tree / ".git" / mutate.APPLIED_MARK).write_text(PATCH)
+    mutate.ensure_clean(tree, say=lambda s: None)
+    assert "hello" in (tree / "hello.c").read_text()
+    assert not (tree / ".git" / mutate.APPLIED_MARK).exists()
+
+
+def test_resolve_tree_wants_the_top_of_a_git_kernel_tree(tree: Path, tmp_path: Path) -> None:
+    assert mutate.resolve_tree(str(tree)) == tree.resolve()
+    with pytest.raises(MutateError, match="not a kernel source tree"):
+        mutate.resolve_tree(str(tree / "arch"))
+    with pytest.raises(MutateError, match="binary kernel"):
+        mutate.resolve_tree("debian-6.12-bin")
+    plain = tmp_path / "plain"
+    (plain / "arch" / "arm64").mkdir(parents=True)
+    (plain / "Makefile").write_text("\n")
+    with pytest.raises(MutateError, match="not the top of a git work tree"):
+        mutate.resolve_tree(str(plain))
+
+
+# -- findings and rows -------------------------------------------------------------------------
+
+def _violation(rule: str, line: int, msg: str = "m") -> dict:
+    return {"rule": rule, "line": line, "message": msg,
+            "timeline": [f"  #{line - 1} x", f"> #{line} 1.0s ats sid=16", f"  #{line + 1} y"]}
+
+
+def test_findings_are_keyed_by_rule_and_the_test_they_happened_in(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.jsonl"
+    recs = [{"k": "header"}, {"k": "marker", "tag": "test-begin", "label": "replace ats"},
+            {"k": "ats"}, {"k": "marker", "tag": "test-begin", "label": "paging-blocked"},
+            {"k": "ats"}, {"k": "marker", "tag": "test-begin", "label": "replace"}, {"k": "x"}]
+    trace.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in recs))
+    begins = mutate.tests_by_line(trace)
+    assert begins == [(2, "replace ats"), (4, "paging-blocked"), (6, "replace")]
+    summary = {"run_dir": "r", "guest": "booted",
+               "analysis": {"verdict": "violations",
+                            "violations": [_violation("entry-update", 3),
+                                           _violation("entry-update", 3),
+                                           _violation("inv1-old-domain", 5, "old dom"),
+                                           _violation("entry-update", 7)]},
+               "tests": [{"name": "replace/replace_ats", "status": "fail"},
+                         {"name": "replace/replace_untranslated", "status": "pass"}]}
+    facts = mutate.facts_from_summary(summary, begins)
+    # Both variants of a test are one family: the second entry-update is the same finding.
+    assert sorted(facts.findings) == ["entry-update@replace", "inv1-old-domain@paging-blocked"]
+    assert facts.findings["inv1-old-domain@paging-blocked"] == \
+        "#5 1.0s ats sid=16  (old dom)"
+    assert facts.failed == ["replace/replace_ats"]
+
+
+def _m(undetectable: str = "") -> Mutant:
+    return Mutant("07-x", Path("07-x.patch"), "does x", "inv 1", ("replace",), (), undetectable)
+
+
+BASE = RunFacts("b", "booted", {"entry-update@replace_ats": "#9 e"}, ["replace/replace_ats"])
+
+
+def test_a_rule_the_baseline_already_shows_in_that_test_does_not_count() -> None:
+    facts = RunFacts("r", "booted", {"entry-update@replace_ats": "#3 e",
+                                     "entry-update@blocked_ats": "#40 e2",
+                                     "inv1-old-domain@replace_ats": "#20 i"},
+                     ["replace/replace_ats"])
+    row = mutate.classify(_m(), facts, BASE)
+    assert row.verdict == "caught"
+    assert row.rules == ["entry-update", "inv1-old-domain"]
+    assert row.checks == []  # the baseline fails replace_ats too
+    assert row.evidence == "inv1-old-domain@replace_ats: #20 i"  # the earliest new one
+
+
+def test_verdicts_guest_only_missed_undetectable_and_error() -> None:
+    only_guest = RunFacts("r", "booted", dict(BASE.findings), ["replace/replace_ats", "unmap/x"])
+    assert mutate.classify(_m(), only_guest, BASE).verdict == "guest-only"
+    assert mutate.classify(_m(), only_guest, BASE).checks == ["unmap/x"]
+    same = RunFacts("r", "booted", dict(BASE.findings), list(BASE.failed))
+    assert mutate.classify(_m(), same, BASE).verdict == "missed"
+    assert mutate.classify(_m("the model never caches"), same, BASE).verdict == "undetectable"
+    panic = RunFacts("r", "panic", {}, [])
+    assert mutate.classify(_m(), panic, BASE).checks == ["guest:panic"]
+    err = mutate.classify(_m(), None, None, error="build failed: x")
+    assert (err.verdict, err.note) == ("error", "build failed: x")
+
+
+def test_exit_code_is_zero_only_when_every_mutant_is_caught_or_declared() -> None:
+    caught = mutate.classify(_m(), RunFacts("r", "booted", {"inv1-old-domain@a": "#1"}, []), BASE)
+    declared = mutate.classify(_m("why"), RunFacts("r", "booted", {}, []), BASE)
+    missed = mutate.classify(_m(), RunFacts("r", "booted", {}, []), BASE)
+    assert mutate.exit_code([caught, declared]) == 0
+    assert mutate.exit_code([caught, missed]) == 1
+    assert mutate.exit_code([]) == 1
+
+
+def test_the_tables_list_every_row_and_escape_markdown() -> None:
+    row = mutate.classify(_m(), RunFacts("r", "booted", {"inv1-old-domain@a": "#1 a|b"}, []),
+                          BASE)
+    md = mutate.render_table([row], markdown=True)
+    assert md.splitlines()[0].startswith("| mutant | verdict |")
+    assert "| 07-x | caught | inv1-old-domain | - | inv1-old-domain@a: #1 a\\|b |" in md
+    text = mutate.render_table([row])
+    assert text.splitlines()[1].split()[:3] == ["07-x", "caught", "inv1-old-domain"]
+
+
+# -- the command line --------------------------------------------------------------------------
+
+def test_no_matching_mutant_is_one_line_and_exit_2() -> None:
+    r = _cosim("mutate", "--mutants", "zz-*")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"cosim mutate: no mutant matches zz-* in {ROOT / 'mutants' / 'linux-6.12'}"]
+
+
+def test_a_dirty_tree_is_refused_before_anything_is_built(tree: Path) -> None:
+    (tree / "hello.c").write_text("changed\n")
+    r = _cosim("mutate", "--kernel", str(tree), "--mutants", "01-*")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "uncommitted changes the command did not make (M hello.c)" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_a_mutant_that_does_not_apply_is_refused(tree: Path, patch_file: Path) -> None:
+    r = _cosim("mutate", "--kernel", str(tree), "--mutants", str(CATALOGUE[0]))
+    assert r.returncode == 2
+    assert f"mutant {CATALOGUE[0].stem} does not apply cleanly" in r.stderr
+    assert (tree / "hello.c").read_text().endswith("/* hello */\n}\n")
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--kernel", "/no/such/tree"], "not a directory"),
+    (["--kernel", "debian-6.12-bin"], "binary kernel"),
+    (["--replaces", "0"], "--replaces must be >= 1"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(args: list[str], msg: str) -> None:
+    r = _cosim("mutate", *args)
+    assert r.returncode == 2
+    assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_an_unknown_area_is_refused_by_the_parser() -> None:
+    r = _cosim("mutate", "--tests", "replace,bogus")
+    assert r.returncode == 2
+    assert "unknown test area(s) bogus" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_recorded_612_finding_is_baseline_for_both_replace_variants() -> None:
+    rec = mutate.recorded_findings("debian-6.12")
+    assert {"inv3-abort-during-attach@replace", "entry-update@replace"} <= rec
+    facts = RunFacts("r", "booted", {"entry-update@replace": "#3 e"}, [])
+    no_base = RunFacts("b", "booted", {}, [])
+    assert mutate.classify(_m(), facts, no_base, recorded=frozenset(rec)).verdict == "missed"
+    assert mutate.classify(_m(), facts, no_base).verdict == "caught"
+    assert mutate.recorded_findings("/some/tree") == set()
+
+
+def test_a_long_list_of_failed_checks_is_cut_in_the_table() -> None:
+    many = RunFacts("r", "booted", {}, [f"kunit/case_{i}" for i in range(20)])
+    row = mutate.classify(_m(), many, RunFacts("b", "booted", {}, []))
+    assert len(row.checks) == 20  # the JSON keeps them all
+    md = mutate.render_table([row], markdown=True)
+    assert "kunit/case_0, kunit/case_1, kunit/case_2 (+17 more)" in md
