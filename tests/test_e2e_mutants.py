@@ -14,11 +14,13 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
-# mutant -> the analysis rules that fire beyond the unmutated baseline
+# mutant -> the analysis rules that fire beyond the unmutated baseline: the three that fired
+# with the same rule in each of four catalogue runs (13 and 14 are caught too, but depend on
+# the device having an ATC entry at the wrong moment, which a run may miss).
 EXPECTED = {
     "01-commit-no-atc-inv-on-replace": ["inv1-old-domain"],
     "04-write-entry-qword0-first": ["inv3-neither-domain"],
-    "13-blocked-no-atc-inv": ["inv1-old-domain"],
+    "05-always-breaking-update": ["entry-update"],
 }
 
 
