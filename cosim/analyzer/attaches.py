@@ -154,6 +154,15 @@ def find_driver_attaches(view: TraceView) -> list[Attach]:
     return out
 
 
+def driver_returns(attaches: list[Attach]) -> dict[int, list[Attach]]:
+    """Record index of each driver window's return -> the windows that return there."""
+    ends: dict[int, list[Attach]] = {}
+    for a in attaches:
+        if a.source == "driver" and a.end is not None:
+            ends.setdefault(a.end, []).append(a)
+    return ends
+
+
 def _label(drv: list[Attach], markers: list[Attach]) -> None:
     """Name each driver window after the userspace marker pair around it, if any."""
     for a in drv:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from cosim.arch.domain import Domain
 
 from .atc_state import AtcState
-from .attaches import Attach
+from .attaches import Attach, driver_returns
 from .context import Context
 from .domains import dom_of, label
 from .findings import Collector, Violation
@@ -75,10 +75,7 @@ def _offence(ctx: Context, out: Collector, a: Attach, key: Key, j: int, old: Dom
 def _held_at_return(ctx: Context, out: Collector) -> None:
     """At each driver attach's return, the device's ATC entries for the stream (rebuilt from
     atc_insert / atc_evict / atc_inv_rx) must all be of the attached domain."""
-    ends: dict[int, list[Attach]] = {}
-    for a in ctx.attaches:
-        if a.source == "driver" and a.end is not None:
-            ends.setdefault(a.end, []).append(a)
+    ends = driver_returns(ctx.attaches)
     if not ends:
         return
     atc = AtcState()

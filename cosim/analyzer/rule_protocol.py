@@ -21,7 +21,7 @@ from __future__ import annotations
 from cosim.arch.cd import cd_used
 from cosim.arch.ste import ste_used
 
-from .attaches import Attach
+from .attaches import Attach, driver_returns
 from .context import Context
 from .findings import Collector, Violation
 from .view import Record, ssid_of
@@ -34,10 +34,7 @@ Words = tuple[int, ...]
 
 
 def check(ctx: Context, out: Collector) -> None:
-    ends: dict[int, list[Attach]] = {}
-    for a in ctx.attaches:
-        if a.source == "driver" and a.end is not None:
-            ends.setdefault(a.end, []).append(a)
+    ends = driver_returns(ctx.attaches)
     if not ends:
         return
     recs = ctx.view.records
