@@ -55,3 +55,26 @@ class AtcState:
         key = self._where.pop(ent, None)
         if key is not None:
             self._by_key.get(key, {}).pop(ent, None)
+
+
+class UnsyncedAtcInv:
+    """ATC_INVs delivered and not yet covered by a completed CMD_SYNC (§4.7.3): id -> the
+    record index of its `atc_inv`. A completed `sync` covers every earlier one; an
+    `atc_inv_sync` done covers the ids it lists."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, int] = {}
+
+    def apply(self, i: int, r: Record) -> None:
+        k = r.get("k")
+        if k == "atc_inv":
+            self.open[r["id"]] = i
+        elif k == "sync" and r["state"] == "done":
+            self.open.clear()
+        elif k == "atc_inv_sync" and r["state"] == "done":
+            for n in r["ids"]:
+                self.open.pop(n, None)
+
+    def between(self, lo: int, hi: int) -> list[int]:
+        """Record indices of the open ones delivered strictly between lo and hi, in order."""
+        return sorted(j for j in self.open.values() if lo < j < hi)

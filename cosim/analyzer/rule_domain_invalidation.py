@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from cosim.arch.domain import Domain
 
-from .atc_state import AtcState, HeldEntry
+from .atc_state import AtcState, HeldEntry, UnsyncedAtcInv
 from .context import Context
 from .domains import label
 from .findings import Collector, Violation
@@ -40,18 +40,11 @@ def check(ctx: Context, out: Collector) -> None:
     recs = ctx.view.records
     atc = AtcState()
     begun: dict[tuple[str, int], list[int]] = {}
-    atc_open: dict[int, int] = {}     # ATC_INV id -> record index, until a sync completes
+    unsynced = UnsyncedAtcInv()
     for i, r in enumerate(recs):
         atc.apply(i, r)
-        k = r.get("k")
-        if k == "atc_inv":
-            atc_open[r["id"]] = i
-        elif k == "sync" and r["state"] == "done":
-            atc_open.clear()
-        elif k == "atc_inv_sync" and r["state"] == "done":
-            for n in r["ids"]:
-                atc_open.pop(n, None)
-        if k != "drv_inv":
+        unsynced.apply(i, r)
+        if r.get("k") != "drv_inv":
             continue
         dom_key = (r["stage"], r["tag"])
         if r["phase"] == "begin":
@@ -79,7 +72,7 @@ def check(ctx: Context, out: Collector) -> None:
                 {"atc_id": e.id, "dev": e.dev, "dom": label(e.dom),
                  "invalidation": {"stage": r["stage"], "tag": r["tag"], "iova": r["iova"],
                                   "size": r["size"], "begin_line": ctx.view.line_of(begin)}}))
-        inside = sorted(j for j in atc_open.values() if begin < j < i)
+        inside = unsynced.between(begin, i)
         if inside:
             out.seen((ATC_RULE, "drv_inv", begin), i) or out.new(
                 (ATC_RULE, "drv_inv", begin), Violation(

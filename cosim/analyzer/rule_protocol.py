@@ -21,6 +21,7 @@ from __future__ import annotations
 from cosim.arch.cd import cd_used
 from cosim.arch.ste import ste_used
 
+from .atc_state import UnsyncedAtcInv
 from .attaches import Attach, driver_returns
 from .context import Context
 from .findings import Collector, Violation
@@ -43,8 +44,7 @@ def check(ctx: Context, out: Collector) -> None:
     cd_held: dict[tuple[int, int], dict[Words, int]] = {}
     # CFGIs executed since the last completed sync, as (op, sid, ssid, range, index).
     pending: list[tuple[str, int | None, int | None, int | None, int]] = []
-    # ATC_INV ids delivered and not yet covered by a completed sync: id -> index.
-    atc_open: dict[int, int] = {}
+    unsynced = UnsyncedAtcInv()
     for i, r in enumerate(recs):
         k = r.get("k")
         if k == "ste_fetch":
@@ -58,15 +58,10 @@ def check(ctx: Context, out: Collector) -> None:
             for p in pending:
                 _invalidate(p, ste_held, cd_held)
             pending.clear()
-            atc_open.clear()    # a completed sync covers every ATC_INV delivered before it
-        elif k == "atc_inv":
-            atc_open[r["id"]] = i
-        elif k == "atc_inv_sync" and r["state"] == "done":
-            for n in r["ids"]:
-                atc_open.pop(n, None)
+        unsynced.apply(i, r)
         for a in ends.get(i, ()):
             _judge_config(ctx, out, a, r, ste_held, cd_held)
-            _judge_atc(ctx, out, a, atc_open)
+            _judge_atc(ctx, out, a, unsynced)
             _judge_order(ctx, out, a)
 
 
@@ -140,8 +135,8 @@ def _judge_config(ctx: Context, out: Collector, a: Attach, end: Record,
         a.rules.add(CFGI_RULE)
 
 
-def _judge_atc(ctx: Context, out: Collector, a: Attach, atc_open: dict[int, int]) -> None:
-    inside = sorted(j for j in atc_open.values() if a.begin < j < (a.end or 0))
+def _judge_atc(ctx: Context, out: Collector, a: Attach, unsynced: UnsyncedAtcInv) -> None:
+    inside = unsynced.between(a.begin, a.end or 0)
     if not inside:
         return
     out.new((ATC_RULE, a.n), Violation(
