@@ -1,25 +1,16 @@
-"""One analysis of one trace: builds the shared indices, runs every rule, and holds the result."""
+"""One analysis of one trace: the engine's pass (engine.py), then what the report says about
+it, held as the result."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import (
-    rule_atc_invalidation,
-    rule_domain_invalidation,
-    rule_entry_update,
-    rule_hitless_abort,
-    rule_old_domain,
-    rule_protocol,
-    rule_stale_cache,
-)
-from .attaches import Attach, attach_stats, find_attaches, infer_domains
-from .context import Context
-from .domains import DomainIndex
-from .findings import RULES, Collector, Violation
-from .invalidations import Invalidations
+from .attaches import Attach
+from .engine import analyze
+from .findings import RULES, Violation
 from .view import TraceView
 
 
@@ -32,6 +23,7 @@ class Analysis:
     counts: dict[str, Any] = field(default_factory=dict)
 
     incomplete: list[str] = field(default_factory=list)
+    _json: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def verdict(self) -> str:
@@ -42,49 +34,47 @@ class Analysis:
         return "incomplete" if self.incomplete else "clean"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "incomplete": self.incomplete,
-            "violations": [v.to_json(self.view) for v in self.violations],
-            "warnings": [v.to_json(self.view) for v in self.warnings],
-            "attaches": [a.to_json(self.view) for a in self.attaches],
-            "counts": self.counts,
-            "torn": self.view.torn is not None,
-            "header": self.view.header,
-            "notes": self.view.notes + [f"attach #{a.n}: {n}" for a in self.attaches
-                                        for n in a.notes],
-            "problems": self.view.problems,
-        }
+        if self._json is None:
+            for v in self.violations + self.warnings:
+                self.view.cite(v.index)
+            self._json = {
+                "verdict": self.verdict,
+                "incomplete": self.incomplete,
+                "violations": [v.to_json(self.view) for v in self.violations],
+                "warnings": [v.to_json(self.view) for v in self.warnings],
+                "attaches": [a.to_json(self.view) for a in self.attaches],
+                "counts": self.counts,
+                "torn": self.view.torn is not None,
+                "header": self.view.header,
+                "notes": self.notes,
+                "problems": self.view.problems,
+            }
+        return self._json
+
+    @property
+    def notes(self) -> list[str]:
+        return self.view.notes + [f"attach #{a.n}: {n}" for a in self.attaches for n in a.notes]
 
 
-def run(view: TraceView) -> Analysis:
-    doms = DomainIndex.build(view)
-    attaches = find_attaches(view)
-    infer_domains(view, doms, attaches)
-    attach_stats(view, attaches)
-    ctx = Context(view, doms, attaches, Invalidations.collect(view))
-    out, warn = Collector(), Collector()
-    rule_old_domain.check(ctx, out)
-    rule_atc_invalidation.check(ctx, out)
-    rule_domain_invalidation.check(ctx, out)
-    rule_hitless_abort.check(ctx, out)
-    rule_entry_update.check(ctx, out)
-    rule_protocol.check(ctx, out)
-    rule_stale_cache.check(ctx, out)
-    violations = sorted(out.items, key=lambda v: v.index)
+def run(path: str | os.PathLike[str]) -> Analysis:
+    """Analyze the trace at `path` (raises cosim.trace.TraceError if it is not one)."""
+    p = analyze(path)
+    view, attaches = p.ctx.view, p.ctx.attaches.attaches
+    violations = sorted(p.ctx.out.items, key=lambda v: (v.index, v.order))
     _attribute(attaches, violations)
-    kinds = Counter(str(r.get("k")) for r in view.records)
     per_rule = Counter(v.rule for v in violations)
     counts = {
-        "records": len(view.records), "kinds": dict(sorted(kinds.items())),
+        "records": view.count, "kinds": p.kinds,
         "attaches": len(attaches),
         "attaches_clean": sum(1 for a in attaches if a.verdict() == "clean"),
-        "violations": len(violations), "warnings": len(warn.items),
+        "violations": len(violations), "warnings": len(p.ctx.warn.items),
         "by_rule": {r: per_rule.get(r, 0) for r in RULES},
         "bad_lines": len(view.problems),
     }
-    return Analysis(view, attaches, violations, sorted(warn.items, key=lambda v: v.index),
-                    counts, _incomplete(view, attaches))
+    warnings = sorted(p.ctx.warn.items, key=lambda v: (v.index, v.order))
+    for v in violations + warnings:
+        view.cite(v.index)
+    return Analysis(view, attaches, violations, warnings, counts, _incomplete(view, attaches))
 
 
 def _incomplete(view: TraceView, attaches: list[Attach]) -> list[str]:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from cosim.trace import TraceError, read_trace
+from cosim.trace import TraceError
 
 from . import report
 from .analysis import Analysis, run
-from .view import TraceView
 
 
 def analyze_file(path: str | os.PathLike[str]) -> Analysis:
     """Analyze one trace file; raises TraceError when it cannot be read as a trace."""
-    return run(TraceView.from_trace(read_trace(path)))
+    return run(path)
 
 
 def analyze_path(path: str | os.PathLike[str],
@@ -31,7 +30,7 @@ def analyze_path(path: str | os.PathLike[str],
     if report_path is not None:
         with open(report_path, "w") as f:
             f.write(report.render(an, os.fspath(path)))
-    summary = an.to_json()
+    summary = dict(an.to_json())
     if an.violations:
         summary["why"] = f"{len(an.violations)} violation(s)"
     elif an.incomplete:

@@ -1,7 +1,7 @@
 """The device's ATC as the trace shows it: the entries each endpoint holds at any record,
-rebuilt in one forward pass from `atc_insert`, `atc_evict` and `atc_inv_rx` (the entries an
-invalidation request dropped). Rules that judge what the device still holds at a moment (an
-attach's return, a domain invalidation's return) step it along the records."""
+kept as the records pass from `atc_insert`, `atc_evict` and `atc_inv_rx` (the entries an
+invalidation request dropped): one shared copy that the rules judging what the device still
+holds at a moment (an attach's return, a domain invalidation's return) read."""
 
 from __future__ import annotations
 
@@ -26,17 +26,35 @@ class HeldEntry:
 
 
 class AtcState:
+    """Held entries by stream and, to find a domain's entries without visiting every live one,
+    by the domain tags (stage 1 ASID, stage 2 VMID) of the domain that filled them. Iteration
+    follows the order entries arrived in (per stream, streams in first-seen order)."""
+
     def __init__(self) -> None:
         self._by_key: dict[Key, dict[tuple[int, int], HeldEntry]] = {}
         self._where: dict[tuple[int, int], Key] = {}
+        self._key_rank: dict[Key, int] = {}
+        self._seq: dict[tuple[Key, tuple[int, int]], int] = {}
+        self._by_tag: dict[tuple[str, int], dict[tuple[Key, tuple[int, int]], HeldEntry]] = {}
+        self._n = 0
 
-    def apply(self, i: int, r: Record) -> None:
+    def apply(self, i: int, r: Record, k: str) -> None:
         """Advance past record i."""
-        k = r.get("k")
         if k == "atc_insert":
             ent, key = (r["dev"], r["id"]), (r["sid"], ssid_of(r))
-            self._by_key.setdefault(key, {})[ent] = HeldEntry(
-                r["dev"], r["id"], key, r["iova"], r["size"], dom_of(r), i)
+            held = self._by_key.get(key)
+            if held is None:
+                held = self._by_key[key] = {}
+                self._key_rank[key] = len(self._key_rank)
+            e = HeldEntry(r["dev"], r["id"], key, r["iova"], r["size"], dom_of(r), i)
+            old = held.get(ent)
+            if old is not None:
+                self._untag(key, ent, old)
+            else:
+                self._n += 1
+                self._seq[(key, ent)] = self._n
+            held[ent] = e
+            self._tag(key, ent, e)
             self._where[ent] = key
         elif k == "atc_evict":
             self._drop((r["dev"], r["id"]))
@@ -47,14 +65,45 @@ class AtcState:
     def held(self, key: Key) -> Iterator[HeldEntry]:
         yield from self._by_key.get(key, {}).values()
 
-    def all(self) -> Iterator[HeldEntry]:
-        for entries in self._by_key.values():
-            yield from entries.values()
+    def of_tag(self, stage: str, tag: int) -> list[HeldEntry]:
+        """The entries filled from a domain with this stage 1 ASID ('s1') or stage 2 VMID
+        ('s2'), in iteration order."""
+        got = self._by_tag.get((stage, tag))
+        if not got:
+            return []
+        rank, seq = self._key_rank, self._seq
+        return [e for _, e in sorted(got.items(),
+                                     key=lambda kv: (rank[kv[0][0]], seq[kv[0]]))]
+
+    @staticmethod
+    def _tags(dom: Domain | None) -> list[tuple[str, int]]:
+        if dom is None:
+            return []
+        out = []
+        if dom.has_s1 and dom.asid is not None:
+            out.append(("s1", dom.asid))
+        if dom.has_s2 and dom.vmid is not None:
+            out.append(("s2", dom.vmid))
+        return out
+
+    def _tag(self, key: Key, ent: tuple[int, int], e: HeldEntry) -> None:
+        for t in self._tags(e.dom):
+            self._by_tag.setdefault(t, {})[(key, ent)] = e
+
+    def _untag(self, key: Key, ent: tuple[int, int], e: HeldEntry) -> None:
+        for t in self._tags(e.dom):
+            got = self._by_tag.get(t)
+            if got is not None:
+                got.pop((key, ent), None)
 
     def _drop(self, ent: tuple[int, int]) -> None:
         key = self._where.pop(ent, None)
-        if key is not None:
-            self._by_key.get(key, {}).pop(ent, None)
+        if key is None:
+            return
+        e = self._by_key.get(key, {}).pop(ent, None)
+        if e is not None:
+            self._untag(key, ent, e)
+            del self._seq[(key, ent)]
 
 
 class UnsyncedAtcInv:
@@ -64,16 +113,23 @@ class UnsyncedAtcInv:
 
     def __init__(self) -> None:
         self.open: dict[int, int] = {}
+        self.where: dict[int, tuple[int, int | None]] = {}  # index -> (sid, ssid)
 
-    def apply(self, i: int, r: Record) -> None:
-        k = r.get("k")
+    def apply(self, i: int, r: Record, k: str) -> None:
         if k == "atc_inv":
+            old = self.open.get(r["id"])
+            if old is not None:
+                del self.where[old]
             self.open[r["id"]] = i
+            self.where[i] = (r["sid"], r["ssid"])
         elif k == "sync" and r["state"] == "done":
             self.open.clear()
+            self.where.clear()
         elif k == "atc_inv_sync" and r["state"] == "done":
             for n in r["ids"]:
-                self.open.pop(n, None)
+                j = self.open.pop(n, None)
+                if j is not None:
+                    del self.where[j]
 
     def between(self, lo: int, hi: int) -> list[int]:
         """Record indices of the open ones delivered strictly between lo and hi, in order."""

@@ -11,15 +11,16 @@ inferred from traffic, and the analysis says its evidence is incomplete.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from cosim.arch.domain import ABORT, BYPASS, Domain
 from cosim.arch.ste import S1DSS_SSID0, STE
 
 from . import layouts
-from .domains import DomainIndex, dom_of, label
-from .view import Key, TraceView, ssid_of
+from .domains import DomainTracker, dom_of, label
+from .view import DeviceSids, Key, Record, TraceView, dev_of_sid, ssid_of
 
 FAMILIES = {"attach-begin": ("attach", True), "attach-end": ("attach", False),
             "pasid-attach-begin": ("pasid-attach", True),
@@ -50,6 +51,15 @@ class Attach:
     faults: int = 0
     rules: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    t_begin: int = 0
+    t_end: int = 0
+    # Streaming state: whether `horizon` is known yet, the first test boundary seen while
+    # the window was open (the stop if it never ends), stats as they stood then.
+    horizon_known: bool = False
+    open_boundary: int | None = None
+    _stats_then: tuple[int, int, int, int] | None = None
+    stopped: bool = False
+    dev_guess: list[int] | int | None = None  # what the device/StreamID mapping said
 
     @property
     def keys(self) -> list[Key]:
@@ -68,12 +78,12 @@ class Attach:
     def to_json(self, view: TraceView) -> dict[str, Any]:
         def dom_map(d: dict[Key, Domain | None]) -> dict[str, str | None]:
             return {_key_str(k): label(v) for k, v in d.items()}
-        t0 = view.t_of(self.begin)
+        t0 = self.t_begin
         return {
             "n": self.n, "dev": self.dev, "kind": self.kind, "value": self.value,
             "label": self.label, "sids": self.sids, "ssid": self.ssid,
-            "begin_t": t0, "end_t": view.t_of(self.end) if self.end is not None else None,
-            "duration_ns": view.t_of(self.end) - t0 if self.end is not None else None,
+            "begin_t": t0, "end_t": self.t_end if self.end is not None else None,
+            "duration_ns": self.t_end - t0 if self.end is not None else None,
             "begin_line": view.line_of(self.begin),
             "end_line": view.line_of(self.end) if self.end is not None else None,
             "old": dom_map(self.old), "new": dom_map(self.new),
@@ -87,71 +97,339 @@ class Attach:
 
 # Markers that end every attach window of their device.
 TEST_BOUNDARIES = frozenset({"test-begin", "test-end"})
+# A driver operation and the attach kind it is judged as.
+DRV_KINDS = {"attach": "attach", "pasid-attach": "pasid-attach", "pasid-remove": "pasid-remove"}
 
 
 def _key_str(k: Key) -> str:
     return f"{k[0]}" if k[1] is None else f"{k[0]}/{k[1]}"
 
 
-def find_attaches(view: TraceView) -> list[Attach]:
-    """Driver windows when the trace has them (labelled by the markers), else marker windows."""
-    markers = find_marker_attaches(view)
-    if not any(r.get("k") in ("drv", "drv_armed") for r in view.records):
-        return markers
-    drv = find_driver_attaches(view)
-    _label(drv, markers)
-    return drv
+class WindowListener(Protocol):
+    """What a rule hears of the judged attaches' windows, as the records pass. A window is
+    (begin, stop) exclusive; after an attach ended, its "after" lasts until `horizon`."""
+
+    def begin(self, a: Attach, i: int) -> None: ...
+    def stop(self, a: Attach, i: int) -> None: ...
+    def horizon(self, a: Attach, i: int) -> None: ...
 
 
-# A driver operation and the attach kind it is judged as.
-DRV_KINDS = {"attach": "attach", "pasid-attach": "pasid-attach", "pasid-remove": "pasid-remove"}
+@dataclass
+class _Inference:
+    """A marker window's new domain for one stream, looked for after attach-end."""
+
+    old: Domain | None
+    new: Domain | None = None
+    ste: tuple[int, ...] | None = None
+    cd: tuple[int, ...] | None = None
 
 
-def find_driver_attaches(view: TraceView) -> list[Attach]:
-    """One window per driver entry point call: `drv` begin .. the matching `drv` end."""
-    sid_dev = {sid: dev for dev, sids in view.dev_sids.items() for sid in sids}
-    out: list[Attach] = []
-    open_: dict[tuple[str, Key], Attach] = {}
-    last_begin: dict[Key, list[Attach]] = {}
-    for i, rec in enumerate(view.records):
-        if rec.get("k") != "drv":
-            continue
+class AttachTracker:
+    """The attach windows, found as the records pass.
+
+    With driver probes (`drv` records) a window is one driver entry point call and lasts
+    until its return; its "after" until the next entry for the same stream. Without, the
+    userspace marker pairs are the windows, and their domains are inferred: old = the last
+    domain that served the stream before attach-begin, new = the first other one serving it
+    after attach-end, or the domain the configuration fetched after attach-end denotes (only
+    if that domain appears for the stream anywhere in the trace: settled at its end).
+    Markers are followed in both modes: in driver mode they label the driver windows.
+    `driver` is which mode the trace is in; the engine's first pass guesses it (and the
+    device StreamIDs) and checks the guess at the end (engine.Facts).
+    """
+
+    def __init__(self, view: TraceView, doms: DomainTracker, driver: bool,
+                 dev_sids: dict[int, list[int]] | None, sids: DeviceSids) -> None:
+        self.view = view
+        self.doms = doms
+        self.driver = driver
+        self._final_sids = dev_sids
+        self._sids = sids
+        self.listeners: list[WindowListener] = []
+        self.markers: list[Attach] = []
+        self.drivers: list[Attach] = []
+        self.marker_notes: list[str] = []
+        self.driver_notes: list[str] = []
+        self.inside: list[Attach] = []     # judged windows open now
+        self.after: list[Attach] = []      # judged attaches between end and horizon
+        self.changed: Callable[[], None] = lambda: None
+        self.end_record: Record = {}       # the drv record being handled (its snapshots)
+        # markers
+        self._open_m: dict[tuple[int, str], Attach] = {}
+        self._abandoned_m: dict[tuple[int, str], Attach] = {}   # the first of each
+        self._scope_last: dict[tuple[int, str, int | None], Attach] = {}
+        self._dev_pending: dict[int, list[Attach]] = {}  # no boundary after them yet
+        self._infer: dict[int, dict[Key, _Inference]] = {}   # attach n -> per stream
+        # drivers
+        self._open_d: dict[tuple[str, Key], Attach] = {}
+        self._last_d: dict[Key, Attach] = {}
+
+    @property
+    def attaches(self) -> list[Attach]:
+        return self.drivers if self.driver else self.markers
+
+    # -- device <-> StreamID ------------------------------------------------------------------
+    def _sids_of(self, dev: int) -> list[int]:
+        if self._final_sids is not None:
+            return self._final_sids.get(dev, [])
+        return self._sids.guess(dev)
+
+    def _dev_of(self, sid: int) -> int:
+        if self._final_sids is not None:
+            return dev_of_sid(self._final_sids, sid)
+        return self._sids.guess_dev(sid)
+
+    # -- events -------------------------------------------------------------------------------
+    def _begin(self, a: Attach, i: int) -> None:
+        self.inside.append(a)
+        self.changed()
+        for w in self.listeners:
+            w.begin(a, i)
+
+    def _stop(self, a: Attach, i: int) -> None:
+        if a.stopped:
+            return
+        a.stopped = True
+        self.inside.remove(a)
+        self.changed()
+        for w in self.listeners:
+            w.stop(a, i)
+
+    def _to_after(self, a: Attach) -> None:
+        self.after.append(a)
+        self.changed()
+
+    def _horizon(self, a: Attach, i: int) -> None:
+        a.horizon = i
+        a.horizon_known = True
+        if a in self.after:
+            self.after.remove(a)
+            self.changed()
+            for w in self.listeners:
+                w.horizon(a, i)
+
+    # -- drv ------------------------------------------------------------------------------------
+    def drv(self, i: int, rec: Record, t: int) -> None:
         sid, ssid = rec["sid"], ssid_of(rec)
         key = (sid, ssid)
         kind = DRV_KINDS[rec["op"]]
         if rec["phase"] == "begin":
-            cur = open_.get((kind, key))
+            prev = self._last_d.get(key)
+            if prev is not None and not prev.horizon_known:
+                if prev.end is not None:
+                    self._horizon(prev, i)
+                else:
+                    prev.horizon, prev.horizon_known = i, True
+            cur = self._open_d.get((kind, key))
             if cur is not None:
                 cur.notes.append(f"no return before the next {kind} entry (line "
-                                 f"{view.line_of(i)})")
-            a = Attach(len(out) + 1, sid_dev.get(sid, -1), kind, i, None, sids=[sid],
-                       ssid=ssid, source="driver", target=rec["target"])
+                                 f"{self.view.line_of(i)})")
+                if cur.horizon_known:
+                    self._stop(cur, cur.horizon)
+            a = Attach(len(self.drivers) + 1, self._dev_of(sid), kind, i, None, sids=[sid],
+                       ssid=ssid, source="driver", target=rec["target"], t_begin=t)
+            a.dev_guess = a.dev
             a.old[key] = dom_of(rec)
-            out.append(a)
-            open_[(kind, key)] = a
-            last_begin.setdefault(key, []).append(a)
-            continue
-        cur = open_.pop((kind, key), None)
+            self.drivers.append(a)
+            self._open_d[(kind, key)] = a
+            self._last_d[key] = a
+            self._begin(a, i)
+            return
+        cur = self._open_d.pop((kind, key), None)
         if cur is None:
-            view.notes.append(f"line {view.line_of(i)}: driver {kind} return for "
-                              f"{_key_str(key)} without its entry")
-            continue
-        cur.end = i
+            self.driver_notes.append(f"line {self.view.line_of(i)}: driver {kind} return for "
+                                     f"{_key_str(key)} without its entry")
+            return
+        cur.end, cur.t_end = i, t
         cur.ret = rec.get("ret")
         cur.new[key] = dom_of(rec)
         cur.new_from[key] = "driver"
         if cur.ret:
             cur.notes.append(f"the driver's {kind} returned {cur.ret}")
-    # Every domain change goes through one of these entry points, so a window's "after" lasts
-    # until the next one for the same stream begins.
-    n = len(view.records)
-    for wins in last_begin.values():
-        for a, b in zip(wins, wins[1:] + [None], strict=True):
-            a.horizon = b.begin if b is not None else n
-    for a in out:
-        if a.end is None:
-            a.notes.append("attach never returned (trace ends inside it)")
-    return out
+        self._label(cur)
+        self._stop(cur, i)
+        if not cur.horizon_known:
+            self._to_after(cur)
+
+    def _label(self, a: Attach) -> None:
+        """Name a driver window after the first userspace marker pair around it: begun
+        before it and not ended when it returned (or at all, when it never returned)."""
+        cands = [m for m in (self._abandoned_m.get((a.dev, a.kind)),
+                             self._open_m.get((a.dev, a.kind)))
+                 if m is not None and m.begin < a.begin]
+        if cands:
+            m = min(cands, key=lambda m: m.n)
+            a.value, a.label = m.value, m.label
+
+    # -- markers ---------------------------------------------------------------------------------
+    def marker(self, i: int, rec: Record, t: int) -> None:
+        tag, dev = rec.get("tag"), rec.get("dev")
+        if not isinstance(dev, int):
+            return
+        if tag in TEST_BOUNDARIES:
+            self._boundary(dev, i)
+            return
+        fam = FAMILIES.get(tag)  # type: ignore[arg-type]
+        if fam is None:
+            return
+        kind, begins = fam
+        cur = self._open_m.get((dev, kind))
+        if begins:
+            ssid = rec.get("value") if kind == "pasid-attach" else None
+            ssid = ssid if isinstance(ssid, int) else None
+            if cur is not None:
+                cur.notes.append(f"no {kind}-end before the next {kind}-begin (line "
+                                 f"{self.view.line_of(i)})")
+                self._abandoned_m.setdefault((dev, kind), cur)
+            scope = (dev, kind, ssid)
+            prev = self._scope_last.get(scope)
+            sids = self._sids_of(dev)
+            a = Attach(len(self.markers) + 1, dev, kind, i, None, rec.get("value"),
+                       rec.get("label"), list(sids), ssid, t_begin=t)
+            a.dev_guess = list(sids)
+            if not a.sids:
+                a.notes.append(f"device {dev} never named its StreamID: streams not checked")
+            self.markers.append(a)
+            self._open_m[(dev, kind)] = a
+            self._scope_last[scope] = a
+            self._dev_pending.setdefault(dev, []).append(a)
+            if not self.driver:
+                if prev is not None and not prev.horizon_known:
+                    self._marker_horizon(prev, i)
+                if cur is not None and not cur.stopped:
+                    self._abandon(cur)
+                for key in a.keys:
+                    a.old[key] = self.doms.last_served.get(key)
+                self._begin(a, i)
+            elif prev is not None and not prev.horizon_known:
+                prev.horizon, prev.horizon_known = i, True
+            return
+        if cur is None:
+            self.marker_notes.append(f"line {self.view.line_of(i)}: {tag} for dev {dev} "
+                                     "without a begin")
+            return
+        cur.end, cur.t_end = i, t
+        cur.open_boundary = None
+        cur._stats_then = None
+        del self._open_m[(dev, kind)]
+        if not self.driver:
+            self._stop(cur, i)
+            self._infer[cur.n] = {key: _Inference(cur.old.get(key)) for key in cur.keys}
+            self._to_after(cur)
+
+    def _marker_horizon(self, a: Attach, i: int) -> None:
+        """The next attach of a's scope begins at i."""
+        if a.end is not None:
+            self._horizon(a, i)
+        elif a.open_boundary is not None:
+            pass  # the boundary came first and is the horizon
+        else:
+            a.horizon, a.horizon_known = i, True
+            if a in self.inside and a.n not in self._open_n():
+                self._stop(a, i)
+
+    def _open_n(self) -> set[int]:
+        return {m.n for m in self._open_m.values()}
+
+    def _abandon(self, a: Attach) -> None:
+        """a's device began another attach of its kind: a never ends."""
+        if a.open_boundary is not None:
+            a.horizon, a.horizon_known = a.open_boundary, True
+            self._stop(a, a.open_boundary)
+        elif a.horizon_known:
+            self._stop(a, a.horizon)
+
+    def _boundary(self, dev: int, i: int) -> None:
+        pend = self._dev_pending.get(dev)
+        if not pend:
+            return
+        keep = []
+        open_n = self._open_n()
+        for a in pend:
+            if a.end is not None:
+                if not a.horizon_known or a.horizon > i:
+                    if self.driver:
+                        a.horizon, a.horizon_known = i, True
+                    else:
+                        self._horizon(a, i)
+                continue                  # settled
+            if a.n in open_n:             # may still end: this boundary counts only if not
+                if a.open_boundary is None:
+                    a.open_boundary = i
+                    a._stats_then = (a.commands, a.syncs, a.aborts, a.faults)
+                keep.append(a)
+                continue
+            # abandoned: it never ends, the first boundary after its begin is its horizon
+            if not a.horizon_known or a.horizon > i:
+                a.horizon, a.horizon_known = i, True
+            if not self.driver:
+                self._stop(a, a.horizon)
+        self._dev_pending[dev] = keep
+
+    # -- the marker windows' new domains --------------------------------------------------------
+    def served_after(self, a: Attach, key: Key, dom: Domain) -> None:
+        """A served record (xlate, ats) for key inside a's after-phase."""
+        inf = self._infer[a.n].get(key)
+        if inf is not None and inf.new is None and dom != inf.old:
+            inf.new = dom
+            a.new_from[key] = "translation"
+
+    def fetch_after(self, a: Attach, rec: Record, k: str) -> None:
+        """A ste_fetch / cd_fetch from memory inside a's after-phase."""
+        sid = rec.get("sid")
+        for key, inf in self._infer[a.n].items():
+            if key[0] != sid or inf.new is not None:
+                continue
+            if k == "ste_fetch" and inf.ste is None:
+                inf.ste = layouts.qwords(rec.get("qw")) or None
+            elif k == "cd_fetch" and inf.cd is None and (ssid_of(rec) or 0) == (key[1] or 0):
+                inf.cd = layouts.qwords(rec.get("qw")) or None
+
+    # -- end of trace ----------------------------------------------------------------------------
+    def finish(self, n: int) -> None:
+        for a in list(self.inside):
+            if not a.horizon_known:
+                a.horizon = n
+                a.horizon_known = True
+            if a.open_boundary is not None and a.open_boundary < a.horizon:
+                a.horizon = a.open_boundary
+            self._stop(a, a.horizon)
+        for a in list(self.after):
+            self._horizon(a, n)
+        for lst in (self.markers, self.drivers):
+            for a in lst:
+                if not a.horizon_known:
+                    a.horizon, a.horizon_known = n, True
+                if a.end is None and a.open_boundary is not None:
+                    a.horizon = min(a.horizon, a.open_boundary)
+                    if a._stats_then is not None and a.horizon == a.open_boundary:
+                        # it never ended: its window stopped at that boundary
+                        a.commands, a.syncs, a.aborts, a.faults = a._stats_then
+        for a in self.drivers:
+            if a.end is None:
+                self._label(a)
+                a.notes.append("attach never returned (trace ends inside it)")
+        for a in self.markers:
+            if a.end is None:
+                a.notes.append("attach never ended (trace ends inside it)")
+        if not self.driver:
+            for a in self.markers:
+                inf = self._infer.get(a.n)
+                if inf is not None:
+                    self._settle(a, inf)
+
+    def _settle(self, a: Attach, inf: dict[Key, _Inference]) -> None:
+        for key, x in inf.items():
+            new = x.new
+            if new is None:
+                new = _config_domain(self.doms, key, x.ste, x.cd)
+                if new is not None:
+                    a.new_from[key] = "config"
+            if new is None:
+                a.notes.append(f"stream {_key_str(key)}: nothing after attach-end shows a "
+                               f"domain other than the old one ({x.old}); invariant 1 not "
+                               "checkable")
+            a.new[key] = new
 
 
 def driver_returns(attaches: list[Attach]) -> dict[int, list[Attach]]:
@@ -163,118 +441,11 @@ def driver_returns(attaches: list[Attach]) -> dict[int, list[Attach]]:
     return ends
 
 
-def _label(drv: list[Attach], markers: list[Attach]) -> None:
-    """Name each driver window after the userspace marker pair around it, if any."""
-    for a in drv:
-        for m in markers:
-            if m.dev == a.dev and m.kind == a.kind and m.begin < a.begin \
-                    and (m.end is None or (a.end is not None and a.end < m.end)):
-                a.value, a.label = m.value, m.label
-                break
-
-
-def find_marker_attaches(view: TraceView) -> list[Attach]:
-    out: list[Attach] = []
-    open_: dict[tuple[int, str], Attach] = {}
-    for i, rec in enumerate(view.records):
-        if rec.get("k") != "marker" or rec.get("tag") not in FAMILIES:
-            continue
-        dev = rec.get("dev")
-        if not isinstance(dev, int):
-            continue
-        kind, begins = FAMILIES[rec["tag"]]
-        cur = open_.get((dev, kind))
-        if begins:
-            if cur is not None:
-                cur.notes.append(f"no {kind}-end before the next {kind}-begin (line "
-                                 f"{view.line_of(i)})")
-            ssid = rec.get("value") if kind == "pasid-attach" else None
-            a = Attach(len(out) + 1, dev, kind, i, None, rec.get("value"), rec.get("label"),
-                       view.sids_of(dev), ssid if isinstance(ssid, int) else None)
-            if not a.sids:
-                a.notes.append(f"device {dev} never named its StreamID: streams not checked")
-            out.append(a)
-            open_[(dev, kind)] = a
-        elif cur is None:
-            view.notes.append(f"line {view.line_of(i)}: {rec['tag']} for dev {dev} without a "
-                              "begin")
-        else:
-            cur.end = i
-            del open_[(dev, kind)]
-    # An attach's "after" lasts until the next attach of the same scope begins, or until the
-    # device's test ends or another begins: set-up and teardown between tests (closing VFIO,
-    # new HWPTs) change domains outside any marked attach and are not judged.
-    n = len(view.records)
-    bounds: dict[int, list[int]] = {}
-    for i, rec in enumerate(view.records):
-        if rec.get("k") == "marker" and rec.get("tag") in TEST_BOUNDARIES \
-                and isinstance(rec.get("dev"), int):
-            bounds.setdefault(rec["dev"], []).append(i)
-    for a in out:
-        a.horizon = n
-        for b in out:
-            if b.begin > a.begin and b.dev == a.dev and b.kind == a.kind and b.ssid == a.ssid:
-                a.horizon = b.begin
-                break
-        for i in bounds.get(a.dev, ()):
-            if i > (a.end if a.end is not None else a.begin):
-                a.horizon = min(a.horizon, i)
-                break
-        if a.end is None:
-            a.notes.append("attach never ended (trace ends inside it)")
-    return out
-
-
-def infer_domains(view: TraceView, doms: DomainIndex, attaches: list[Attach]) -> None:
-    for a in attaches:
-        if a.source == "marker":
-            _infer_marker_domains(view, doms, a)
-
-
-def _infer_marker_domains(view: TraceView, doms: DomainIndex, a: Attach) -> None:
-    """Old = the last domain that served the stream before attach-begin; new = the first other
-    domain that serves it after attach-end, or, when no translation shows one, the domain the
-    configuration fetched after attach-end denotes (only if that domain appears for the stream
-    in the trace: the STE/CD alone cannot say which TTB walks an address, so a domain the
-    SMMU never reported can never invent a change)."""
-    for key in a.keys:
-        old = doms.last_served_before(view, key, a.begin)
-        a.old[key] = old
-        if a.end is None:
-            continue
-        new, source = None, ""
-        lst = doms.served.get(key)
-        for j in (lst.between(a.end, a.horizon) if lst else []):
-            d = dom_of(view.records[j])
-            if d != old:
-                new, source = d, "translation"
-                break
-        if new is None:
-            new = _config_domain(view, doms, key, a.end, a.horizon)
-            source = "config" if new is not None else ""
-        if new is None:
-            a.notes.append(f"stream {_key_str(key)}: nothing after attach-end shows a domain "
-                           f"other than the old one ({old}); invariant 1 not checkable")
-        a.new[key] = new
-        if source:
-            a.new_from[key] = source
-
-
-def _config_domain(view: TraceView, doms: DomainIndex, key: Key, lo: int,
-                   hi: int) -> Domain | None:
-    sid, ssid = key
-    ste = cd = None
-    for j in range(lo + 1, hi):
-        r = view.records[j]
-        k = r.get("k")
-        if r.get("sid") != sid or r.get("cached"):
-            continue
-        if k == "ste_fetch" and ste is None:
-            ste = layouts.qwords(r.get("qw"))
-        elif k == "cd_fetch" and cd is None and (ssid_of(r) or 0) == (ssid or 0):
-            cd = layouts.qwords(r.get("qw"))
-        if ste is not None and cd is not None:
-            break
+def _config_domain(doms: DomainTracker, key: Key, ste: tuple[int, ...] | None,
+                   cd: tuple[int, ...] | None) -> Domain | None:
+    """The domain the STE (and CD) first fetched after attach-end denote, if the stream was
+    ever served by or used it in the trace."""
+    ssid = key[1]
     if ste is None:
         return None
     cfg, s2_part = layouts.ste_stage_parts(ste)
@@ -301,17 +472,29 @@ def _config_domain(view: TraceView, doms: DomainIndex, key: Key, lo: int,
     return want if want in doms.seen.get(key, ()) else None
 
 
-def attach_stats(view: TraceView, attaches: list[Attach]) -> None:
-    for a in attaches:
-        sids = set(a.sids)
-        for j in range(a.begin + 1, a.stop):
-            r = view.records[j]
-            k = r.get("k")
-            if k == "cmd":
-                a.commands += 1
-            elif k == "sync" and r.get("state") == "done":
+class AttachStats:
+    """Per judged window: commands, completed syncs, the device's aborts, fault events."""
+
+    def __init__(self, tracker: AttachTracker) -> None:
+        self.t = tracker
+
+    def cmd(self, i: int, r: Record) -> None:
+        for a in self.t.inside:
+            a.commands += 1
+
+    def sync(self, i: int, r: Record) -> None:
+        if r.get("state") == "done":
+            for a in self.t.inside:
                 a.syncs += 1
-            elif k == "dma" and r.get("dev") == a.dev and r.get("ok") is False:
-                a.aborts += 1
-            elif k == "event" and r.get("sid") in sids:
+
+    def dma(self, i: int, r: Record) -> None:
+        if r.get("ok") is False:
+            for a in self.t.inside:
+                if r.get("dev") == a.dev:
+                    a.aborts += 1
+
+    def event(self, i: int, r: Record) -> None:
+        sid = r.get("sid")
+        for a in self.t.inside:
+            if sid in a.sids:
                 a.faults += 1

@@ -1,18 +1,24 @@
-"""Everything the rules share, built once per analysis."""
+"""Everything the rules share, kept once per analysis as the records pass: the view, the
+attach windows, the domains, the device's ATC, the invalidations not yet synced, and where
+findings go."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .attaches import Attach
-from .domains import DomainIndex
-from .invalidations import Invalidations
+from .atc_state import AtcState, UnsyncedAtcInv
+from .attaches import AttachTracker
+from .domains import DomainTracker
+from .findings import Collector
 from .view import TraceView
 
 
 @dataclass
 class Context:
     view: TraceView
-    doms: DomainIndex
-    attaches: list[Attach]
-    invals: Invalidations
+    doms: DomainTracker
+    attaches: AttachTracker
+    atc: AtcState
+    unsynced: UnsyncedAtcInv
+    out: Collector
+    warn: Collector

@@ -3,17 +3,16 @@ what each domain is known to map, and which domain served each stream."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from cosim.arch.domain import BYPASS, Domain
 
-from .view import IndexList, Key, Record, TraceView, ssid_of
+from .view import Key, Record
 
 PAGE = 4096  # smallest translation granule the driver uses (STU 12); fallback entry size
 # Kinds whose `dom` says which configuration the SMMU used ("served") or the device used.
-SERVED_KINDS = ("xlate", "ats")
-USED_KINDS = ("dma", "atc_hit")
+SERVED_KINDS = frozenset({"xlate", "ats"})
+USED_KINDS = frozenset({"dma", "atc_hit"})
 
 
 def dom_of(rec: Record) -> Domain | None:
@@ -43,6 +42,10 @@ def acc_letters(acc: object) -> str:
     return "".join(c for c in str(acc or "") if c in "rwx")
 
 
+_SEEN_PERMS = frozenset({"r", "w", "x", "rw", "rp", "wp", "xp", "rwx", "", None})
+_LETTERS = {p: frozenset(acc_letters(p)) for p in _SEEN_PERMS}
+
+
 @dataclass
 class MappedIndex:
     """What each domain is known to map: every successful xlate/ats anywhere in the trace."""
@@ -51,9 +54,16 @@ class MappedIndex:
 
     def add(self, dom: Domain, iova: int, size: int, perm: object, acc: object) -> None:
         base, size = entry_base(iova, size)
-        letters = set(acc_letters(perm)) | set(acc_letters(acc))
-        self.by_dom.setdefault(dom, {}).setdefault(size, {}).setdefault(base, set()).update(
-            letters)
+        bases = self.by_dom.setdefault(dom, {}).setdefault(size, {})
+        have = bases.get(base)
+        if have is None:
+            have = bases[base] = set()
+        elif perm in _SEEN_PERMS and acc in _SEEN_PERMS:
+            # the common case, a page served again with the letters it already has
+            if have.issuperset(_LETTERS[perm]) and have.issuperset(_LETTERS[acc]):
+                return
+        have.update(acc_letters(perm))
+        have.update(acc_letters(acc))
 
     def maps(self, dom: Domain | None, addr: int, acc: str = "") -> bool:
         """True when dom is known to map addr with every access kind in acc."""
@@ -68,43 +78,26 @@ class MappedIndex:
         return False
 
 
-@dataclass
-class DomainIndex:
-    """Per (sid, ssid): which records served or used which domain, in trace order."""
+class DomainTracker:
+    """Per (sid, ssid), as the records pass: the domain that last served the stream, and every
+    domain that served or was used for it (`seen`); across streams, what each domain maps."""
 
-    mapped: MappedIndex
-    served: dict[Key, IndexList]
-    used: dict[Key, IndexList]
-    seen: dict[Key, set[Domain]]
+    def __init__(self) -> None:
+        self.mapped = MappedIndex()
+        self.last_served: dict[Key, Domain] = {}
+        self.seen: dict[Key, set[Domain]] = {}
 
-    @classmethod
-    def build(cls, view: TraceView) -> DomainIndex:
-        mapped = MappedIndex()
-        served: dict[Key, IndexList] = defaultdict(IndexList)
-        used: dict[Key, IndexList] = defaultdict(IndexList)
-        seen: dict[Key, set[Domain]] = defaultdict(set)
-        for i, rec in enumerate(view.records):
-            k = rec.get("k")
-            if k not in SERVED_KINDS and k not in USED_KINDS:
-                continue
-            sid, dom = rec.get("sid"), dom_of(rec)
-            if not isinstance(sid, int) or dom is None:
-                continue  # no domain: an unusable configuration (a blocked one is ABORT)
-            key = (sid, ssid_of(rec))
-            seen[key].add(dom)
-            if k in SERVED_KINDS:
-                served[key].append(i)
-                if _succeeded(rec) and isinstance(rec.get("iova"), int):
-                    mapped.add(dom, rec["iova"], rec.get("size") or PAGE, rec.get("perm"),
-                               rec.get("acc"))
-            else:
-                used[key].append(i)
-        return cls(mapped, dict(served), dict(used), dict(seen))
-
-    def last_served_before(self, view: TraceView, key: Key, index: int) -> Domain | None:
-        lst = self.served.get(key)
-        j = lst.last_before(index) if lst else None
-        return dom_of(view.records[j]) if j is not None else None
+    def apply(self, k: str, key: Key, dom: Domain, rec: Record) -> None:
+        """Record `rec` (of SERVED_KINDS or USED_KINDS, with a domain) for stream `key`."""
+        s = self.seen.get(key)
+        if s is None:
+            s = self.seen[key] = set()
+        s.add(dom)
+        if k in SERVED_KINDS:
+            self.last_served[key] = dom
+            if _succeeded(rec) and isinstance(rec.get("iova"), int):
+                self.mapped.add(dom, rec["iova"], rec.get("size") or PAGE, rec.get("perm"),
+                                rec.get("acc"))
 
 
 def _succeeded(rec: Record) -> bool:

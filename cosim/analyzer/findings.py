@@ -43,6 +43,9 @@ class Violation:
     count: int = 1
     attach: int | None = None
     warning: bool = False
+    # Where the rule found it, for a stable report order among findings at one record: the
+    # rules' order, then each rule's own (see analysis.run).
+    order: tuple = field(default=(), compare=False, repr=False)
 
     @property
     def check(self) -> str:
@@ -52,6 +55,13 @@ class Violation:
         self.count += 1
         if len(self.records) < MAX_LISTED:
             self.records.append(index)
+
+    def add_many(self, indices: list[int], count: int) -> None:
+        """`count` more offences, the first of them at `indices` (in order)."""
+        self.count += count
+        room = MAX_LISTED - len(self.records)
+        if room > 0:
+            self.records.extend(indices[:room])
 
     def to_json(self, view: TraceView, timeline: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -85,6 +95,9 @@ class Collector:
         if v is not None:
             v.add(index)
         return v
+
+    def get(self, group: tuple) -> Violation | None:
+        return self._by_group.get(group)
 
     def new(self, group: tuple, v: Violation) -> Violation:
         v.records = [v.index]

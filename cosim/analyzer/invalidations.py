@@ -16,7 +16,7 @@ from cosim.arch.commands import CFGI_ALL_RANGE, OPCODE_NAMES
 from cosim.arch.domain import Domain
 
 from .domains import PAGE
-from .view import Record, TraceView
+from .view import Record
 
 SYNC = "CMD_SYNC"
 
@@ -109,54 +109,66 @@ def _vmid_ok(dom_vmid: int | None, cmd_vmid: object) -> bool:
     return dom_vmid == cmd_vmid if dom_vmid is not None else cmd_vmid in (None, 0)
 
 
-@dataclass
-class Invalidations:
-    all: list[Inval]
-    sync_done: list[int]     # record indices of completed CMD_SYNCs
-    by_id: dict[int, Inval]  # ATC invalidations by their id
+class SyncTracker:
+    """Which invalidations complete at each record, as the records pass. Only the ones not
+    yet complete are held (a completed CMD_SYNC clears them), and failed ATC ones by id."""
 
-    @classmethod
-    def collect(cls, view: TraceView) -> Invalidations:
-        out: list[Inval] = []
-        pending: list[Inval] = []
-        sync_issue: dict[object, int] = {}
-        sync_done: list[int] = []
-        by_id: dict[int, Inval] = {}
-        for i, rec in enumerate(view.records):
-            k = rec.get("k")
-            if k in ("cfgi", "tlbi", "atc_inv"):
-                inv = Inval(k, op_name(rec.get("op", "ATC_INV")), i, rec)
-                out.append(inv)
-                pending.append(inv)
-                if k == "atc_inv" and isinstance(rec.get("id"), int):
-                    by_id[rec["id"]] = inv
-            elif k == "cmd" and op_name(rec.get("op")) == SYNC:
-                sync_issue[rec.get("idx")] = i
-            elif k == "sync":
-                state = rec.get("state")
-                if state == "wait":
-                    sync_issue.setdefault(rec.get("idx"), i)
-                elif state == "done":
-                    issued = sync_issue.pop(rec.get("idx"), i)
-                    sync_done.append(i)
-                    keep = []
-                    for inv in pending:
-                        if inv.done is not None or inv.failed:
-                            continue
-                        if inv.issue < issued:
-                            inv.done = i
-                        else:
-                            keep.append(inv)
-                    pending = keep
-                elif state == "fail":
-                    sync_issue.pop(rec.get("idx"), None)
-            elif k == "atc_inv_sync":
-                for inv_id in rec.get("ids") or []:
-                    inv = by_id.get(inv_id)
-                    if inv is None or inv.done is not None:
-                        continue
-                    if rec.get("state") == "done":
-                        inv.done = i
-                    else:
-                        inv.failed = True
-        return cls(out, sync_done, by_id)
+    def __init__(self) -> None:
+        self.pending: list[Inval] = []
+        self._sync_issue: dict[object, int] = {}
+        self._by_id: dict[int, Inval] = {}   # ATC invalidations by id, until complete
+
+    def issue(self, i: int, rec: Record, k: str) -> Inval:
+        """A `cfgi`, `tlbi` or `atc_inv` record."""
+        inv = Inval(k, op_name(rec.get("op", "ATC_INV")), i, rec)
+        self.pending.append(inv)
+        if k == "atc_inv" and isinstance(rec.get("id"), int):
+            self._by_id[rec["id"]] = inv
+        return inv
+
+    def cmd(self, i: int, rec: Record) -> None:
+        if op_name(rec.get("op")) == SYNC:
+            self._sync_issue[rec.get("idx")] = i
+
+    def sync(self, i: int, rec: Record) -> list[Inval]:
+        """A `sync` record: the invalidations it completes, in issue order."""
+        state = rec.get("state")
+        if state == "wait":
+            self._sync_issue.setdefault(rec.get("idx"), i)
+            return []
+        if state == "fail":
+            self._sync_issue.pop(rec.get("idx"), None)
+            return []
+        if state != "done":
+            return []
+        issued = self._sync_issue.pop(rec.get("idx"), i)
+        done, keep = [], []
+        for inv in self.pending:
+            if inv.done is not None or inv.failed:
+                continue
+            if inv.issue < issued:
+                inv.done = i
+                done.append(inv)
+            else:
+                keep.append(inv)
+        self.pending = keep
+        for inv in done:
+            if inv.kind == "atc_inv" and self._by_id.get(inv.rec.get("id")) is inv:
+                del self._by_id[inv.rec["id"]]
+        return done
+
+    def atc_inv_sync(self, i: int, rec: Record) -> list[Inval]:
+        """An `atc_inv_sync` record: the ATC invalidations it completes, in issue order."""
+        done = []
+        for inv_id in rec.get("ids") or []:
+            inv = self._by_id.get(inv_id)
+            if inv is None or inv.done is not None:
+                continue
+            if rec.get("state") == "done":
+                inv.done = i
+                done.append(inv)
+                del self._by_id[inv_id]
+            else:
+                inv.failed = True
+        done.sort(key=lambda v: v.issue)
+        return done

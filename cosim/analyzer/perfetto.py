@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from .analysis import Analysis
 from .domains import SERVED_KINDS, dom_of
-from .view import ssid_of
+from .view import TraceView, read_records, ssid_of
 
 PID_STREAMS, PID_DOMAINS, PID_COMMANDS, PID_MARKERS, PID_FAULTS = 1, 2, 3, 4, 5
 _PROCESSES = {PID_STREAMS: "streams (sid/ssid)", PID_DOMAINS: "domains",
@@ -60,9 +60,13 @@ def build(an: Analysis) -> dict[str, Any]:
                           "ts": _us(cur[1]), "dur": max(_us(cur[2] - cur[1]), 0.001)})
 
     sync_wait: dict[Any, int] = {}
-    for i, r in enumerate(view.records):
+    last_t = 0
+    # A second streaming pass over the file: the analysis kept no records.
+    for r in read_records(view.path, None, TraceView(view.path, {})):
         k = r.get("k")
-        t = view.t_of(i)
+        t = r.get("t")
+        t = t if isinstance(t, int) else 0
+        last_t = t
         dom = dom_of(r) if k in SERVED_KINDS else None
         if dom is not None:
             ssid = ssid_of(r)
@@ -93,8 +97,8 @@ def build(an: Analysis) -> dict[str, Any]:
     for (pid, track), cur in runs.items():
         close(pid, track, cur)
     for a in an.attaches:
-        t0 = view.t_of(a.begin)
-        t1 = view.t_of(a.stop if a.end is not None else len(view.records) - 1)
+        t0 = a.t_begin
+        t1 = a.t_end if a.end is not None else last_t
         tr.events.append({"ph": "X", "name": f"{a.kind} #{a.n} ({a.verdict()})",
                           "pid": PID_MARKERS, "tid": tr.tid(PID_MARKERS, f"dev {a.dev} attaches"),
                           "ts": _us(t0), "dur": max(_us(t1 - t0), 0.001),
@@ -104,7 +108,7 @@ def build(an: Analysis) -> dict[str, Any]:
                           "tid": tr.tid(PID_FAULTS, "violations"), "ts": _us(view.t_of(v.index)),
                           "args": {"message": v.message, "line": view.line_of(v.index)}})
     return {"traceEvents": tr.events, "displayTimeUnit": "ns",
-            "otherData": {"verdict": an.verdict, "records": len(view.records)}}
+            "otherData": {"verdict": an.verdict, "records": view.count}}
 
 
 def dump(an: Analysis, f: IO[str]) -> None:

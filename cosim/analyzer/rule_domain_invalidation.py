@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from cosim.arch.domain import Domain
 
-from .atc_state import AtcState, HeldEntry, UnsyncedAtcInv
+from .atc_state import HeldEntry
 from .context import Context
 from .domains import label
-from .findings import Collector, Violation
+from .findings import Violation
 from .rule_protocol import ATC_RULE
+from .view import Record
 
 RULE = "inv2-invalidated-atc"
+RANK = 2
 ADDRESS_SPACE = 1 << 64
 
 
@@ -36,30 +38,30 @@ def _overlaps(e: HeldEntry, iova: int, size: int) -> bool:
     return e.iova < end and iova < e.iova + e.size
 
 
-def check(ctx: Context, out: Collector) -> None:
-    recs = ctx.view.records
-    atc = AtcState()
-    begun: dict[tuple[str, int], list[int]] = {}
-    unsynced = UnsyncedAtcInv()
-    for i, r in enumerate(recs):
-        atc.apply(i, r)
-        unsynced.apply(i, r)
-        if r.get("k") != "drv_inv":
-            continue
+class DomainInvalidation:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.begun: dict[tuple[str, int], list[int]] = {}
+        self.notes: list[str] = []
+
+    def drv_inv(self, i: int, r: Record) -> None:
+        ctx = self.ctx
+        view, out = ctx.view, ctx.out
         dom_key = (r["stage"], r["tag"])
         if r["phase"] == "begin":
-            begun.setdefault(dom_key, []).append(i)
-            continue
-        starts = begun.get(dom_key)
+            self.begun.setdefault(dom_key, []).append(i)
+            return
+        starts = self.begun.get(dom_key)
         if not starts:
-            ctx.view.notes.append(f"line {ctx.view.line_of(i)}: a domain invalidation return "
-                                  "without its entry")
-            continue
+            self.notes.append(f"line {view.line_of(i)}: a domain invalidation return "
+                              "without its entry")
+            return
         begin = starts.pop()
         name = f"{'ASID' if r['stage'] == 's1' else 'VMID'} {r['tag']}"
         span = "the whole address space" if not r["size"] else \
             f"{r['iova']:#x}+{r['size']:#x}"
-        for e in atc.all():
+        # Only the entries of that domain: the shared AtcState indexes them by tag.
+        for n, e in enumerate(ctx.atc.of_tag(r["stage"], r["tag"])):
             if e.inserted > begin or not _of(e.dom, r["stage"], r["tag"]) \
                     or not _overlaps(e, r["iova"], r["size"]):
                 continue
@@ -68,15 +70,21 @@ def check(ctx: Context, out: Collector) -> None:
                 RULE, i, e.key[0], e.key[1],
                 f"the driver's invalidation of {name} ({span}) returned while the device still "
                 f"held ATC entry {e.id} ({e.iova:#x}+{e.size:#x}, domain {label(e.dom)}, "
-                f"inserted line {ctx.view.line_of(e.inserted)}, before the invalidation began)",
+                f"inserted line {view.line_of(e.inserted)}, before the invalidation began)",
                 {"atc_id": e.id, "dev": e.dev, "dom": label(e.dom),
                  "invalidation": {"stage": r["stage"], "tag": r["tag"], "iova": r["iova"],
-                                  "size": r["size"], "begin_line": ctx.view.line_of(begin)}}))
-        inside = unsynced.between(begin, i)
+                                  "size": r["size"], "begin_line": view.line_of(begin)}},
+                order=(RANK, 0, n)))
+        inside = ctx.unsynced.between(begin, i)
         if inside:
+            first_sid, first_ssid = ctx.unsynced.where[inside[0]]
             out.seen((ATC_RULE, "drv_inv", begin), i) or out.new(
                 (ATC_RULE, "drv_inv", begin), Violation(
-                    ATC_RULE, inside[0], recs[inside[0]]["sid"], recs[inside[0]]["ssid"],
+                    ATC_RULE, inside[0], first_sid, first_ssid,
                     f"the driver's invalidation of {name} returned before a CMD_SYNC completed "
-                    f"after the ATC_INV it issued (line {ctx.view.line_of(inside[0])})",
-                    {"atc_inv_lines": [ctx.view.line_of(j) for j in inside[:20]]}))
+                    f"after the ATC_INV it issued (line {view.line_of(inside[0])})",
+                    {"atc_inv_lines": [view.line_of(j) for j in inside[:20]]},
+                    order=(RANK, 1, i)))
+
+    def finish(self) -> None:
+        pass

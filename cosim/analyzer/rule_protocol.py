@@ -21,48 +21,165 @@ from __future__ import annotations
 from cosim.arch.cd import cd_used
 from cosim.arch.ste import ste_used
 
-from .atc_state import UnsyncedAtcInv
-from .attaches import Attach, driver_returns
+from .attaches import Attach
 from .context import Context
-from .findings import Collector, Violation
+from .findings import Violation
 from .view import Record, ssid_of
 
 CFGI_RULE = "protocol-cfgi"
 ATC_RULE = "protocol-atc-sync"
 ORDER_RULE = "protocol-atc-order"
+RANK = 5
 
 Words = tuple[int, ...]
 
 
-def check(ctx: Context, out: Collector) -> None:
-    ends = driver_returns(ctx.attaches)
-    if not ends:
-        return
-    recs = ctx.view.records
-    # Fetched and not yet invalidated: sid -> {words: first index}; (sid, cd index) -> same.
-    ste_held: dict[int, dict[Words, int]] = {}
-    cd_held: dict[tuple[int, int], dict[Words, int]] = {}
-    # CFGIs executed since the last completed sync, as (op, sid, ssid, range, index).
-    pending: list[tuple[str, int | None, int | None, int | None, int]] = []
-    unsynced = UnsyncedAtcInv()
-    for i, r in enumerate(recs):
-        k = r.get("k")
-        if k == "ste_fetch":
-            ste_held.setdefault(r["sid"], {}).setdefault(tuple(r["qw"]), i)
-        elif k == "cd_fetch":
-            idx = ssid_of(r) or 0
-            cd_held.setdefault((r["sid"], idx), {}).setdefault(tuple(r["qw"]), i)
-        elif k == "cfgi":
-            pending.append((r["op"], r.get("sid"), r.get("ssid"), r.get("range"), i))
-        elif k == "sync" and r["state"] == "done":
-            for p in pending:
-                _invalidate(p, ste_held, cd_held)
-            pending.clear()
-        unsynced.apply(i, r)
-        for a in ends.get(i, ()):
-            _judge_config(ctx, out, a, r, ste_held, cd_held)
-            _judge_atc(ctx, out, a, unsynced)
-            _judge_order(ctx, out, a)
+class _Order:
+    """A driver window's last configuration invalidation and ATC_INV for its stream, kept as
+    the records pass (which CFGIs count depends on the CD the new configuration uses, known
+    at the return: kept apart by what they name)."""
+
+    __slots__ = ("sid", "ssid", "last_any", "last_cd_all", "last_cd", "last_inv")
+
+    def __init__(self, sid: int, ssid: int | None) -> None:
+        self.sid, self.ssid = sid, ssid
+        self.last_any = self.last_cd_all = self.last_inv = -1
+        self.last_cd: dict[object, int] = {}
+
+    def cfgi(self, j: int, rec: Record) -> None:
+        op, s = rec["op"], rec.get("sid")
+        if op == "CFGI_CD":
+            if s == self.sid:
+                self.last_cd[rec.get("ssid")] = j
+        elif op == "CFGI_CD_ALL":
+            if s == self.sid:
+                self.last_cd_all = j
+        elif _covers(rec, self.sid, None):
+            self.last_any = j
+
+    def last_cfgi(self, cd_index: int | None) -> int:
+        if cd_index is None:
+            return self.last_any
+        return max(self.last_any, self.last_cd_all, self.last_cd.get(cd_index, -1))
+
+
+class Protocol:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        # Fetched and not yet invalidated: sid -> {words: first index}; (sid, cd index) -> same.
+        self.ste_held: dict[int, dict[Words, int]] = {}
+        self.cd_held: dict[tuple[int, int], dict[Words, int]] = {}
+        # CFGIs executed since the last completed sync, as (op, sid, ssid, range, index).
+        self.pending: list[tuple[str, int | None, int | None, int | None, int]] = []
+        self._order: dict[int, _Order] = {}    # open driver windows by attach n
+        ctx.attaches.listeners.append(self)
+
+    def ste_fetch(self, i: int, r: Record) -> None:
+        held = self.ste_held.get(r["sid"])
+        if held is None:
+            held = self.ste_held[r["sid"]] = {}
+        held.setdefault(tuple(r["qw"]), i)
+
+    def cd_fetch(self, i: int, r: Record) -> None:
+        key = (r["sid"], ssid_of(r) or 0)
+        held = self.cd_held.get(key)
+        if held is None:
+            held = self.cd_held[key] = {}
+        held.setdefault(tuple(r["qw"]), i)
+
+    def cfgi(self, i: int, r: Record) -> None:
+        self.pending.append((r["op"], r.get("sid"), r.get("ssid"), r.get("range"), i))
+        for o in self._order.values():
+            o.cfgi(i, r)
+
+    def atc_inv(self, i: int, r: Record) -> None:
+        for n, o in self._order.items():
+            a_ssid = o.ssid
+            if r["sid"] == o.sid and (r["g"] or a_ssid is None or r["ssid"] in (None, a_ssid)):
+                o.last_inv = i
+
+    def sync(self, i: int, r: Record) -> None:
+        if r["state"] == "done":
+            for p in self.pending:
+                _invalidate(p, self.ste_held, self.cd_held)
+            self.pending.clear()
+
+    # -- windows -------------------------------------------------------------------------------
+    def begin(self, a: Attach, i: int) -> None:
+        if a.source == "driver" and a.sids:
+            self._order[a.n] = _Order(a.sids[0], a.ssid)
+
+    def horizon(self, a: Attach, i: int) -> None:
+        pass
+
+    def stop(self, a: Attach, i: int) -> None:
+        order = self._order.pop(a.n, None)
+        if a.source != "driver" or a.end != i:
+            return
+        end = self.ctx.attaches.end_record
+        self._judge_config(a, end)
+        self._judge_atc(a)
+        if order is not None:
+            self._judge_order(a, end, order)
+
+    def finish(self) -> None:
+        pass
+
+    def _judge_config(self, a: Attach, end: Record) -> None:
+        view = self.ctx.view
+        sid, ssid = end["sid"], ssid_of(end)
+        checks = []
+        if end.get("ste") is not None:
+            checks.append(("STE", "ste", self.ste_held.get(sid, {}), end["ste"], 0))
+        if end.get("cd") is not None:
+            checks.append(("CD", "cd", self.cd_held.get((sid, ssid or 0), {}), end["cd"], 1))
+        for name, kind, held, now, sub in checks:
+            stale = [(w, j) for w, j in held.items() if _differs(w, now, kind)]
+            if not stale:
+                continue
+            w, j = stale[0]
+            self.ctx.out.new((CFGI_RULE, a.n, name), Violation(
+                CFGI_RULE, a.end or 0, sid, ssid,
+                f"the driver's attach returned with the {name} changed since the SMMU fetched "
+                f"it (line {view.line_of(j)}) and no completed CFGI + CMD_SYNC since: the SMMU "
+                f"may still use the cached copy",
+                {"structure": name, "fetched_line": view.line_of(j),
+                 "fetched": [f"{x:#x}" for x in w], "memory": [f"{x:#x}" for x in now]},
+                attach=a.n, order=(RANK, a.end, sub)))
+            a.rules.add(CFGI_RULE)
+
+    def _judge_atc(self, a: Attach) -> None:
+        view = self.ctx.view
+        inside = self.ctx.unsynced.between(a.begin, a.end or 0)
+        if not inside:
+            return
+        self.ctx.out.new((ATC_RULE, a.n), Violation(
+            ATC_RULE, inside[0], a.sids[0] if a.sids else None, a.ssid,
+            f"the driver's attach returned before a CMD_SYNC completed after {len(inside)} "
+            f"ATC_INV it issued (first line {view.line_of(inside[0])})",
+            {"atc_inv_lines": [view.line_of(j) for j in inside[:20]]}, attach=a.n,
+            order=(RANK, a.end, 2)))
+        a.rules.add(ATC_RULE)
+
+    def _judge_order(self, a: Attach, end: Record, o: _Order) -> None:
+        if not a.sids or a.end is None:
+            return
+        key = (a.sids[0], a.ssid)
+        if a.old.get(key) == a.new.get(key):
+            return
+        view = self.ctx.view
+        cd_index = (a.ssid or 0) if end.get("cd") is not None else None
+        last_cfgi, last_inv = o.last_cfgi(cd_index), o.last_inv
+        if last_inv < 0 or last_cfgi < last_inv:
+            return
+        self.ctx.out.new((ORDER_RULE, a.n), Violation(
+            ORDER_RULE, last_cfgi, key[0], key[1],
+            f"the attach's last ATC_INV for the stream (line {view.line_of(last_inv)}) came "
+            f"before its last configuration invalidation (line {view.line_of(last_cfgi)}): "
+            f"ATS requests in between could refill the ATC from the old domain",
+            {"atc_inv_line": view.line_of(last_inv),
+             "cfgi_line": view.line_of(last_cfgi)}, attach=a.n, order=(RANK, a.end, 3)))
+        a.rules.add(ORDER_RULE)
 
 
 def _invalidate(p: tuple[str, int | None, int | None, int | None, int],
@@ -110,43 +227,6 @@ def _differs(held: Words, now: list[int], kind: str) -> bool:
     return any((h ^ n) & m for h, n, m in zip(held, now, mask, strict=True))
 
 
-def _judge_config(ctx: Context, out: Collector, a: Attach, end: Record,
-                  ste_held: dict[int, dict[Words, int]],
-                  cd_held: dict[tuple[int, int], dict[Words, int]]) -> None:
-    sid, ssid = end["sid"], ssid_of(end)
-    checks = []
-    if end.get("ste") is not None:
-        checks.append(("STE", "ste", ste_held.get(sid, {}), end["ste"]))
-    if end.get("cd") is not None:
-        checks.append(("CD", "cd", cd_held.get((sid, ssid or 0), {}), end["cd"]))
-    for name, kind, held, now in checks:
-        stale = [(w, j) for w, j in held.items() if _differs(w, now, kind)]
-        if not stale:
-            continue
-        w, j = stale[0]
-        out.new((CFGI_RULE, a.n, name), Violation(
-            CFGI_RULE, a.end or 0, sid, ssid,
-            f"the driver's attach returned with the {name} changed since the SMMU fetched it "
-            f"(line {ctx.view.line_of(j)}) and no completed CFGI + CMD_SYNC since: the SMMU "
-            f"may still use the cached copy",
-            {"structure": name, "fetched_line": ctx.view.line_of(j),
-             "fetched": [f"{x:#x}" for x in w], "memory": [f"{x:#x}" for x in now]},
-            attach=a.n))
-        a.rules.add(CFGI_RULE)
-
-
-def _judge_atc(ctx: Context, out: Collector, a: Attach, unsynced: UnsyncedAtcInv) -> None:
-    inside = unsynced.between(a.begin, a.end or 0)
-    if not inside:
-        return
-    out.new((ATC_RULE, a.n), Violation(
-        ATC_RULE, inside[0], a.sids[0] if a.sids else None, a.ssid,
-        f"the driver's attach returned before a CMD_SYNC completed after {len(inside)} "
-        f"ATC_INV it issued (first line {ctx.view.line_of(inside[0])})",
-        {"atc_inv_lines": [ctx.view.line_of(j) for j in inside[:20]]}, attach=a.n))
-    a.rules.add(ATC_RULE)
-
-
 def _covers(rec: Record, sid: int, cd_index: int | None) -> bool:
     """Does this `cfgi` record invalidate configuration that stream `sid` uses afterwards?
     `cd_index`: the CD the new configuration uses, None when it uses none (a CFGI_CD then
@@ -162,32 +242,3 @@ def _covers(rec: Record, sid: int, cd_index: int | None) -> bool:
     if op == "CFGI_CD_ALL":
         return s == sid and cd_index is not None
     return s == sid
-
-
-def _judge_order(ctx: Context, out: Collector, a: Attach) -> None:
-    if not a.sids or a.end is None:
-        return
-    key = (a.sids[0], a.ssid)
-    if a.old.get(key) == a.new.get(key):
-        return
-    recs = ctx.view.records
-    cd_index = (a.ssid or 0) if recs[a.end].get("cd") is not None else None
-    last_cfgi = last_inv = -1
-    for j in range(a.begin + 1, a.end):
-        r = recs[j]
-        k = r.get("k")
-        if k == "cfgi" and _covers(r, key[0], cd_index):
-            last_cfgi = j
-        elif k == "atc_inv" and r["sid"] == key[0] and (r["g"] or a.ssid is None
-                                                          or r["ssid"] in (None, a.ssid)):
-            last_inv = j
-    if last_inv < 0 or last_cfgi < last_inv:
-        return
-    out.new((ORDER_RULE, a.n), Violation(
-        ORDER_RULE, last_cfgi, key[0], key[1],
-        f"the attach's last ATC_INV for the stream (line {ctx.view.line_of(last_inv)}) came "
-        f"before its last configuration invalidation (line {ctx.view.line_of(last_cfgi)}): "
-        f"ATS requests in between could refill the ATC from the old domain",
-        {"atc_inv_line": ctx.view.line_of(last_inv),
-         "cfgi_line": ctx.view.line_of(last_cfgi)}, attach=a.n))
-    a.rules.add(ORDER_RULE)

@@ -1,19 +1,24 @@
-"""The trace as the analyzer sees it: records in order, plus the cross-references every rule
-needs (which StreamIDs a device uses, record line numbers, compact record formatting).
+"""The trace as the analyzer sees it: read once, record by record (the analysis keeps no list
+of records), plus what reports need about the few records a finding cites.
 
-Every record's `dom` is read here, once, into a hashable `cosim.arch.domain.Domain` (or None:
-no domain translated the request); the rules only ever compare Domains."""
+`read_records` is the one pass: it yields each valid record with its `dom` read into a
+hashable `cosim.arch.domain.Domain` (or None: no domain translated the request), so the rules
+only ever compare Domains. `TraceView` holds what the pass learnt that is not a finding (the
+header, the problems, the notes, which StreamIDs each device uses) and, for the report, the
+time and the surrounding timeline of the records findings cite: those come from a second,
+lazy pass over the file that decodes only the lines around them."""
 
 from __future__ import annotations
 
-import bisect
+import json
+import os
 import re
-from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from cosim.arch.domain import Domain, DomainError
-from cosim.trace import Trace
+from cosim.trace import TraceReader
 
 Record = dict[str, Any]
 Key = tuple[int, int | None]  # (StreamID, SubstreamID or None for no-PASID traffic)
@@ -21,8 +26,9 @@ Key = tuple[int, int | None]  # (StreamID, SubstreamID or None for no-PASID traf
 # Fields printed in hex in the compact timeline: addresses, offsets and raw values.
 _HEX_FIELDS = frozenset({"iova", "pa", "addr", "off", "val", "size", "raw", "qw", "value"})
 # Kinds written by the endpoint helpers (they carry `dev`); the SMMU's `mmio` has dev 0.
-_DEVICE_SID_KINDS = ("dma", "atc_insert", "atc_hit", "atc_inv_rx")
+DEVICE_SID_KINDS = frozenset({"dma", "atc_insert", "atc_hit", "atc_inv_rx"})
 _LINE_RE = re.compile(r"line (\d+):")
+TIMELINE_RADIUS = 10
 
 
 def ssid_of(rec: Record) -> int | None:
@@ -30,37 +36,34 @@ def ssid_of(rec: Record) -> int | None:
     return s if isinstance(s, int) else None
 
 
+class DomainReader:
+    """`dom` objects -> Domains, one Domain per distinct object (a trace names few domains)."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple, Domain] = {}
+
+    def read(self, dom: dict[str, Any]) -> Domain:
+        """Raises DomainError for an object that is not a domain."""
+        key = tuple(dom.items())
+        d = self._known.get(key)
+        if d is None:
+            d = self._known[key] = Domain.from_record(dom)
+        return d
+
+
 @dataclass
 class TraceView:
+    path: str
     header: dict[str, Any]
-    records: list[Record]
     torn: str | None = None
     problems: list[str] = field(default_factory=list)
     dev_sids: dict[int, list[int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    count: int = 0                       # records read
     _skipped_lines: list[int] = field(default_factory=list)
-
-    @classmethod
-    def from_trace(cls, trace: Trace) -> TraceView:
-        view = cls(trace.header, trace.records, trace.torn, list(trace.problems))
-        view._skipped_lines = sorted(int(m.group(1)) for p in trace.problems
-                                     if (m := _LINE_RE.match(p)))
-        view.dev_sids = _device_sids(trace.header, trace.records)
-        view._read_domains()
-        return view
-
-    def _read_domains(self) -> None:
-        """Replace each record's `dom` object by its Domain; one that is not a domain object
-        is noted and read as no domain, so the rest of the trace is still analysed."""
-        for i, rec in enumerate(self.records):
-            dom = rec.get("dom")
-            if dom is None or isinstance(dom, Domain):
-                continue
-            try:
-                rec["dom"] = Domain.from_record(dom)
-            except DomainError as e:
-                self.notes.append(f"line {self.line_of(i)}: {e}; read as no domain")
-                rec["dom"] = None
+    # Record index -> (t, timeline lines), for the records findings cite (see `cite`).
+    _context: dict[int, tuple[int, list[str]]] = field(default_factory=dict)
+    _wanted: set[int] = field(default_factory=set)
 
     @property
     def caching(self) -> bool:
@@ -80,17 +83,126 @@ class TraceView:
                 break
         return line
 
+    # -- cited records -------------------------------------------------------------------------
+    def cite(self, index: int) -> None:
+        """Ask for record `index`'s time and timeline (read on the first t_of / timeline)."""
+        if index not in self._context:
+            self._wanted.add(index)
+
     def t_of(self, index: int) -> int:
-        t = self.records[index].get("t") if 0 <= index < len(self.records) else None
-        return t if isinstance(t, int) else 0
+        if not 0 <= index < self.count:
+            return 0
+        return self._lookup(index)[0]
 
-    def timeline(self, index: int, radius: int = 10) -> list[str]:
-        lo, hi = max(0, index - radius), min(len(self.records), index + radius + 1)
-        return [("> " if i == index else "  ") + self.format(i) for i in range(lo, hi)]
+    def timeline(self, index: int, radius: int = TIMELINE_RADIUS) -> list[str]:
+        return self._lookup(index)[1] if radius == TIMELINE_RADIUS else \
+            self._read_context({index}, radius)[index][1]
 
-    def format(self, index: int) -> str:
-        rec = format_record(self.records[index])
-        return f"#{self.line_of(index)} {fmt_t(self.t_of(index))} {rec}"
+    def _lookup(self, index: int) -> tuple[int, list[str]]:
+        got = self._context.get(index)
+        if got is None:
+            self._wanted.add(index)
+            self._context.update(self._read_context(self._wanted))
+            self._wanted.clear()
+            got = self._context[index]
+        return got
+
+    def _read_context(self, wanted: set[int], radius: int = TIMELINE_RADIUS
+                      ) -> dict[int, tuple[int, list[str]]]:
+        """One pass over the file that decodes only the records within `radius` of a wanted
+        one (the analysis pass keeps none)."""
+        near: dict[int, str] = {}
+        times: dict[int, int] = {}
+        lo_hi = sorted(wanted)
+        want_near = set()
+        for w in lo_hi:
+            want_near.update(range(max(0, w - radius), min(self.count, w + radius + 1)))
+        if want_near:
+            doms = DomainReader()
+            for i, line, rec in _numbered(self, want_near):
+                _read_dom(rec, doms, None)
+                t = rec.get("t")
+                times[i] = t if isinstance(t, int) else 0
+                near[i] = f"#{line} {fmt_t(times[i])} {format_record(rec)}"
+        out = {}
+        for w in lo_hi:
+            lines = [("> " if i == w else "  ") + near[i]
+                     for i in range(max(0, w - radius), min(self.count, w + radius + 1))
+                     if i in near]
+            out[w] = (times.get(w, 0), lines)
+        return out
+
+    @property
+    def records(self) -> list[Record]:
+        """Every record, read again from the file: for tests and tools, never the analysis."""
+        return list(read_records(self.path, None, TraceView(self.path, {})))
+
+
+def _numbered(view: TraceView, indices: set[int]) -> Iterator[tuple[int, int, Record]]:
+    """(record index, file line, record) of the wanted records, re-reading the file; the lines
+    the first pass refused are known by number and skipped undecoded."""
+    skipped = set(view._skipped_lines)
+    last = max(indices)
+    i = -1
+    with open(view.path, "rb") as f:
+        f.readline()
+        for n, raw in enumerate(f, start=2):
+            if n in skipped or not raw.endswith(b"\n"):
+                continue
+            i += 1
+            if i in indices:
+                rec = json.loads(raw)  # few lines: the decoder the reader falls back on
+                if view.header.get("schema") == 1:
+                    from cosim.trace.schema import DOM_KINDS, upgrade_v1
+                    if rec.get("k") in DOM_KINDS:
+                        upgrade_v1(rec)
+                yield i, n, rec
+            if i >= last:
+                return
+
+
+def _read_dom(rec: Record, doms: DomainReader, notes: Callable[[str], None] | None) -> None:
+    dom = rec.get("dom")
+    if dom is None:
+        return
+    try:
+        rec["dom"] = doms.read(dom)
+    except DomainError as e:
+        if notes is not None:
+            notes(f"{e}; read as no domain")
+        rec["dom"] = None
+
+
+def read_records(path: str | os.PathLike[str], reader: TraceReader | None,
+                 view: TraceView) -> Iterator[Record]:
+    """The valid records of the trace, in order, with `dom` read into Domains; fills in the
+    view's header, problems, torn line and domain notes as it goes."""
+    own = reader is None
+    if reader is None:
+        reader = TraceReader(path)
+    view.header = reader.header
+    doms = DomainReader()
+    view._skipped_lines = reader.skipped_lines  # grows as the reader goes: line_of stays right
+    n = 0
+    try:
+        for rec in reader:
+            dom = rec.get("dom")
+            if dom is not None:
+                try:
+                    rec["dom"] = doms.read(dom)
+                except DomainError as e:
+                    view.notes.append(f"line {view.line_of(n)}: {e}; read as no domain")
+                    rec["dom"] = None
+            n += 1
+            yield rec
+    finally:
+        if own:
+            reader.close()
+    view.count = n
+    view.torn = reader.torn
+    view.problems = list(reader.problems)
+    view._skipped_lines = sorted(int(m.group(1)) for p in reader.problems
+                                 if (m := _LINE_RE.match(p)))
 
 
 def fmt_t(t_ns: int | None) -> str:
@@ -119,51 +231,60 @@ def format_record(rec: Record) -> str:
     return " ".join(parts)
 
 
-def _device_sids(header: dict[str, Any], records: list[Record]) -> dict[int, list[int]]:
+class DeviceSids:
     """dev -> StreamIDs, from the optional header `devices` list and from endpoint records that
-    carry both (`dma`, `atc_*`); markers only name the device."""
-    found: dict[int, set[int]] = defaultdict(set)
-    for d in header.get("devices") or []:
-        if isinstance(d, dict) and isinstance(d.get("dev"), int):
-            sid = d.get("sid", d.get("rid"))
-            if isinstance(sid, int):
-                found[d["dev"]].add(sid)
-    all_sids: set[int] = set()
-    for rec in records:
-        sid = rec.get("sid")
-        if not isinstance(sid, int):
-            continue
-        all_sids.add(sid)
-        if rec.get("k") in _DEVICE_SID_KINDS and isinstance(rec.get("dev"), int):
-            found[rec["dev"]].add(sid)
-    out = {dev: sorted(s) for dev, s in found.items()}
-    if len(all_sids) == 1:
-        # One stream in the whole trace: any device that never named its SID owns it.
-        only = next(iter(all_sids))
-        for rec in records:
-            dev = rec.get("dev")
-            if rec.get("k") == "marker" and isinstance(dev, int) and dev not in out:
-                out[dev] = [only]
-    return out
+    carry both (`dma`, `atc_*`); markers only name the device. When the trace has one stream
+    only, a device that never named its SID owns it. Built as the records pass; `final()` is
+    the whole trace's answer, `guess()` the best one so far (see engine.Facts)."""
+
+    def __init__(self, header: dict[str, Any]) -> None:
+        self.found: dict[int, set[int]] = {}
+        for d in header.get("devices") or []:
+            if isinstance(d, dict) and isinstance(d.get("dev"), int):
+                sid = d.get("sid", d.get("rid"))
+                if isinstance(sid, int):
+                    self.found.setdefault(d["dev"], set()).add(sid)
+        self.all_sids: set[int] = set()
+        self.marker_devs: list[int] = []     # devices named by markers, in order
+        self._marker_seen: set[int] = set()
+        self.link_rid: dict[int, int] = {}   # hint only: the link's device announcements
+
+    def final(self) -> dict[int, list[int]]:
+        out = {dev: sorted(s) for dev, s in self.found.items()}
+        if len(self.all_sids) == 1:
+            only = next(iter(self.all_sids))
+            for dev in self.marker_devs:
+                if dev not in out:
+                    out[dev] = [only]
+        return out
+
+    def guess(self, dev: int) -> list[int]:
+        """What `final()` will most likely say of dev, from the records so far."""
+        s = self.found.get(dev)
+        if s:
+            return sorted(s)
+        if dev in self.link_rid:
+            return [self.link_rid[dev]]
+        if len(self.all_sids) == 1:
+            return [next(iter(self.all_sids))]
+        return []
+
+    def guess_dev(self, sid: int) -> int:
+        dev = -1
+        for d, s in self.found.items():
+            if sid in s:
+                dev = d
+        if dev == -1:
+            for d, rid in self.link_rid.items():
+                if rid == sid:
+                    dev = d
+        return dev
 
 
-class IndexList:
-    """Sorted record indices with bisect helpers (records are appended in trace order)."""
-
-    __slots__ = ("idx",)
-
-    def __init__(self) -> None:
-        self.idx: list[int] = []
-
-    def append(self, i: int) -> None:
-        self.idx.append(i)
-
-    def between(self, lo: int, hi: int) -> list[int]:
-        """Indices i with lo < i < hi."""
-        a = bisect.bisect_right(self.idx, lo)
-        b = bisect.bisect_left(self.idx, hi)
-        return self.idx[a:b]
-
-    def last_before(self, hi: int) -> int | None:
-        b = bisect.bisect_left(self.idx, hi)
-        return self.idx[b - 1] if b else None
+def dev_of_sid(dev_sids: dict[int, list[int]], sid: int) -> int:
+    """The device using `sid` (the last that names it), -1 if none."""
+    dev = -1
+    for d, sids in dev_sids.items():
+        if sid in sids:
+            dev = d
+    return dev
