@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     diffs = compare(ref, new)
     for d in diffs:
         print(d)
-    print(f"{args[0]} vs {args[1]}: " + ("identical" if not diffs else f"{len(diffs)} difference(s)"))
+    verdict = "identical" if not diffs else f"{len(diffs)} difference(s)"
+    print(f"{args[0]} vs {args[1]}: {verdict}")
     return 1 if diffs else 0
 
 

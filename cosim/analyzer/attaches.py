@@ -61,9 +61,13 @@ class Attach:
     stopped: bool = False
     dev_guess: list[int] | int | None = None  # what the device/StreamID mapping said
 
+    _keys: list[Key] | None = None
+
     @property
     def keys(self) -> list[Key]:
-        return [(sid, self.ssid) for sid in self.sids]
+        if self._keys is None:  # sids and ssid are fixed once the attach is found
+            self._keys = [(sid, self.ssid) for sid in self.sids]
+        return self._keys
 
     @property
     def stop(self) -> int:

@@ -18,12 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cosim.arch.domain import DomainError
 from cosim.trace import TraceReader
 
 from .atc_state import AtcState, UnsyncedAtcInv
 from .attaches import AttachStats, AttachTracker
 from .context import Context
-from .domains import SERVED_KINDS, USED_KINDS, DomainTracker
+from .domains import SERVED_KINDS, DomainTracker
 from .findings import Collector
 from .invalidations import SyncTracker
 from .rule_atc_invalidation import AtcInvalidation
@@ -36,10 +37,9 @@ from .rule_stale_cache import StaleCache
 from .view import (
     DEVICE_SID_KINDS,
     DeviceSids,
+    DomainReader,
     TraceView,
     dev_of_sid,
-    read_records,
-    ssid_of,
 )
 
 Handler = Callable[[int, dict[str, Any]], None]
@@ -93,7 +93,8 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
         sid, dom = r.get("sid"), r.get("dom")
         if type(sid) is not int or dom is None:
             return
-        key = (sid, ssid_of(r))
+        ssid = r.get("ssid")
+        key = (sid, ssid if type(ssid) is int else None)
         doms.apply(k, key, dom, r)
         if after:
             old_domain.traffic(i, r, k, key, dom)
@@ -243,25 +244,38 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
     }
     get = handlers.get
     i = -1
-    for rec in read_records(path, reader, view):
-        i += 1
-        k = rec["k"]
-        kinds[k] = kinds.get(k, 0) + 1
-        sid = rec.get("sid")
-        if type(sid) is int:
-            all_sids.add(sid)
-            if k in DEVICE_SID_KINDS:
-                dev = rec.get("dev")
-                if type(dev) is int:
-                    s = found.get(dev)
-                    if s is None:
-                        found[dev] = {sid}
-                    else:
-                        s.add(sid)
-        h = get(k)
-        if h is not None:
-            h(i, rec)
-    n = i + 1
+    read_dom = DomainReader().read
+    view._skipped_lines = reader.skipped_lines  # grows as the reader goes: line_of stays right
+    try:
+        for rec in reader:
+            i += 1
+            dom = rec.get("dom")
+            if dom is not None:
+                try:
+                    rec["dom"] = read_dom(dom)
+                except DomainError as e:
+                    view.notes.append(f"line {view.line_of(i)}: {e}; read as no domain")
+                    rec["dom"] = None
+            k = rec["k"]
+            kinds[k] = kinds.get(k, 0) + 1
+            sid = rec.get("sid")
+            if type(sid) is int:
+                all_sids.add(sid)
+                if k in DEVICE_SID_KINDS:
+                    dev = rec.get("dev")
+                    if type(dev) is int:
+                        s = found.get(dev)
+                        if s is None:
+                            found[dev] = {sid}
+                        else:
+                            s.add(sid)
+            h = get(k)
+            if h is not None:
+                h(i, rec)
+    finally:
+        reader.close()
+    n = view.count = i + 1
+    view.finished(reader)
     tracker.finish(n)
     for rule in rules:
         rule.finish()

@@ -93,7 +93,7 @@ class Protocol:
             o.cfgi(i, r)
 
     def atc_inv(self, i: int, r: Record) -> None:
-        for n, o in self._order.items():
+        for o in self._order.values():
             a_ssid = o.ssid
             if r["sid"] == o.sid and (r["g"] or a_ssid is None or r["ssid"] in (None, a_ssid)):
                 o.last_inv = i

@@ -83,6 +83,13 @@ class TraceView:
                 break
         return line
 
+    def finished(self, reader: TraceReader) -> None:
+        """The reader is at the end: take what it found wrong."""
+        self.torn = reader.torn
+        self.problems = list(reader.problems)
+        self._skipped_lines = sorted(int(m.group(1)) for p in reader.problems
+                                     if (m := _LINE_RE.match(p)))
+
     # -- cited records -------------------------------------------------------------------------
     def cite(self, index: int) -> None:
         """Ask for record `index`'s time and timeline (read on the first t_of / timeline)."""
@@ -199,10 +206,7 @@ def read_records(path: str | os.PathLike[str], reader: TraceReader | None,
         if own:
             reader.close()
     view.count = n
-    view.torn = reader.torn
-    view.problems = list(reader.problems)
-    view._skipped_lines = sorted(int(m.group(1)) for p in reader.problems
-                                 if (m := _LINE_RE.match(p)))
+    view.finished(reader)
 
 
 def fmt_t(t_ns: int | None) -> str:

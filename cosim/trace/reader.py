@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from cosim.arch.domain import DomainError
 
-from .schema import BY_KIND, DOM_KINDS, ENVELOPE, READABLE, _show, problem, upgrade_v1
+from .schema import BY_KIND, DOM_KINDS, ENVELOPE, READABLE, _show, matches, problem, upgrade_v1
 
 try:  # a C decoder, several times faster than the standard library's on trace lines
     from orjson import loads
@@ -116,6 +116,9 @@ class TraceReader:
                     problems.append(f"line {n}: {rec['k']}.{e} (schema 1)")
                     skipped.append(n)
                     continue
+            if matches(rec):
+                yield rec
+                continue
             why = problem(rec)
             if why is not None and loads is not json.loads:
                 # orjson reads an integer beyond 64 bits (a whole-space size, 2^64) as a

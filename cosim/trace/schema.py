@@ -676,6 +676,98 @@ def problem(rec: Mapping[str, Any]) -> str | None:
     return None
 
 
+# The reader's fast path: per plan, one generated function that says only whether a record
+# matches (problem() then words what is wrong). Each type's test is the expression below,
+# the same test as its `ok` on decoded JSON; a type without one is called.
+def _test(t: FieldType, v: str, env: dict[str, Any]) -> str:
+    if type(t) is UInt:
+        return f"type({v}) is int and {v} >= 0"
+    if type(t) is OptUInt:
+        return f"{v} is None or (type({v}) is int and {v} >= 0)"
+    if type(t) is OptInt:
+        return f"{v} is None or type({v}) is int"
+    if type(t) is Bool:
+        return f"{v} is True or {v} is False"
+    if type(t) is Str:
+        return f"type({v}) is str"
+    if type(t) is OptStr:
+        return f"{v} is None or type({v}) is str"
+    if type(t) is Object:
+        return f"type({v}) is dict"
+    if type(t) is Enum:
+        name = f"_e{len(env)}"
+        env[name] = t.values
+        return f"type({v}) is str and {v} in {name}"
+    if type(t) is IntList:
+        n = "" if t.length is None else f" and len({v}) == {t.length}"
+        return (f"type({v}) is list{n} and {{*map(type, {v})}} <= _INT "
+                f"and (not {v} or min({v}) >= 0)")
+    if type(t) is Dom:
+        return f"{v} is None or _dom({v})"
+    name = f"_c{len(env)}"
+    env[name] = t.ok
+    return f"{name}({v})"
+
+
+_GOOD_DOMS: set[tuple] = set()  # domain objects already found good (a trace names few)
+
+
+def _dom_ok(v: object) -> bool:
+    if type(v) is not dict:
+        return False
+    try:
+        key = tuple(v.items())
+        if key in _GOOD_DOMS:
+            return True
+    except TypeError:  # an unhashable value: not a domain, DOM.ok says so
+        return DOM.ok(v)
+    if not DOM.ok(v):
+        return False
+    if len(_GOOD_DOMS) < 4096:
+        _GOOD_DOMS.add(key)
+    return True
+
+
+def _compile(plan: _Plan, name: str) -> Any:
+    env: dict[str, Any] = {"_M": _MISSING, "_INT": frozenset({int}), "_dom": _dom_ok}
+    lines = [f"def {name}(rec):", "    g = rec.get", "    try:"]
+    for fname, _fast, _ok, required, typ in plan:
+        test = _test(typ, "v", env)
+        if required:  # a missing one raises KeyError
+            lines.append(f"        v = rec[{fname!r}]")
+            lines.append(f"        if not ({test}):")
+        else:
+            lines.append(f"        v = g({fname!r}, _M)")
+            lines.append(f"        if v is not _M and not ({test}):")
+        lines.append("            return False")
+    lines += ["    except KeyError:", "        return False", "    return True"]
+    exec("\n".join(lines), env)  # noqa: S102 - source generated above from the declaration
+    return env[name]
+
+
+_FAST_PLANS: dict[str, Any] = {k: _compile(p, f"_ok_{k}") for k, p in _PLANS.items()}
+_FAST_TAGGED: dict[str, tuple[str, dict[str, Any], Any]] = {
+    k: (tag, {v: _compile(p, f"_ok_{k}_{i}") for i, (v, p) in enumerate(plans.items())},
+        _compile(base, f"_ok_{k}_base"))
+    for k, (tag, plans, base) in _TAGGED.items()}
+
+
+def matches(rec: Mapping[str, Any]) -> bool:
+    """problem(rec) is None, faster: the reader asks this of every record."""
+    kind = rec.get("k")
+    if type(kind) is not str:
+        return False
+    fn = _FAST_PLANS.get(kind)
+    if fn is None:
+        tagged = _FAST_TAGGED.get(kind)
+        if tagged is None:
+            return False
+        tag, fns, base = tagged
+        value = rec.get(tag)
+        fn = fns.get(value, base) if type(value) is str else base
+    return fn(rec)
+
+
 def check_written(kind: str, fields: Mapping[str, Any]) -> None:
     """Raise SchemaViolation unless `emit(kind, **fields)` writes a record of the schema.
 
