@@ -1,10 +1,16 @@
-"""Analyzer throughput: records analyzed per second on a generated 200k-record trace, against
-a baseline of only JSON-parsing the same file in the same run.
+"""Analyzer throughput and memory on generated traces, against baselines measured in the same
+run: records analyzed per second next to only decoding the same file's lines, and the
+analysis's peak RSS next to that of a process that only decodes.
 
     .venv/bin/python bench/bench_analyzer.py [--records N] [--mode coherent|caching]
+    .venv/bin/python bench/bench_analyzer.py --shape endpoint [--records 1000000]
 
-Prints a markdown table; the ratio says how many times slower the full analysis is than
-parsing alone.
+`--shape marker` (the default) is a replace loop with userspace markers only; `--shape
+endpoint` is shaped like the real endpoint's traces: driver probe windows (thousands of
+attaches), ATS traffic filling a 32-entry ATC with unique entry ids, and every attach's
+ATC_INV dropping the entries (`atc_inv_rx`). Prints a markdown table; the ratio says how many
+times slower the full analysis is than decoding alone. Each figure is measured in a fresh
+process (`cosim analyze`, or a decode-only loop), so peak RSS is that process's own.
 """
 
 from __future__ import annotations
@@ -13,15 +19,15 @@ import argparse
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from cosim.analyzer import run
-from cosim.analyzer.view import TraceView
 from cosim.arch.domain import Domain
-from cosim.trace import SCHEMA, read_trace
+from cosim.trace import SCHEMA
 
 SID, DEV = 8, 1
 
@@ -93,55 +99,205 @@ def generate(path: Path, records: int, mode: str, seed: int = 1) -> int:
     return records
 
 
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+# -- the endpoint-shaped trace ------------------------------------------------------------------
+EP_SID, EP_DEV, ATC_ENTRIES = 16, 1, 32
+STE_WORDS = [9223372037951819819, 268435670, 0, 0, 0, 0, 0, 0]
+_CD0, _CD3 = 811464277374224 & ((1 << 48) - 1), 18446744073508552516
+WHOLE = 1 << 64   # the ATC_INV size the driver uses for the whole address space
 
 
-def measure(records: int = 200_000, mode: str = "coherent", repeat: int = 3) -> dict:
-    """Best of `repeat`: seconds to json-parse (`parse`) and to read + analyze (`full`) a
-    generated trace of `records` records; also `records`, `bytes` and the `verdict`."""
+def _cd_words(asid: int, ttb: int) -> list[int]:
+    return [(asid << 48) | _CD0, ttb, 0, _CD3, 0, 0, 0, 0]
+
+
+def generate_endpoint(path: Path, records: int, seed: int = 1) -> int:
+    """Driver-probe attach windows replacing the stream's stage 1 domain (CD change, CFGI_CD +
+    CMD_SYNC, ATC_INV + CMD_SYNC), ATS traffic in between with unique ATC entry ids, the
+    ATC_INV dropping the held entries. A clean trace, written by hand in the model's format."""
+    rnd = random.Random(seed)
+    f = path.open("w")
+    f.write(json.dumps({"t": 0, "k": "header", "schema": SCHEMA, "wall": 0.0,
+                        "cache_mode": "coherent"}) + "\n")
+    t = 0
+    written = 0
+    cmd_idx = inv_id = entry_id = 0
+    held: list[tuple[int, int]] = []   # (id, iova), oldest first
+    sep = (",", ":")
+
+    def emit(rec: dict) -> None:
+        nonlocal t, written
+        if written >= records:
+            return
+        t += rnd.randint(200, 3000)
+        f.write(json.dumps({"t": t, **rec}, separators=sep) + "\n")
+        written += 1
+
+    def dom(n: int) -> dict:
+        return Domain.stage1(n, 0x41000000 + 0x8000 * n).to_record()
+
+    def snap(d: dict | None, n: int) -> dict:
+        cd = _cd_words(n, 0x41000000 + 0x8000 * n) if d is not None else None
+        return {"dom": d or {"kind": "abort"}, "ste": STE_WORDS if d else [1, 0, 0, 0, 0, 0, 0,
+                                                                          0],
+                "cd": cd, "cd_addr": 0x41800000 if d else None}
+
+    def command(name: str, **rec: object) -> None:
+        nonlocal cmd_idx
+        emit({"k": "cmd", "idx": cmd_idx, "op": name, "f": {}, "raw": [0, 0]})
+        if name == "CMD_SYNC":
+            emit({"k": "sync", "idx": cmd_idx, "cs": "IRQ", "state": "done"})
+        elif rec:
+            emit(rec)
+        cmd_idx += 1
+
+    emit({"k": "link", "event": "device", "dev": EP_DEV, "device": "pcie_ep", "rid": EP_SID,
+          "pcie_off": 64, "ats_off": 256, "pasid_off": 272, "msix_off": 128})
+    emit({"k": "drv_armed", "op": "attach", "target": "paging"})
+    cur: dict | None = None
+    cur_n = 0
+    while written < records:
+        # an attach: abort -> 2, then 2 -> 3 -> 4 -> 2 ...
+        new_n = cur_n % 3 + 2
+        new = dom(new_n)
+        emit({"k": "drv", "op": "attach", "phase": "begin", "target": "paging", "sid": EP_SID,
+              "ssid": None, "ret": None, **snap(cur, cur_n)})
+        command("CFGI_CD", k="cfgi", op="CFGI_CD", sid=EP_SID, ssid=0, effect="now")
+        command("CMD_SYNC")
+        inv_id += 1
+        command("ATC_INV", k="atc_inv", sid=EP_SID, ssid=None, addr=0, size=WHOLE, g=False,
+                id=inv_id)
+        emit({"k": "atc_inv_rx", "dev": EP_DEV, "sid": EP_SID, "ssid": None, "addr": 0,
+              "size": WHOLE, "g": False, "inv_id": inv_id, "dropped": [e for e, _ in held]})
+        held.clear()
+        emit({"k": "atc_inv_cpl", "dev": EP_DEV, "inv_id": inv_id, "ignored": False})
+        command("CMD_SYNC")
+        emit({"k": "drv", "op": "attach", "phase": "end", "target": "paging", "sid": EP_SID,
+              "ssid": None, "ret": 0, **snap(new, new_n)})
+        cur, cur_n = new, new_n
+        cd = _cd_words(cur_n, 0x41000000 + 0x8000 * cur_n)
+        for _ in range(rnd.randint(40, 80)):   # traffic: mostly ATC hits, some misses
+            iova = 0x40000000 + (rnd.randrange(0, 48) << 12)
+            hit = next((e for e, a in held if a == iova), None)
+            if hit is None:
+                emit({"k": "ste_fetch", "sid": EP_SID, "addr": 0x41200000, "qw": STE_WORDS,
+                      "cached": False, "cfg": "s1", "legal": True})
+                emit({"k": "cd_fetch", "sid": EP_SID, "ssid": None, "addr": 0x41800000,
+                      "qw": cd, "cached": False, "legal": True})
+                emit({"k": "ats", "sid": EP_SID, "ssid": None, "iova": iova, "acc": "w",
+                      "status": "SUCCESS", "pa": iova + 0x8000000, "size": 4096,
+                      "perm": "rwx", "dom": cur, "tlb": False})
+                if len(held) >= ATC_ENTRIES:
+                    old_id, _ = held.pop(0)
+                    emit({"k": "atc_evict", "dev": EP_DEV, "id": old_id})
+                entry_id += 1
+                hit = entry_id
+                held.append((hit, iova))
+                emit({"k": "atc_insert", "dev": EP_DEV, "sid": EP_SID, "ssid": None,
+                      "iova": iova, "size": 4096, "pa": iova + 0x8000000, "perm": "rw",
+                      "dom": cur, "id": hit})
+            emit({"k": "atc_hit", "dev": EP_DEV, "sid": EP_SID, "ssid": None, "iova": iova,
+                  "id": hit, "dom": cur})
+            emit({"k": "dma", "dev": EP_DEV, "sid": EP_SID, "ssid": None, "iova": iova,
+                  "pa": iova + 0x8000000, "len": 4096, "rw": "w", "ats": True, "ok": True,
+                  "atc_id": hit, "dom": cur, "err": None, "src": "engine", "seq": None})
+    f.close()
+    return written
+
+
+# -- measuring ---------------------------------------------------------------------------------
+_DECODE_ONLY = """
+import sys, time
+try:
+    from orjson import loads
+except ImportError:
+    from json import loads
+t0, c0 = time.perf_counter(), time.process_time()
+n = 0
+with open(sys.argv[1], "rb") as f:
+    for line in f:
+        loads(line)
+        n += 1
+print(time.perf_counter() - t0, time.process_time() - c0, n, _hwm())
+"""
+
+_ANALYZE = """
+import sys, time
+from cosim.analyzer import run
+t0, c0 = time.perf_counter(), time.process_time()
+an = run(sys.argv[1])
+print(time.perf_counter() - t0, time.process_time() - c0, an.counts["records"], _hwm(),
+      an.verdict + ", " + str(len(an.warnings)) + " warning(s)")
+"""
+# Peak RSS of this process alone: VmHWM restarts at exec (getrusage's maxrss would carry the
+# forking parent's).
+_HWM = """
+def _hwm():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
+
+
+def _child(code: str, path: Path) -> tuple[float, float, int, str, int]:
+    """(wall s, CPU s, records, verdict, peak RSS in KiB) of a fresh process running code."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).resolve().parent.parent)] + sys.path)}
+    r = subprocess.run([sys.executable, "-c", _HWM + code, str(path)], capture_output=True,
+                       text=True, env=env, check=True)
+    parts = r.stdout.split(maxsplit=4)
+    return (float(parts[0]), float(parts[1]), int(parts[2]),
+            parts[4].strip() if len(parts) > 4 else "", int(parts[3]))
+
+
+def measure(records: int = 200_000, mode: str = "coherent", repeat: int = 3,
+            shape: str = "marker") -> dict:
+    """Best of `repeat`: seconds to decode every line (`parse`) and to analyze (`full`) a
+    generated trace of `records` records, each in a fresh process; `parse_cpu`/`full_cpu`
+    the CPU seconds (steadier on a loaded machine), `parse_rss`/`full_rss` peak RSS in KiB,
+    also `records`, `bytes` and the `verdict`."""
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "bench.jsonl"
-        n = generate(path, records, mode)
+        n = generate_endpoint(path, records) if shape == "endpoint" else \
+            generate(path, records, mode)
         size = os.path.getsize(path)
+        parse = [_child(_DECODE_ONLY, path) for _ in range(repeat)]
+        full = [_child(_ANALYZE, path) for _ in range(repeat)]
+    return {"records": n, "bytes": size,
+            "parse": min(p[0] for p in parse), "full": min(f[0] for f in full),
+            "parse_cpu": min(p[1] for p in parse), "full_cpu": min(f[1] for f in full),
+            "parse_rss": max(p[4] for p in parse), "full_rss": max(f[4] for f in full),
+            "verdict": full[-1][3]}
 
-        def parse_only() -> None:
-            with open(path, "rb") as f:
-                for line in f:
-                    json.loads(line)
 
-        verdicts = []
-
-        def analyze() -> None:
-            an = run(TraceView.from_trace(read_trace(path)))
-            verdicts.append(f"{an.verdict}, {len(an.warnings)} warning(s)")
-
-        t_parse = _best(parse_only, repeat)
-        t_full = _best(analyze, repeat)
-    return {"records": n, "bytes": size, "parse": t_parse, "full": t_full,
-            "verdict": verdicts[-1]}
+def in_process(path: Path) -> float:
+    """Seconds for run(path) in this process (for profiling with cProfile)."""
+    t0 = time.perf_counter()
+    run(path)
+    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--records", type=int, default=200_000)
+    ap.add_argument("--records", type=int)
     ap.add_argument("--mode", choices=("coherent", "caching"), default="coherent")
+    ap.add_argument("--shape", choices=("marker", "endpoint"), default="marker")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
-    m = measure(args.records, args.mode, args.repeat)
-    n, t_parse, t_full = m["records"], m["parse"], m["full"]
-    print(f"trace: {n} records, {m['bytes'] / 1e6:.1f} MB, cache_mode {args.mode}, "
-          f"verdict {m['verdict']}, best of {args.repeat}\n")
-    print("| stage | seconds | records/s | ratio |")
-    print("|---|---:|---:|---:|")
-    print(f"| json.loads per line (baseline) | {t_parse:.3f} | {n / t_parse:,.0f} | 1.00 |")
-    print(f"| read_trace + analyze | {t_full:.3f} | {n / t_full:,.0f} | "
-          f"{t_full / t_parse:.2f} |")
+    records = args.records or (1_000_000 if args.shape == "endpoint" else 200_000)
+    m = measure(records, args.mode, args.repeat, args.shape)
+    n = m["records"]
+    print(f"trace: {n} records, {m['bytes'] / 1e6:.1f} MB, shape {args.shape}, cache_mode "
+          f"{args.mode}, verdict {m['verdict']}, best of {args.repeat}\n")
+    print("| stage | wall s | records/s | CPU s | records/CPU s | ratio (CPU) | peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| decode each line only (baseline) | {m['parse']:.2f} | {n / m['parse']:,.0f} | "
+          f"{m['parse_cpu']:.2f} | {n / m['parse_cpu']:,.0f} | 1.00 | "
+          f"{m['parse_rss'] / 1024:.0f} MB |")
+    print(f"| cosim analyze | {m['full']:.2f} | {n / m['full']:,.0f} | {m['full_cpu']:.2f} | "
+          f"{n / m['full_cpu']:,.0f} | {m['full_cpu'] / m['parse_cpu']:.2f} | "
+          f"{m['full_rss'] / 1024:.0f} MB ({m['full_rss'] / max(m['parse_rss'], 1):.1f}x) |")
     return 0 if m["verdict"].startswith("clean") else 1
 
 
