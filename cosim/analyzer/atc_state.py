@@ -14,7 +14,7 @@ from .domains import dom_of
 from .view import Key, Record, ssid_of
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HeldEntry:
     dev: int
     id: int

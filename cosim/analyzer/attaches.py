@@ -27,7 +27,7 @@ FAMILIES = {"attach-begin": ("attach", True), "attach-end": ("attach", False),
             "pasid-attach-end": ("pasid-attach", False)}
 
 
-@dataclass
+@dataclass(slots=True)
 class Attach:
     n: int
     dev: int

@@ -31,7 +31,7 @@ def op_name(op: object) -> str:
     return "CMD_SYNC" if name in ("SYNC", "CMD_SYNC") else name
 
 
-@dataclass
+@dataclass(slots=True)
 class Inval:
     kind: str      # 'cfgi' | 'tlbi' | 'atc_inv'
     op: str

@@ -20,7 +20,7 @@ RULE = "inv2-invalidated-atc"
 RANK = 1
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     index: int
     dev: int
@@ -39,7 +39,7 @@ class AtcInvalidation:
     held entries are bounded by the device's ATC, not by the trace. Forbidden entries are
     kept until the id is inserted again, at most FORBIDDEN_KEPT of them (the oldest go)."""
 
-    FORBIDDEN_KEPT = 1 << 16
+    FORBIDDEN_KEPT = 1 << 14
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
