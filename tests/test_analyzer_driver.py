@@ -320,3 +320,44 @@ def test_domain_invalidation_of_another_asid_does_not_judge_this_one(tmp_path: P
     rig.domain_inv(DrvPhase.BEGIN, asid=7)
     rig.domain_inv(DrvPhase.END, asid=7)
     assert rig.analyze(tmp_path).verdict == "clean"
+
+
+def test_entry_update_judges_against_the_drivers_snapshots(tmp_path: Path) -> None:
+    """Check d's old entry is the STE in memory when the driver's attach began (§3.21.3: the
+    SMMU may fetch it between any two writes), not the last STE the SMMU happened to fetch: a
+    blocked -> paging switch after a blocked period with no traffic fetches the abort STE during
+    the attach, which is the old entry, not a third state. Fetches of a state that is neither
+    snapshot still fire."""
+    from smmu_driver import abort_ste
+    rig = Rig()
+    rig.dma()                                       # fetches the paging STE
+    rig.drv(DrvPhase.BEGIN)                         # paging -> blocked, no traffic after it
+    rig.d.write_ste(SID, abort_ste())
+    rig.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
+    rig.d.sync()
+    rig.drv(DrvPhase.END)
+    rig.drv(DrvPhase.BEGIN)                         # blocked -> paging
+    rig.dma()                                       # meets the abort STE: the old entry
+    rig.d.write_ste(SID, s1_ste(rig.cdtab, eats=1))
+    rig.drv(DrvPhase.END)
+    rig.dma()
+    an = rig.analyze(tmp_path)
+    assert "entry-update" not in rules(an), [v.message for v in an.violations]
+    assert an.attaches[1].old[(SID, None)].kind == "abort"
+
+    # The same switch where the STE passes through a state that is neither entry: a bypass
+    # STE between the abort and the paging one.
+    from smmu_driver import bypass_ste
+    rig = Rig()
+    rig.dma()
+    rig.drv(DrvPhase.BEGIN)
+    rig.d.write_ste(SID, abort_ste())
+    rig.drv(DrvPhase.END)
+    rig.drv(DrvPhase.BEGIN)
+    rig.d.write_ste(SID, bypass_ste())
+    rig.dma()
+    rig.d.write_ste(SID, s1_ste(rig.cdtab, eats=1))
+    rig.drv(DrvPhase.END)
+    rig.dma()
+    an = rig.analyze(tmp_path, "torn.jsonl")
+    assert "entry-update" in rules(an), [v.message for v in an.violations]

@@ -3,9 +3,12 @@ and, in every bit that state uses (cosim.arch ste_used / cd_used, §5.2 / §5.4)
 the new entry. This is the "used bits" rule the driver's hitless update relies on: the SMMU
 may fetch the entry between any two of the driver's writes (§3.21.3).
 
-An update is an attach window of a device using the StreamID. Old = the state last fetched
-before the window; new = the first state fetched from memory (not from a cache) after it, or
-failing that the first cached state after it (caching mode). An
+An update is an attach window of a device using the StreamID. For a window taken from the
+driver probes, old and new are the entry as it was in memory when the driver's entry point was
+entered and when it returned (the `drv` records' STE/CD snapshots; a CD only when the fetch is of
+the CD the snapshot names). Otherwise old = the state last fetched before the window; new = the
+first state fetched from memory (not from a cache) after it, or failing that the first cached
+state after it (caching mode). An
 illegal state equal to the old entry is not the update's doing; an invalid (V=0) final state
 is a legitimate target (a PASID being detached).
 """
@@ -80,6 +83,9 @@ def _check_window(ctx: Context, out: Collector, kind: str, sid: int, ssid: int |
         # Caching mode may serve the new entry from its cache until the next update: the first
         # cached state after the window is what was loaded once the update settled.
         new = layouts.qwords(recs[after[0]].get("qw"))
+    snap_old, snap_new = _snapshots(ctx, kind, attaches, recs[inside[0]].get("addr"))
+    old = snap_old if snap_old is not None else old
+    new = snap_new if snap_new is not None else new
     name = "STE" if kind == "ste_fetch" else "CD"
     for j in inside:
         r = recs[j]
@@ -106,6 +112,26 @@ def _check_window(ctx: Context, out: Collector, kind: str, sid: int, ssid: int |
             why.append("differs from both old and new in used field(s) " + ", ".join(bad_fields))
         _report(ctx, out, j, name, sid, ssid, state, old, new, bad_fields, "; ".join(why),
                 attaches)
+
+
+def _snapshots(ctx: Context, kind: str, attaches: list[int], addr: object
+               ) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    """The entry in memory at the driver's entry and at its return, for a window that is one
+    driver call: what the driver changed from and to, whatever the SMMU had fetched or cached
+    before (a fetch-based old entry would be the previous update's leftovers)."""
+    if len(attaches) != 1:
+        return None, None
+    a = next((a for a in ctx.attaches if a.n == attaches[0]), None)
+    if a is None or a.source != "driver" or a.end is None:
+        return None, None
+    recs = ctx.view.records
+    begin, end = recs[a.begin], recs[a.end]
+
+    def snap(r: dict[str, object]) -> tuple[int, ...] | None:
+        if kind == "ste_fetch":
+            return layouts.qwords(r.get("ste"))
+        return layouts.qwords(r.get("cd")) if r.get("cd_addr") == addr else None
+    return snap(begin), snap(end)
 
 
 def _report(ctx: Context, out: Collector, j: int, name: str, sid: int, ssid: int | None,
