@@ -361,3 +361,29 @@ def test_entry_update_judges_against_the_drivers_snapshots(tmp_path: Path) -> No
     rig.dma()
     an = rig.analyze(tmp_path, "torn.jsonl")
     assert "entry-update" in rules(an), [v.message for v in an.violations]
+
+
+def test_domain_invalidation_that_leaves_the_tlb_entry(tmp_path: Path) -> None:
+    """inv2-invalidated-tlb (caching and strict modes): 6.12's unmap issues TLBI_NH_VA + CMD_SYNC
+    and then arm_smmu_atc_inv_domain(); a driver that skips the TLBI returns from the domain
+    invalidation with the SMMU still holding the page's TLB entry (§4.4), which serves the
+    device's next translation of that page."""
+    for mode in ("caching", "strict"):
+        for tlbi in (True, False):
+            rig = Rig(mode)
+            rig.dma(ats=False)                      # walk: a TLB entry of IOVA
+            rig.dma(ats=False)                      # served from the TLB
+            if tlbi:
+                rig.d.cmd("TLBI_NH_VA", VMID=0, ASID=rig.domains[0][0], Address=IOVA >> 12,
+                          Leaf=1)
+                rig.d.sync()
+            _unmap(rig)
+            rig.dma(ats=False)
+            an = rig.analyze(tmp_path, f"{mode}-{tlbi}.jsonl")
+            want = set() if tlbi else {"inv2-invalidated-tlb"}
+            assert rules(an) == want, (mode, tlbi, [v.message for v in an.violations])
+    rig = Rig()                                     # coherent: no TLB, nothing to judge
+    rig.dma(ats=False)
+    _unmap(rig)
+    rig.dma(ats=False)
+    assert rig.analyze(tmp_path, "coherent.jsonl").verdict == "clean"

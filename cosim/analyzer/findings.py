@@ -13,6 +13,9 @@ RULES = {
                              "the attached one was served, used or still held by the device"),
     "inv2-invalidated-atc": ("b", "after ATC_INV + CMD_SYNC completed, the device used an ATC "
                                   "entry the invalidation covered"),
+    "inv2-invalidated-tlb": ("b", "caching modes: after the driver's invalidation of a domain's "
+                                  "range returned, the SMMU served a translation of it from a "
+                                  "TLB entry loaded before the call began"),
     "inv3-abort-during-attach": ("c", "during an attach, an abort or fault at an address both "
                                       "the old and the new domain map"),
     "inv3-neither-domain": ("c", "during an attach, the device got a translation from a domain "
