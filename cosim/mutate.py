@@ -11,11 +11,12 @@ A mutant is a `patch -p1` file whose header (lines before the diff) declares it:
     # Model-args: --cache-mode=caching (optional: run the model so)
     # Undetectable: why no trace rule can see it (optional; then a miss is not a failure)
 
-The tree is a git work tree. For a Debian choice (debian-6.12) the command makes a pristine copy
-of the unpacked source once, under the cache, committed as is. It refuses a tree with
-uncommitted changes it did not make; the mutant it applies is recorded in the tree's .git dir
-first and reverted afterwards on every exit path (Ctrl-C included), and a later run reverts a
-mutant an earlier, killed run left behind.
+The catalogue is mutants/linux-<VERSION.PATCHLEVEL>/ of the kernel (linux-6.12, linux-7.2): the
+driver differs between versions, so each has its own. The tree is a git work tree. For a Debian
+choice (debian-6.12, debian-7.2) the command makes a pristine copy of the unpacked source once,
+under the cache, committed as is. It refuses a tree with uncommitted changes it did not make;
+the mutant it applies is recorded in the tree's .git dir first and reverted afterwards on every
+exit path (Ctrl-C included), and a later run reverts a mutant an earlier, killed run left behind.
 """
 
 from __future__ import annotations
@@ -87,10 +88,33 @@ def parse_mutant(path: Path) -> Mutant:
                   tuple(fields.get("Model-args", "").split()), fields.get("Undetectable", ""))
 
 
+def tree_version(tree: Path) -> str:
+    """VERSION.PATCHLEVEL from a kernel tree's top Makefile ("7.2"); "" when it has none."""
+    try:
+        head = (tree / "Makefile").read_text(errors="replace")[:4000]
+    except OSError:
+        return ""
+    v = re.search(r"^VERSION\s*=\s*(\d+)\s*$", head, re.M)
+    p = re.search(r"^PATCHLEVEL\s*=\s*(\d+)\s*$", head, re.M)
+    return f"{v.group(1)}.{p.group(1)}" if v and p else ""
+
+
+def catalogue_folder(kernel: str) -> Path:
+    """The catalogue written for the kernel's driver: a Debian choice's own; for a source tree,
+    the one of its VERSION.PATCHLEVEL when there is one (the mutants are written against one
+    driver version and do not apply to another), else 6.12's."""
+    if kernel in CATALOGUE_FOR:
+        return CATALOGUE / CATALOGUE_FOR[kernel]
+    version = tree_version(Path(kernel).expanduser())
+    if version and (CATALOGUE / f"linux-{version}").is_dir():
+        return CATALOGUE / f"linux-{version}"
+    return CATALOGUE / "linux-6.12"
+
+
 def load_catalogue(kernel: str, pattern: str | None) -> list[Mutant]:
     """The mutants matching `pattern`: comma-separated globs, each on the names in the kernel's
     catalogue folder, or (with a '/' or ending in .patch) on file paths; sorted by name."""
-    folder = CATALOGUE / CATALOGUE_FOR.get(kernel, "linux-6.12")
+    folder = catalogue_folder(kernel)
     paths: set[Path] = set()
     for glob in (pattern or "*").split(","):
         glob = glob.strip()
@@ -117,14 +141,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("COSIM_CACHE", Path.home() / ".cache" / "cosim"))
 
 
+def unpacked_source(choice: str) -> Path | None:
+    """The unpacked Debian source of a choice under the cache (`cosim setup` unpacks it)."""
+    srcs = sorted(p.parent for p in (cache_dir() / "src").glob(f"{SOURCE_PKG[choice]}-*/.unpacked"))
+    return srcs[-1] if srcs else None
+
+
 def pristine_copy(choice: str, say: Callable[[str], None] = print) -> Path:
     """The command's own pristine git copy of a Debian source choice (made once)."""
-    pkg = SOURCE_PKG[choice]
-    srcs = sorted(p.parent for p in (cache_dir() / "src").glob(f"{pkg}-*/.unpacked"))
-    if not srcs:
-        raise MutateError(f"{pkg} is not unpacked under {cache_dir() / 'src'}; run "
-                          f"`cosim setup --kernel {choice}` first")
-    src = srcs[-1]
+    src = unpacked_source(choice)
+    if src is None:
+        raise MutateError(f"{SOURCE_PKG[choice]} is not unpacked under {cache_dir() / 'src'}; "
+                          f"run `cosim setup --kernel {choice}` first")
     dest = cache_dir() / "mutate" / src.name
     if (dest / ".git" / PRISTINE_MARK).exists():
         return dest
