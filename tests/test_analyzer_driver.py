@@ -387,3 +387,28 @@ def test_domain_invalidation_that_leaves_the_tlb_entry(tmp_path: Path) -> None:
     _unmap(rig)
     rig.dma(ats=False)
     assert rig.analyze(tmp_path, "coherent.jsonl").verdict == "clean"
+
+
+def test_entry_update_steps_not_synced_between(tmp_path: Path) -> None:
+    """protocol-cfgi-step (mutant 02): the hitless STE update writes, invalidates and syncs each
+    step (§3.21.3); a writer that issues each step's CFGI_STE without the CMD_SYNC that waits
+    for it fires, whatever the traffic, even though a later sync completes before the return."""
+    from smmu_driver import abort_ste
+    for synced in (True, False):
+        rig = Rig()
+        rig.dma()
+        rig.drv(DrvPhase.BEGIN)
+        for i, w in reversed(list(enumerate(abort_ste()))):   # qword 0 last, as a step
+            rig.d.write_ste_qword(SID, i, w)
+            if i in (1, 0):
+                rig.d.cmd("CFGI_STE", StreamID=SID, Leaf=1)
+                if synced:
+                    rig.d.sync()
+        rig.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
+        rig.d.sync()
+        rig.drv(DrvPhase.END)
+        an = rig.analyze(tmp_path, f"steps-{synced}.jsonl")
+        want = set() if synced else {"protocol-cfgi-step"}
+        assert rules(an) == want, (synced, [v.message for v in an.violations])
+        if not synced:
+            assert an.violations[0].attach == an.attaches[0].n

@@ -24,6 +24,9 @@ RULES = {
                           "matches neither the old nor the new entry in a bit it uses"),
     "protocol-cfgi": ("f", "the driver's attach returned with an STE/CD the SMMU had fetched "
                            "changed in memory and no completed CFGI + CMD_SYNC since"),
+    "protocol-cfgi-step": ("f", "an STE/CD was invalidated twice with no completed CMD_SYNC "
+                                "between: a step of its update was written before the SMMU was "
+                                "known to see the previous one"),
     "protocol-atc-sync": ("f", "the driver's attach returned before a CMD_SYNC completed "
                                "after an ATC_INV it issued"),
     "protocol-atc-order": ("f", "the attach's last ATC_INV came before its last configuration "

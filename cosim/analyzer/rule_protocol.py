@@ -7,6 +7,12 @@ before its attach returns, whether or not any traffic happened to expose it.
   invalidation must equal, in the bits either uses (§5.2, §5.4), what memory holds then (the
   `drv` end record's snapshot); otherwise the driver changed a structure the SMMU may still
   hold cached and returned without invalidating it.
+- `protocol-cfgi-step`: each step of an entry update is invalidated and the invalidation completed
+  before the next step is written (the hitless update's guarantee, §3.21.3: the SMMU may hold
+  or fetch the entry between any two writes, and only a completed CFGI + CMD_SYNC says it sees
+  a step). The driver invalidates an entry only after writing it, so a second CFGI of the same
+  STE (or the same CD) with no completed CMD_SYNC since the first means a step was written
+  before the previous one was known to be seen: the SMMU may combine the two.
 - `protocol-atc-sync`: every ATC_INV delivered during an attach must be covered by a
   completed CMD_SYNC before the attach returns (§3.9.1.3, §4.7.3: only the sync says the
   device no longer holds the translations).
@@ -28,6 +34,7 @@ from .findings import Collector, Violation
 from .view import Record, ssid_of
 
 CFGI_RULE = "protocol-cfgi"
+STEP_RULE = "protocol-cfgi-step"
 ATC_RULE = "protocol-atc-sync"
 ORDER_RULE = "protocol-atc-order"
 
@@ -35,6 +42,7 @@ Words = tuple[int, ...]
 
 
 def check(ctx: Context, out: Collector) -> None:
+    _check_steps(ctx, out)
     ends = driver_returns(ctx.attaches)
     if not ends:
         return
@@ -63,6 +71,45 @@ def check(ctx: Context, out: Collector) -> None:
             _judge_config(ctx, out, a, r, ste_held, cd_held)
             _judge_atc(ctx, out, a, unsynced)
             _judge_order(ctx, out, a)
+
+
+def _entry(r: Record) -> tuple[str, int, int | None] | None:
+    """The single entry a CFGI names (STE of a StreamID, CD of a SubstreamID, all CDs of a
+    StreamID); None for the invalidations that name no single entry."""
+    op, sid = r["op"], r.get("sid")
+    if sid is None:
+        return None
+    if op == "CFGI_STE":
+        return ("STE", sid, None)
+    if op == "CFGI_CD":
+        return ("CD", sid, r.get("ssid"))
+    if op == "CFGI_CD_ALL":
+        return ("CDs", sid, None)
+    return None
+
+
+def _check_steps(ctx: Context, out: Collector) -> None:
+    recs = ctx.view.records
+    since_sync: dict[tuple[str, int, int | None], int] = {}
+    for i, r in enumerate(recs):
+        k = r.get("k")
+        if k == "sync" and r["state"] == "done":
+            since_sync.clear()
+        elif k == "cfgi" and (entry := _entry(r)) is not None:
+            first = since_sync.setdefault(entry, i)
+            if first == i:
+                continue
+            name, sid, ssid = entry
+            group = (STEP_RULE, entry, first)
+            if out.seen(group, i) is None:
+                out.new(group, Violation(
+                    STEP_RULE, i, sid, ssid,
+                    f"{r['op']} of the {name} again (line {ctx.view.line_of(i)}) with no "
+                    f"completed CMD_SYNC since its previous invalidation (line "
+                    f"{ctx.view.line_of(first)}): the driver wrote the next step of the update "
+                    "before the SMMU was known to see the previous one",
+                    {"structure": name, "first_line": ctx.view.line_of(first),
+                     "again_line": ctx.view.line_of(i)}))
 
 
 def _invalidate(p: tuple[str, int | None, int | None, int | None, int],
