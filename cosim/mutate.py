@@ -486,6 +486,63 @@ def execute(opts: Options, say: Callable[[str], None] = print) -> tuple[list[Row
     return rows, out_dir
 
 
+def _rejudge(run_parent: Path) -> RunFacts | None:
+    """The facts of one earlier run (`<dir>/latest`), with its trace analysed again by the
+    analysis as it is now; its summary.json and report.txt are rewritten to match."""
+    run_dir = (run_parent / "latest").resolve() if (run_parent / "latest").exists() else None
+    if run_dir is None or not (run_dir / "summary.json").is_file():
+        return None
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["analysis"] = launcher._analyze(run_dir)
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, run_dir / "summary.json")
+    return facts_from_summary(summary, tests_by_line(run_dir / "trace.jsonl"))
+
+
+def reanalyze(out_dir: Path, kernel: str, say: Callable[[str], None] = print
+              ) -> tuple[list[Row], Path]:
+    """Judge an earlier `cosim mutate` directory again with today's analysis: no build, no
+    guest; every run's trace is analysed anew and the table rewritten in place."""
+    doc_path = out_dir / "mutate.json"
+    try:
+        doc = json.loads(doc_path.read_text())
+        names = [r["mutant"] for r in doc["mutants"]]
+        base_args = [tuple(b.get("model_args", [])) for b in doc["baselines"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MutateError(f"{doc_path}: not a cosim mutate result ({e})") from e
+    catalogue = {m.name: m for m in load_catalogue(kernel, None)}
+    unknown = [n for n in names if n not in catalogue]
+    if unknown:
+        raise MutateError(f"{unknown[0]} is not in the {kernel} catalogue "
+                          f"({catalogue_folder(kernel)}): give the --kernel the run used")
+    baselines: dict[tuple[str, ...], RunFacts] = {}
+    for i, margs in enumerate(base_args):
+        say(f"==> mutate: re-analysing baseline {i + 1}/{len(base_args)}")
+        facts = _rejudge(out_dir / f"baseline-{i + 1}")
+        if facts is None:
+            raise MutateError(f"{out_dir / f'baseline-{i + 1}'}: the baseline run is missing")
+        baselines[margs] = facts
+    recorded = frozenset(recorded_findings(kernel))
+    rows: list[Row] = []
+    for name in names:
+        m = catalogue[name]
+        # The baseline run with this mutant's model options: the longest whose options end
+        # with the mutant's own (the run's --model-arg come first).
+        fits = [a for a in base_args if a[len(a) - len(m.model_args):] == m.model_args]
+        margs = max(fits, key=len) if fits else None
+        say(f"==> mutate: re-analysing {name}")
+        facts = _rejudge(out_dir / name)
+        row = classify(m, facts, baselines.get(margs) if margs is not None else None,
+                       error="" if facts is not None else "no run of it in this directory",
+                       recorded=recorded)
+        rows.append(row)
+        say(f"    {row.verdict}: rules {', '.join(row.rules) or '-'}; checks "
+            f"{', '.join(row.checks) or '-'}")
+    _write(out_dir, rows, baselines, Path(str(doc.get("tree", ""))))
+    return rows, out_dir
+
+
 def _write(out_dir: Path, rows: list[Row], baselines: dict[tuple[str, ...], RunFacts],
            tree: Path) -> None:
     doc = {"tree": str(tree),

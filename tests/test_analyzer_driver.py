@@ -412,3 +412,26 @@ def test_entry_update_steps_not_synced_between(tmp_path: Path) -> None:
         assert rules(an) == want, (synced, [v.message for v in an.violations])
         if not synced:
             assert an.violations[0].attach == an.attaches[0].n
+
+
+def test_atc_invalidated_first_when_the_old_ste_serves_no_ats(tmp_path: Path) -> None:
+    """protocol-atc-order judges only what the old configuration could refill: 6.12 enabling
+    ATS (blocked -> paging) flushes the ATC before pci_enable_ats(), before the STE is written;
+    the old abort STE answers every Translation Request with UR (§3.9.1.2), so the early
+    ATC_INV is not late. With an old STE that serves ATS the same order still fires."""
+    from smmu_driver import abort_ste
+    for old_serves in (False, True):
+        rig = Rig()
+        if not old_serves:
+            rig.d.write_ste(SID, abort_ste())
+        rig.drv(DrvPhase.BEGIN)
+        rig.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
+        rig.d.sync()
+        asid, ttb = rig.domains[1]
+        rig.d.write_cd(rig.cdtab, 0, s1_cd(ttb, asid=asid))
+        rig.d.write_ste(SID, s1_ste(rig.cdtab, eats=1))
+        rig.drv(DrvPhase.END)
+        rig.dma()
+        an = rig.analyze(tmp_path, f"order-{old_serves}.jsonl")
+        got = "protocol-atc-order" in rules(an)
+        assert got == old_serves, (old_serves, [v.message for v in an.violations])

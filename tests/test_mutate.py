@@ -341,3 +341,47 @@ def test_a_long_list_of_failed_checks_is_cut_in_the_table() -> None:
     assert len(row.checks) == 20  # the JSON keeps them all
     md = mutate.render_table([row], markdown=True)
     assert "kunit/case_0, kunit/case_1, kunit/case_2 (+17 more)" in md
+
+
+def _fake_run(parent: Path, trace_src: Path, tests: list[dict]) -> None:
+    run = parent / "20261202-000000"
+    run.mkdir(parents=True)
+    (run / "trace.jsonl").write_bytes(trace_src.read_bytes())
+    (run / "summary.json").write_text(json.dumps({"run_dir": str(run), "guest": "booted",
+                                                  "tests": tests, "analysis": None}))
+    (parent / "latest").symlink_to(run.name)
+
+
+def test_reanalyze_judges_earlier_runs_with_the_analysis_of_today(tmp_path: Path) -> None:
+    """`cosim mutate --reanalyze DIR`: no build, no guest; each run's trace (model-emitted
+    here: a correct replace for the baseline, one that skips the ATC invalidation for the
+    mutant) is analysed again, and the table is rewritten from the new findings."""
+    from test_analyzer_driver import Rig
+    good, bad = Rig(), Rig()
+    for rig, atc_inv in ((good, True), (bad, False)):
+        rig.dma()
+        rig.attach(1, atc_inv=atc_inv)
+        rig.dma()
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    good.analyze(traces, "good.jsonl")              # writes the trace file it analyses
+    bad.analyze(traces, "bad.jsonl")
+    good_path, bad_path = traces / "good.jsonl", traces / "bad.jsonl"
+    out = tmp_path / "mutate-x"
+    name = "01-commit-no-atc-inv-on-replace"
+    _fake_run(out / "baseline-1", good_path, [])
+    _fake_run(out / name, bad_path, [{"name": "replace/replace_ats", "status": "fail"}])
+    (out / "mutate.json").write_text(json.dumps({
+        "tree": "/t", "baselines": [{"model_args": []}],
+        "mutants": [{"mutant": name, "verdict": "missed"}]}))
+    rows, _ = mutate.reanalyze(out, "debian-6.12", say=lambda s: None)
+    assert [(r.mutant, r.verdict, r.rules) for r in rows] == \
+        [(name, "caught", ["inv1-old-domain"])]
+    doc = json.loads((out / "mutate.json").read_text())
+    assert doc["mutants"][0]["verdict"] == "caught"
+    summary = json.loads((out / name / "latest" / "summary.json").read_text())
+    assert summary["analysis"]["verdict"] == "violations"
+    assert "inv1-old-domain" in (out / "mutate.md").read_text()
+    (out / "mutate.json").write_text("{")
+    with pytest.raises(MutateError, match="not a cosim mutate result"):
+        mutate.reanalyze(out, "debian-6.12", say=lambda s: None)

@@ -20,12 +20,15 @@ before its attach returns, whether or not any traffic happened to expose it.
   an ATC_INV for the stream must follow the last configuration invalidation (CFGI) of the
   update: until the SMMU no longer uses the old STE/CD, an ATS request can bring an old
   translation back into the ATC (§3.9.1: the ATC is filled from what the SMMU translates).
+  Only when the old configuration could serve ATS at all: an old STE that is invalid, aborts,
+  bypasses or has EATS=0 answers every Translation Request with UR (§3.9.1.2), so nothing old
+  can refill the ATC.
 """
 
 from __future__ import annotations
 
 from cosim.arch.cd import cd_used
-from cosim.arch.ste import ste_used
+from cosim.arch.ste import may_serve_ats, ste_used
 
 from .atc_state import UnsyncedAtcInv
 from .attaches import Attach, driver_returns
@@ -218,6 +221,9 @@ def _judge_order(ctx: Context, out: Collector, a: Attach) -> None:
     if a.old.get(key) == a.new.get(key):
         return
     recs = ctx.view.records
+    old_ste = recs[a.begin].get("ste") if a.source == "driver" else None
+    if old_ste is not None and not may_serve_ats(old_ste):
+        return
     cd_index = (a.ssid or 0) if recs[a.end].get("cd") is not None else None
     last_cfgi = last_inv = -1
     for j in range(a.begin + 1, a.end):

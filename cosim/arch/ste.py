@@ -80,6 +80,17 @@ def config_name(words: Sequence[int]) -> str:
     return CONFIG_NAMES.get(STE["Config"].of_words(words), "invalid")
 
 
+def may_serve_ats(words: Sequence[int]) -> bool:
+    """Can a stream with this STE get a successful ATS Translation Completion? Not when it is
+    invalid, aborts or bypasses, or has EATS=0b00 (§3.9.1.2: all those complete with UR). EATS
+    0b10 counts as serving: it does when SMMU_CR0.ATSCHK=1, which the STE alone cannot tell."""
+    if not STE["V"].of_words(words):
+        return False
+    if STE["Config"].of_words(words) not in (CONFIG_S1, CONFIG_S2, CONFIG_NESTED):
+        return False
+    return STE["EATS"].of_words(words) != EATS_ABORT
+
+
 # -- used bits (§5.2 IGNORED rules) ------------------------------------------------------------
 # An STE with V=0 uses only V ("Other STE fields are IGNORED"). Config selects which stage
 # fields are consulted: stage 1 fields are IGNORED unless Config[0] is set, stage 2 fields
