@@ -53,11 +53,13 @@ _ADDR_LO = {name: CMD[name].word_lo for name in ("Address", "IPA", "MSIAddress")
 
 
 def tlbi_range(f: dict[str, int], addr_field: str, range_inv: bool) -> tuple[int, int]:
-    """[lo, hi) covered by a TLBI_*_VA / TLBI_S2_IPA (§4.4.1: NUM/SCALE/TG range form)."""
+    """[lo, hi) covered by a TLBI_*_VA / TLBI_S2_IPA (§4.4.1.1: NUM/SCALE/TG range form)."""
     addr = f[addr_field] << _ADDR_LO[addr_field]
     granule = TG_GRANULE.get(f.get("TG", 0))
     if range_inv and granule is not None:
-        span = (f["NUM"] + 1) << (5 * f["SCALE"] + 1)
+        # §4.4.1.1: Range = ((NUM+1) * 2^SCALE) * Translation_Granule_Size, from Address. The
+        # SMMU's SCALE is a plain exponent, unlike the PE's TLBI RVA (2^(5*SCALE+1)).
+        span = (f["NUM"] + 1) << f["SCALE"]
         return addr, addr + span * granule
     # Non-range: every entry containing the address; the TTL hint may only narrow the
     # levels examined, so ignoring it never under-invalidates.
@@ -259,6 +261,13 @@ class CommandQueue:
             return "SubstreamID beyond IDR1.SSIDSIZE"
         if name == "CFGI_CD" and f["SubstreamID"] >> opt.ssid_bits:
             return "SubstreamID beyond IDR1.SSIDSIZE"
+        if opt.range_inv and "TG" in f and f["TG"] in TG_GRANULE:
+            # §4.4.1.1: with TG != 0, NUM == SCALE == TTL == 0 is Reserved (CERROR_ILL), and
+            # so is TTL == 0b01 for a 16KB granule without IDR5.DS (no level 1 16KB blocks).
+            if f["NUM"] == 0 and f["SCALE"] == 0 and f["TTL"] == 0:
+                return "range TLBI with NUM=SCALE=TTL=0 (Reserved, §4.4.1.1)"
+            if TG_GRANULE[f["TG"]] == 16384 and f["TTL"] == 1:
+                return "TLBI TG=16KB with TTL=0b01 without IDR5.DS (§4.4.1.1)"
         if name.startswith("TLBI_EL2") and not opt.hyp:
             return "TLBI_EL2_* without IDR0.HYP"
         if name in ("TLBI_S12_VMALL", "TLBI_S2_IPA") and not opt.stage2:
