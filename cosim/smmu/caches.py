@@ -1,13 +1,13 @@
 """Configuration cache and TLB (Arm IHI 0070 §3.21, §4.3, §4.4, §16.2).
 
 In `coherent` mode nothing is cached: every translation re-reads the STE, CD and tables, so
-every intermediate state the driver writes is observed. In `caching` mode legal STEs, CDs and
-translations are kept until a command that architecturally invalidates them arrives, so a
-missing CFGI_* or TLBI_* becomes visible as a stale translation. `strict` mode caches like
-`caching` and also keeps invalid and ILLEGAL structures (§3.21.3: "cache any successfully
-fetched ... configuration structure, whether marked as valid or not"), so a driver that makes
-an entry valid without a CFGI keeps getting the invalid one; the command queue there applies
-the invalidations only when the next CMD_SYNC completes (command_queue.py).
+every intermediate state the driver writes is observed. In `caching` and `strict` modes STEs,
+CDs and translations are kept until a command that architecturally invalidates them arrives, so
+a missing CFGI_* or TLBI_* becomes visible as a stale translation. Invalid and ILLEGAL
+structures are kept too (§3.21.3: "cache any successfully fetched ... configuration structure,
+whether marked as valid or not"), so a driver that makes an entry valid without a CFGI keeps
+getting the invalid one. `strict` mode also applies the invalidations only when the next
+CMD_SYNC completes (command_queue.py).
 
 Tags follow the architecture: configuration by StreamID (and SubstreamID for CDs); TLB entries
 by VMID, ASID (stage 1) and input address range, stage 2 entries by VMID and IPA.
@@ -54,9 +54,9 @@ class TlbEntry:
 class ConfigCache:
     """STEs by StreamID and CDs by (StreamID, CD index).
 
-    `keep_invalid`: also cache structures that are invalid (V=0) or ILLEGAL (strict mode;
-    §3.21.3 allows it, and a CMD_CFGI is then needed after making one valid). Otherwise only
-    legal ones are kept and an invalid one is re-read, reporting C_BAD_STE/C_BAD_CD each time.
+    `keep_invalid`: also cache structures that are invalid (V=0) or ILLEGAL (caching and
+    strict modes; §3.21.3 allows it, and a CMD_CFGI is then needed after making one valid).
+    Otherwise only legal ones are kept and an invalid one is re-read each time.
     The invalidations return how many entries they removed.
     """
 

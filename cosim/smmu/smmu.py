@@ -112,7 +112,7 @@ class SMMUv3:
         self.regs.update(build_id_registers(opt))
         # GBPA resets with SHCFG = 0b01 (use incoming) and ABORT IMPLEMENTATION DEFINED.
         self.regs["GBPA"] = GBPA.encode(SHCFG=1, ABORT=int(opt.gbpa_abort_at_reset))
-        self.config_cache = ConfigCache(opt.caches, keep_invalid=opt.strict)
+        self.config_cache = ConfigCache(opt.caches, keep_invalid=opt.caches)
         self.tlb = Tlb(opt.caches)
         self.fetcher = StructureFetcher(self.mem, opt.strict, opt.strict_seed)
         self.atc = AtcTracker()

@@ -106,8 +106,8 @@ class Translator:
             return None, EventRecord("F_STE_FETCH", sid, ssid, {"FetchAddr": loc.addr >> 3})
         ste = self._decode_ste(loc.addr, got.data, dev.options)
         self._trace_ste(sid, ste, False, got.torn)
-        # An ILLEGAL STE is cached only in strict mode (§3.21.3 lets an implementation cache
-        # it or not; re-reading it reports C_BAD_STE every time).
+        # §3.21.3: a fetched STE is cached whether valid or not (caching and strict modes), so
+        # making it valid needs a CFGI_STE before the SMMU sees it.
         dev.config_cache.put_ste(sid, ste, ste.legal)
         return ste, None
 
