@@ -23,6 +23,7 @@ class SmmuOptions:
     stage2: bool = True
     ats: bool = True
     pri: bool = False
+    ats_rec_err: bool = False      # IDR0.ATSRECERR: CR2.REC_CFG_ATS records ATS config errors
     hyp: bool = False              # IDR0.HYP: STE.STRW=EL2 allowed
     ssid_bits: int = 16            # IDR1.SSIDSIZE
     sid_bits: int = 16             # IDR1.SIDSIZE

@@ -19,6 +19,7 @@ from cosim.arch.registers import (
     BY_NAME,
     CMDQ_PROD,
     CR0,
+    CR2,
     EVTQ_CONS,
     EVTQ_PROD,
     GBPA,
@@ -29,7 +30,6 @@ from cosim.arch.registers import (
     Reg,
     lookup,
 )
-from cosim.arch.ste import EATS_ABORT
 from cosim.memory import BusError, GuestMemory
 from cosim.trace import NullTrace, TraceSink
 from cosim.translation_agent import (
@@ -225,6 +225,9 @@ class SMMUv3:
             if GBPA.get(value, "UPDATE"):
                 r["GBPA"] = GBPA.set(value, "UPDATE", 0)
             return
+        if name == "CR2" and not (self.options.ats and self.options.ats_rec_err):
+            r["CR2"] = CR2.set(value, "REC_CFG_ATS", 0)     # RES0 without IDR0.ATSRECERR
+            return
         if name == "GERRORN":
             r["GERRORN"] = value
             self.cmdq.run()     # an acknowledged CMDQ_ERR lets the queue restart (§7.1)
@@ -344,37 +347,32 @@ class SMMUv3:
         return AtsCompletion(AtsStatus.SUCCESS, pa=t.pa, size=max(t.size, 4096),
                              perm=Permissions.from_code(t.perm, access.priv), dom=t.dom)
 
-    def check_translated(self, sid: int, ssid: int | None) -> bool:
-        """May an ATS Translated transaction from `sid` pass (§3.9.1.1, STE.EATS)?"""
+    def check_translated(self, sid: int, ssid: int | None, addr: int = 0,
+                         write: bool = False) -> bool:
+        """May an ATS Translated transaction from `sid` to PA `addr` pass (§3.9.1.3)?"""
         try:
-            return self._check_translated(sid, ssid)
+            return self._check_translated(sid, addr & U64, write)
         except Exception:
             if self.strict:
                 raise
             log.exception("check_translated(%#x, %r) failed", sid, ssid)
             return False
 
-    def _check_translated(self, sid: int, ssid: int | None) -> bool:
-        if not self.cr0ack("SMMUEN"):
-            return not GBPA.get(self.regs["GBPA"], "ABORT")
-        tr = self.translator
-        ste, ev = tr.get_ste(sid, ssid)
-        if ste is None:
-            if ev is not None:
-                self.evtq.record(ev)
+    def _check_translated(self, sid: int, addr: int, write: bool) -> bool:
+        # The SubstreamID is not looked at: without IDR3.PASIDTT a Translated transaction is
+        # treated as SSV == 0 (§3.9.1.3).
+        if not self.options.ats or not self.cr0ack("SMMUEN"):
+            # §3.9.1.3: SMMUEN == 0 means F_TRANSL_FORBIDDEN and abort, whatever GBPA says
+            # (§7.3.8 permits the record then); without IDR0.ATS no Translated traffic
+            # passes (§5.2 EATS).
+            self.evtq.record(EventRecord("F_TRANSL_FORBIDDEN", sid, None,
+                                         {"InputAddr": addr, "RnW": int(not write)}))
             return False
-        if not ste.legal:
-            self.evtq.record(EventRecord("C_BAD_STE", sid, ssid))
+        if self.cr0ack("ATSCHK") and not self.translator.check_translated(sid, addr, write):
             return False
-        if ste.cfg == "abort":
-            return False
-        if ste.cfg == "bypass":
-            return True
-        if not self.options.ats or ste.eats == EATS_ABORT:
-            # §3.9.1.1: translated traffic from a stream without ATS enabled is refused.
-            self.evtq.record(EventRecord("F_TRANSL_FORBIDDEN", sid, ssid))
-            return False
-        return True
+        # §3.9.1.1: a PA above IDR5.OAS is, by this implementation's choice, aborted without
+        # an event (the other permitted behaviour truncates it).
+        return not addr >> self.options.oas_bits
 
     # -- helpers for tests and tools -----------------------------------------------------
     def reg(self, name: str) -> int:

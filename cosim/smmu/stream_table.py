@@ -18,7 +18,8 @@ from cosim.arch.ste import (
     CONFIG_ABORT,
     CONFIG_BYPASS,
     CONFIG_NAMES,
-    CONFIG_NESTED,
+    EATS_ABORT,
+    EATS_DPT,
     EATS_S1CHK,
     L1STD,
     L1STD_BYTES,
@@ -76,6 +77,19 @@ class Ste:
     @property
     def s2_enabled(self) -> bool:
         return self.cfg in ("s2", "nested")
+
+
+def effective_eats(ste: Ste, atschk: bool, opt: SmmuOptions) -> int:
+    """STE.EATS as it acts (§5.2 EATS): 0b00 for bypass (Config 0b100), without IDR0.ATS,
+    and for 0b11 without IDR3.DPT ("Reserved ... behaves as 0b00"); 0b10 (split-stage) acts
+    as 0b00 while CR0.ATSCHK == 0."""
+    if not opt.ats or ste.cfg not in ("s1", "s2", "nested"):
+        return EATS_ABORT
+    if ste.eats == EATS_DPT:
+        return EATS_ABORT
+    if ste.eats == EATS_S1CHK and not atschk:
+        return EATS_ABORT
+    return ste.eats
 
 
 def effective_oas(ps_field: int, opt: SmmuOptions) -> int:
@@ -160,12 +174,12 @@ def decode_ste(addr: int, words: list[int], opt: SmmuOptions) -> Ste:
         return bad("stage 2 not implemented (IDR0.S2P=0)")
     if opt.vmid_bits == 8 and f["S2VMID"] >> 8 and s2:
         return bad("S2VMID[15:8] != 0 without IDR0.VMID16")
-    ste.eats = f["EATS"]
-    if opt.ats:
-        if ste.eats == 0b11:
-            return bad("reserved EATS 0b11")
-        if ste.eats == EATS_S1CHK and config != CONFIG_NESTED:
-            return bad("EATS=0b10 (split-stage ATS) needs nested Config")
+    # EATS is IGNORED without IDR0.ATS (§5.2). 0b11 (DPT) without IDR3.DPT is Reserved and
+    # behaves as 0b00 (effective_eats), not ILLEGAL. 0b10 (split-stage) is ILLEGAL with
+    # IDR0.NS1ATS == 1, which this model advertises: it does not return IPAs.
+    ste.eats = f["EATS"] if opt.ats else EATS_ABORT
+    if ste.eats == EATS_S1CHK:
+        return bad("EATS=0b10 (split-stage ATS) with IDR0.NS1ATS=1")
     if s2:
         s2cfg, why = _decode_s2(f, opt)
         if s2cfg is None:

@@ -16,14 +16,14 @@ from cosim.arch.cd import CD_BYTES, cd_words
 from cosim.arch.domain import ABORT, Domain
 from cosim.arch.domain import BYPASS as BYPASS_DOMAIN
 from cosim.arch.events import CLASS_CD, CLASS_IN, CLASS_TT
-from cosim.arch.registers import GBPA
-from cosim.arch.ste import EATS_ABORT, STE_BYTES, ste_words
+from cosim.arch.registers import CR2, GBPA
+from cosim.arch.ste import EATS_ABORT, S1DSS_TERMINATE, STE_BYTES, ste_words
 from cosim.translation_agent import Access, Permissions, TranslationResult
 
 from .caches import KIND_NESTED, KIND_S1, KIND_S2, DecodeMemo, TlbEntry
 from .context_descriptor import Cd, cd_address, decode_cd, select_substream
 from .event_queue import EventRecord
-from .stream_table import Ste, decode_ste, locate_ste
+from .stream_table import Ste, decode_ste, effective_eats, locate_ste
 from .walker import WalkResult, translate_stage1, translate_stage2
 
 if TYPE_CHECKING:
@@ -180,8 +180,53 @@ class Translator:
         return EventRecord(name, sid, ssid, fields)
 
     def _record(self, ev: EventRecord | None) -> None:
-        if ev is not None and ev.record:
-            self.dev.evtq.record(ev)
+        if ev is None or not ev.record:
+            return
+        if ev.name == "C_BAD_STREAMID" and not self._cr2("RECINVSID"):
+            return      # §6.3.12 CR2.RECINVSID: invalid StreamIDs are recorded only if set
+        self.dev.evtq.record(ev)
+
+    def _cr2(self, field: str) -> bool:
+        return bool(CR2.get(self.dev.regs["CR2"], field))
+
+    def record_ats_config_error(self, ev: EventRecord | None, translated: bool) -> None:
+        """A configuration error met by an ATS Translation Request or Translated transaction
+        is recorded only with CR2.REC_CFG_ATS == 1 (§3.9.1.2, §3.9.1.3; RES0 without
+        IDR0.ATSRECERR); a Translation Request's C_BAD_STREAMID also needs CR2.RECINVSID,
+        a Translated transaction's does not."""
+        if ev is None or not self._cr2("REC_CFG_ATS"):
+            return
+        if ev.name == "C_BAD_STREAMID" and not translated and not self._cr2("RECINVSID"):
+            return
+        self.dev.evtq.record(ev)
+
+    def check_translated(self, sid: int, addr: int, write: bool) -> bool:
+        """§3.9.1.3 with SMMUEN == 1 and CR0.ATSCHK == 1: a Translated transaction is checked
+        against its STE. Without IDR3.PASIDTT it is treated as SSV == 0, so the checks are
+        C_BAD_STREAMID, F_STE_FETCH, C_BAD_STE (aborted; recorded only with REC_CFG_ATS), an
+        abort STE (aborted silently), F_TRANSL_FORBIDDEN for effective EATS 0b00 (bypass
+        included), then F_STREAM_DISABLED for an STE that terminates non-substream traffic."""
+        dev = self.dev
+        ste, ev = self.get_ste(sid, None)
+        if ste is None:
+            self.record_ats_config_error(ev, translated=True)
+            return False
+        if not ste.legal:
+            # §5.2 STE.V: an invalid or ILLEGAL STE aborts Translated traffic.
+            self.record_ats_config_error(EventRecord("C_BAD_STE", sid, None), translated=True)
+            return False
+        if ste.cfg == "abort":
+            return False    # §5.2 Config 0b000: aborted, no event
+        if effective_eats(ste, True, dev.options) == EATS_ABORT:
+            # §7.3.8: EATS disallows ATS, or Config == 0b100 (EATS effectively 0b00).
+            dev.evtq.record(EventRecord("F_TRANSL_FORBIDDEN", sid, None,
+                                        {"InputAddr": addr, "RnW": int(not write)}))
+            return False
+        if ste.s1_enabled and ste.s1cdmax and ste.s1dss == S1DSS_TERMINATE:
+            self.record_ats_config_error(EventRecord("F_STREAM_DISABLED", sid, None),
+                                         translated=True)
+            return False
+        return True
 
     # -- the procedure -------------------------------------------------------------------
     def resolve(self, sid: int, ssid: int | None, iova: int, access: Access,
