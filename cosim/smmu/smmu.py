@@ -60,6 +60,7 @@ from .translation import (
     WALK_ABORT,
     Translation,
     Translator,
+    bad_ats_treq,
 )
 
 log = logging.getLogger(__name__)
@@ -77,11 +78,13 @@ SMMU_OWNED_WHILE_ENABLED = {"CMDQ_CONS": "CMDQEN", "EVENTQ_PROD": "EVENTQEN",
 
 U64 = (1 << 64) - 1
 
-# Translation outcome -> PCIe Translation Completion status (§3.9.1).
+# Translation outcome -> PCIe Translation Completion status (§3.9.1.2): UR where ATS is
+# disabled for the stream (effective EATS 0b00, Config 0b100 or 0b000), CA for a
+# configuration error or an external abort, Success (maybe granting nothing) otherwise.
 ATS_STATUS = {
     OK: AtsStatus.SUCCESS, TRANSLATION_FAULT: AtsStatus.SUCCESS, BYPASS: AtsStatus.SUCCESS,
-    STE_BYPASS: AtsStatus.UR, ATS_FORBIDDEN: AtsStatus.UR,
-    STE_ABORT: AtsStatus.CA, CONFIG_ERROR: AtsStatus.CA, WALK_ABORT: AtsStatus.CA,
+    STE_BYPASS: AtsStatus.UR, ATS_FORBIDDEN: AtsStatus.UR, STE_ABORT: AtsStatus.UR,
+    CONFIG_ERROR: AtsStatus.CA, WALK_ABORT: AtsStatus.CA,
 }
 
 
@@ -329,8 +332,11 @@ class SMMUv3:
         return c
 
     def _ats(self, sid: int, ssid: int | None, iova: int, access: Access) -> AtsCompletion:
-        if not self.options.ats or not self.cr0ack("SMMUEN"):
-            # No ATS while the SMMU is disabled or without IDR0.ATS: Unsupported Request.
+        if not self.options.ats:
+            return AtsCompletion(AtsStatus.UR)      # no ATS interface (IDR0.ATS == 0)
+        if not self.cr0ack("SMMUEN"):
+            # §3.9.1.2: SMMUEN == 0: UR with F_BAD_ATS_TREQ (§7.3.6).
+            self.evtq.record(bad_ats_treq(sid, ssid, iova, access))
             return AtsCompletion(AtsStatus.UR)
         t = self.translator.resolve(sid, ssid, iova, access, ats=True)
         self._ats_tlb = t.tlb    # traced: check e judges completions served from the TLB too

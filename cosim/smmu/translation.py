@@ -72,6 +72,13 @@ class Translation:
                                  self.fault)
 
 
+def bad_ats_treq(sid: int, ssid: int | None, iova: int, access: Access) -> EventRecord:
+    """§7.3.6 F_BAD_ATS_TREQ: the request's address and the permissions it asked for."""
+    return EventRecord("F_BAD_ATS_TREQ", sid, ssid,
+                       {"InputAddr": iova, "RnW": int(not access.write), "PnU": int(access.priv),
+                        "InD": int(access.exec)})
+
+
 def s1_dom(cd: Cd, va: int) -> Domain:
     """Stage 1 is tagged by CD.ASID and the TTB that walks `va` (TTB1 for the upper half)."""
     ttb = cd.ttb1 if (va >> UPPER_HALF_BIT) & 1 and cd.regime and cd.regime.ttb1 else cd.ttb0
@@ -231,7 +238,9 @@ class Translator:
     # -- the procedure -------------------------------------------------------------------
     def resolve(self, sid: int, ssid: int | None, iova: int, access: Access,
                 ats: bool = False) -> Translation:
-        """Translate one access; `ats` marks an ATS Translation Request (§3.9.1)."""
+        """Translate one access; `ats` marks an ATS Translation Request (§3.9.1.2: its
+        configuration errors are recorded only with CR2.REC_CFG_ATS, its translation faults
+        never, and F_BAD_ATS_TREQ always)."""
         dev = self.dev
         t = Translation(False, sid=sid, ssid=ssid, iova=iova)
 
@@ -239,7 +248,11 @@ class Translator:
             t.outcome = outcome
             t.event = ev
             t.fault = ev.name if ev is not None else None
-            if record:
+            if not record:
+                pass
+            elif ats and ev is not None and ev.name != "F_BAD_ATS_TREQ":
+                self.record_ats_config_error(ev, translated=False)
+            else:
                 self._record(ev)
             return t
 
@@ -256,20 +269,21 @@ class Translator:
         if not ste.legal:
             return fail(CONFIG_ERROR, EventRecord("C_BAD_STE", sid, ssid))
         if ste.cfg == "abort":
-            # §5.2 Config=0b000: abort silently, no event; the blocking domain decided.
+            # §5.2 Config=0b000: abort silently, no event; the blocking domain decided. A
+            # Translation Request gets UR, no event (§3.9.1.2).
             t.dom = ABORT
             return fail(STE_ABORT, None)
+        if ats and effective_eats(ste, dev.cr0ack("ATSCHK"), dev.options) == EATS_ABORT:
+            # §3.9.1.2: effective EATS 0b00 (Config 0b100 included): UR and F_BAD_ATS_TREQ.
+            if ste.cfg == "bypass":
+                t.dom = BYPASS_DOMAIN   # the bypass domain refused ATS for the stream
+            return fail(STE_BYPASS if ste.cfg == "bypass" else ATS_FORBIDDEN,
+                        bad_ats_treq(sid, ssid, iova, access))
         if ste.cfg == "bypass":
             if ssid is not None:
                 return fail(CONFIG_ERROR, EventRecord("C_BAD_SUBSTREAMID", sid, ssid))
             t.outcome = STE_BYPASS
             return self._bypass(t)
-        if ats and ste.eats == EATS_ABORT:
-            # §3.9.1: ATS disabled for this stream: the request is refused and reported.
-            return fail(ATS_FORBIDDEN, EventRecord(
-                "F_BAD_ATS_TREQ", sid, ssid,
-                {"InputAddr": iova, "RnW": int(not access.write), "PnU": int(access.priv),
-                 "InD": int(access.exec)}))
         cd: Cd | None = None
         if ste.s1_enabled:
             choice = select_substream(ste, sid, ssid)
@@ -338,12 +352,15 @@ class Translator:
             t.event = ev
             t.fault = ev.name
             t.outcome = WALK_ABORT if ev.name == "F_WALK_EABT" else TRANSLATION_FAULT
+            if ats:
+                # §3.9.1.2: translation faults become the completion (R == W == 0); an
+                # external abort on the walk is a CA, recorded only with REC_CFG_ATS.
+                if t.outcome == WALK_ABORT:
+                    self.record_ats_config_error(ev, translated=False)
+                return t
             # §3.12: stage 1 faults are recorded if CD.R, stage 2 faults if STE.S2R.
             recorded = (cd.record_faults if w.fault_stage == 1 and cd is not None
                         else ste.s2r)
-            # ATS requests report translation faults in the completion, not the event queue.
-            if ats and t.outcome == TRANSLATION_FAULT:
-                recorded = False
             if recorded:
                 self._record(ev)
             return t
