@@ -60,17 +60,19 @@ def test_bad_streamid_linear_and_2lvl():
     assert ev[0]["name"] == "C_BAD_STREAMID" and ev[0]["StreamID"] == 0x500
 
 
-def test_invalid_and_reserved_ste_are_c_bad_ste():
+def test_invalid_ste_is_c_bad_ste_and_reserved_config_aborts():
     d = Driver().init()
     d.write_ste(1, encode_ste(V=0, Config=4))
     d.write_ste(2, encode_ste(V=1, Config=0b010))
-    assert d.xl(1, 0).fault == "C_BAD_STE"
-    t = d.xl(2, 0)
+    t = d.xl(1, 0)
     assert t.fault == "C_BAD_STE" and t.dom is None   # no domain: a configuration error
     assert d.trace.kinds("xlate")[-1]["dom"] is None
-    assert d.event_names() == ["C_BAD_STE", "C_BAD_STE"]
+    # §5.2 Config 0b0xx: Reserved, behaves as 0b000 (abort, no event), not ILLEGAL.
+    t = d.xl(2, 0)
+    assert not t.ok and t.fault is None and t.dom == ABORT
+    assert d.event_names() == ["C_BAD_STE"]
     rec = [r for r in d.trace.kinds("ste_fetch") if r["sid"] == 2][-1]
-    assert rec["legal"] is False and "Config" in rec["why"]
+    assert rec["legal"] is True and rec["cfg"] == "abort"
 
 
 def test_ste_fetch_abort():
