@@ -256,11 +256,9 @@ class CommandQueue:
         opt = self.dev.options
         if name is None:
             return "unknown opcode"
-        if name in ("PREFETCH_CFG", "CFGI_CD") and f.get("SSV", 1) and \
-                f.get("SubstreamID", 0) >> opt.ssid_bits:
-            return "SubstreamID beyond IDR1.SSIDSIZE"
-        if name == "CFGI_CD" and f["SubstreamID"] >> opt.ssid_bits:
-            return "SubstreamID beyond IDR1.SSIDSIZE"
+        # §4.1.7: an out-of-range StreamID or SubstreamID is not a command error; the
+        # model's CONSTRAINED UNPREDICTABLE choice is "the command has no effect" (no
+        # structure of such an ID can be cached, so invalidating by it removes nothing).
         if opt.range_inv and "TG" in f and f["TG"] in TG_GRANULE:
             # §4.4.1.1: with TG != 0, NUM == SCALE == TTL == 0 is Reserved (CERROR_ILL), and
             # so is TTL == 0b01 for a 16KB granule without IDR5.DS (no level 1 16KB blocks).

@@ -57,8 +57,9 @@ def select_substream(ste: Ste, sid: int, ssid: int | None) -> SubstreamChoice:
     if ste.s1cdmax == 0 or ssid >= (1 << ste.s1cdmax):
         return SubstreamChoice(None, event=EventRecord("C_BAD_SUBSTREAMID", sid, ssid))
     if ssid == 0 and ste.s1dss == S1DSS_SSID0:
-        # With S1DSS=0b10 CD 0 belongs to non-substream traffic; SSID 0 itself is bad.
-        return SubstreamChoice(None, event=EventRecord("C_BAD_SUBSTREAMID", sid, ssid))
+        # §5.2 S1DSS=0b10 / §7.3.7: CD 0 belongs to non-substream traffic; a transaction
+        # that selects SubstreamID 0 is terminated with F_STREAM_DISABLED.
+        return SubstreamChoice(None, event=EventRecord("F_STREAM_DISABLED", sid, ssid))
     return SubstreamChoice(ssid)
 
 
