@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from cosim.arch.cd import CD_BYTES, cd_words
 from cosim.arch.domain import ABORT, Domain
 from cosim.arch.domain import BYPASS as BYPASS_DOMAIN
-from cosim.arch.events import CLASS_CD, CLASS_IN, CLASS_TT
+from cosim.arch.events import CLASS_CD, CLASS_IN, CLASS_TT, EVENT_RECORD
 from cosim.arch.registers import CR2, GBPA
 from cosim.arch.ste import EATS_ABORT, S1DSS_TERMINATE, STE_BYTES, ste_words
 from cosim.translation_agent import Access, Permissions, TranslationResult
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAGE = 4096
+_FETCH_ADDR_LO = EVENT_RECORD["FetchAddr"].word_lo
 UPPER_HALF_BIT = 55
 
 # Outcome categories (what kind of thing decided the result), used for ATS status mapping.
@@ -110,7 +111,8 @@ class Translator:
             return None, loc.event
         got = dev.fetcher.fetch(loc.addr, STE_BYTES)
         if got is None:
-            return None, EventRecord("F_STE_FETCH", sid, ssid, {"FetchAddr": loc.addr >> 3})
+            return None, EventRecord("F_STE_FETCH", sid, ssid,
+                                     {"FetchAddr": loc.addr >> _FETCH_ADDR_LO})
         ste = self._decode_ste(loc.addr, got.data, dev.options)
         self._trace_ste(sid, ste, False, got.torn)
         # §3.21.3: a fetched STE is cached whether valid or not (caching and strict modes), so
@@ -144,7 +146,8 @@ class Translator:
                 if w.ok:
                     return w.out, None
                 ev = self._fault_event(w, sid, ssid, iova, Access(read=True), CLASS_CD)
-                ev.record = ste.s2r
+                # §5.5: S2R suppresses only the four translation-related faults.
+                ev.record = ste.s2r or ev.name == "F_WALK_EABT"
                 return None, ev
 
         loc = cd_address(dev.mem, ste, sid, ssid, index, ipa_to_pa)
@@ -152,7 +155,8 @@ class Translator:
             return None, loc.event
         got = dev.fetcher.fetch(loc.addr, CD_BYTES)
         if got is None:
-            return None, EventRecord("F_CD_FETCH", sid, ssid, {"FetchAddr": loc.addr >> 3})
+            return None, EventRecord("F_CD_FETCH", sid, ssid,
+                                     {"FetchAddr": loc.addr >> _FETCH_ADDR_LO})
         cd = self._decode_cd(loc.addr, got.data, dev.options)
         self._trace_cd(sid, ssid, cd, False, got.torn)
         dev.config_cache.put_cd(sid, index, cd, cd.legal)
@@ -175,15 +179,18 @@ class Translator:
         name = w.fault or "F_TRANSLATION"
         s2 = w.fault_stage == 2
         if klass is None:
-            klass = CLASS_TT if w.s2_on_s1_walk else CLASS_IN
+            # §7.3.12: an external abort on a stage 1 descriptor fetch is S2 == 0, CLASS == TT
+            # (unlike the other stage 1 faults, CLASS == IN).
+            walk_eabt_s1 = name == "F_WALK_EABT" and not s2
+            klass = CLASS_TT if w.s2_on_s1_walk or walk_eabt_s1 else CLASS_IN
         fields = {"InputAddr": iova, "RnW": int(not access.write), "PnU": int(access.priv),
                   "InD": int(access.exec), "S2": int(s2), "CLASS": klass}
         if s2 and w.fault_ipa is not None:
             fields["IPA"] = w.fault_ipa >> 12
         if name == "F_WALK_EABT":
-            fields.pop("IPA", None)
-            if w.reads:
-                fields["WalkFetchAddr"] = w.reads[-1][0] >> 3
+            fields.pop("IPA", None)     # word 3 holds the aborted descriptor's address
+            if w.abort_addr is not None:
+                fields["FetchAddr"] = w.abort_addr >> EVENT_RECORD["FetchAddr"].word_lo
         return EventRecord(name, sid, ssid, fields)
 
     def _record(self, ev: EventRecord | None) -> None:
@@ -358,9 +365,11 @@ class Translator:
                 if t.outcome == WALK_ABORT:
                     self.record_ats_config_error(ev, translated=False)
                 return t
-            # §3.12: stage 1 faults are recorded if CD.R, stage 2 faults if STE.S2R.
-            recorded = (cd.record_faults if w.fault_stage == 1 and cd is not None
-                        else ste.s2r)
+            # §3.12, §5.5: stage 1 faults are recorded if CD.R, stage 2 faults if STE.S2R;
+            # R suppresses only the four translation-related faults, never F_WALK_EABT.
+            recorded = (t.outcome == WALK_ABORT
+                        or (cd.record_faults if w.fault_stage == 1 and cd is not None
+                            else ste.s2r))
             if recorded:
                 self._record(ev)
             return t

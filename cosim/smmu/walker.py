@@ -106,6 +106,7 @@ class WalkResult:
     fault_ipa: int | None = None
     s2_on_s1_walk: bool = False
     reads: list[tuple[int, int]] = field(default_factory=list)
+    abort_addr: int | None = None   # F_WALK_EABT: the descriptor address whose read aborted
 
 
 # Descriptor bits used by the loop, derived once from the one declaration in cosim/arch.
@@ -315,7 +316,9 @@ def _walk(mem, p: _WalkParams, ia: int, reads: list, s2p: _WalkParams | None):
         try:
             desc = int.from_bytes(read(daddr, DESC_BYTES), "little")
         except BusError:
-            return _stage_fault(F_WALK_EABT, p, level, reads, ia)
+            r = _stage_fault(F_WALK_EABT, p, level, reads, ia)
+            r.abort_addr = daddr
+            return r
         append((daddr, desc))
         if not desc & _VALID:
             return _stage_fault(F_TRANSLATION, p, level, reads, ia)
