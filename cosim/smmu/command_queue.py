@@ -286,6 +286,10 @@ class CommandQueue:
     # -- ATC invalidation (§4.5.1) ---------------------------------------------------------
     def _atc_inv(self, f: dict[str, int]) -> None:
         dev = self.dev
+        if not dev.cr0ack("SMMUEN"):
+            # §4.5.1: CMD_ATC_INV is IGNORED while SMMUEN == 0 (it is not ILLEGAL): no
+            # Invalidate Request goes out, so no `atc_inv` record follows its `cmd` record.
+            return
         sid = f["StreamID"]
         ssid = f["SubstreamID"] if f["SSV"] else None
         addr, size = atc_range(f["Address"] << _ADDR_LO["Address"], f["Size"])
@@ -353,8 +357,10 @@ class CommandQueue:
                     dev.mem.write(msi_addr, f["MSIData"].to_bytes(4, "little"), msi=True)
                 except BusError:
                     dev.gerror.raise_error("MSI_CMDQ_ABT_ERR")
-            elif dev.options.wired_irqs:
-                dev.pulse_irq(2)
+            if dev.options.wired_irqs:
+                # §4.7.3: the wired output is asserted "regardless of the value of
+                # MSIAddress", so also when the MSI was written.
+                dev.pulse_irq(2)        # IRQ_CMD_SYNC (smmu.py)
         dev.trace.emit("sync", idx=idx, cs=CS_NAMES[cs], state="done")
 
     def _complete_invalidations(self, sync_idx: int) -> None:
