@@ -43,6 +43,8 @@ class TlbEntry:
     dom: Domain
     walk_access_priv: bool = False   # privilege the permissions were computed for
     level: int = 3
+    s1_perm: str | None = None       # combined (nested) entries: stage 1's own permissions
+    ipa: int | None = None           # combined entries: the IPA `base` translates to
 
     def covers(self, addr: int) -> bool:
         return self.base <= addr < self.base + self.size

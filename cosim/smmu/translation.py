@@ -340,9 +340,15 @@ class Translator:
         # For an ATS request, the walk asks only for read so the reply carries all rights.
         walk_access = Access(read=True, priv=access.priv) if ats else access
         hit = dev.tlb.lookup(kind, ste.s2vmid, asid, iova, access.priv)
-        if hit is not None and _allows(hit.perm, walk_access):
-            t.ok = True
+        if hit is not None:
             t.tlb = True
+            if not _allows(hit.perm, walk_access):
+                # §3.21.1: TLB behaviour follows Armv8-A, where an entry whose permissions
+                # fault may be cached and the fault taken from it. The model takes it: a
+                # permission upgrade is seen only after the TLBI that covers it.
+                return self._walk_failed(t, ste, cd, access, ats, _tlb_permission_fault(
+                    hit, iova, walk_access))
+            t.ok = True
             t.pa = hit.out + (iova - hit.base)
             t.size = hit.size
             t.perm = hit.perm
@@ -355,33 +361,48 @@ class Translator:
             assert ste.s2 is not None
             w = translate_stage2(dev.mem, ste.s2, iova, walk_access)
         if not w.ok:
-            ev = self._fault_event(w, t.sid, t.ssid, iova, access)
-            t.event = ev
-            t.fault = ev.name
-            t.outcome = WALK_ABORT if ev.name == "F_WALK_EABT" else TRANSLATION_FAULT
-            if ats:
-                # §3.9.1.2: translation faults become the completion (R == W == 0); an
-                # external abort on the walk is a CA, recorded only with REC_CFG_ATS.
-                if t.outcome == WALK_ABORT:
-                    self.record_ats_config_error(ev, translated=False)
-                return t
-            # §3.12, §5.5: stage 1 faults are recorded if CD.R, stage 2 faults if STE.S2R;
-            # R suppresses only the four translation-related faults, never F_WALK_EABT.
-            recorded = (t.outcome == WALK_ABORT
-                        or (cd.record_faults if w.fault_stage == 1 and cd is not None
-                            else ste.s2r))
-            if recorded:
-                self._record(ev)
-            return t
+            return self._walk_failed(t, ste, cd, access, ats, w)
         t.ok = True
         t.pa = w.out
         t.size = w.size
         t.perm = w.perm
         if dev.tlb.enabled:
             base = iova & ~(w.size - 1)
+            ipa = None if w.ipa is None else w.ipa - (iova - base)
             dev.tlb.insert(TlbEntry(kind, ste.s2vmid, asid, base, w.size, w.out & ~(w.size - 1),
-                                    w.perm, dom, access.priv, w.level))
+                                    w.perm, dom, access.priv, w.level, w.s1_perm, ipa))
         return t
+
+    def _walk_failed(self, t: Translation, ste: Ste, cd: Cd | None, access: Access,
+                     ats: bool, w: WalkResult) -> Translation:
+        """A walk (or a TLB entry) that faulted: the event, and whether it is recorded."""
+        ev = self._fault_event(w, t.sid, t.ssid, t.iova, access)
+        t.event = ev
+        t.fault = ev.name
+        t.outcome = WALK_ABORT if ev.name == "F_WALK_EABT" else TRANSLATION_FAULT
+        if ats:
+            # §3.9.1.2: translation faults become the completion (R == W == 0); an
+            # external abort on the walk is a CA, recorded only with REC_CFG_ATS.
+            if t.outcome == WALK_ABORT:
+                self.record_ats_config_error(ev, translated=False)
+            return t
+        # §3.12, §5.5: stage 1 faults are recorded if CD.R, stage 2 faults if STE.S2R;
+        # R suppresses only the four translation-related faults, never F_WALK_EABT.
+        recorded = (t.outcome == WALK_ABORT
+                    or (cd.record_faults if w.fault_stage == 1 and cd is not None
+                        else ste.s2r))
+        if recorded:
+            self._record(ev)
+        return t
+
+
+def _tlb_permission_fault(e: TlbEntry, iova: int, access: Access) -> WalkResult:
+    """F_PERMISSION taken from a cached entry: stage 1 for stage 1 entries, stage 2 for
+    stage 2 ones; a combined entry blames stage 1 if its stage 1 permissions deny it."""
+    if e.kind == KIND_S1 or (e.kind == KIND_NESTED and not _allows(e.s1_perm or "", access)):
+        return WalkResult(False, level=e.level, fault="F_PERMISSION", fault_stage=1)
+    ipa = iova if e.kind == KIND_S2 else (None if e.ipa is None else e.ipa + (iova - e.base))
+    return WalkResult(False, level=e.level, fault="F_PERMISSION", fault_stage=2, fault_ipa=ipa)
 
 
 def _allows(perm: str, access: Access) -> bool:

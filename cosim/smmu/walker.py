@@ -107,6 +107,8 @@ class WalkResult:
     s2_on_s1_walk: bool = False
     reads: list[tuple[int, int]] = field(default_factory=list)
     abort_addr: int | None = None   # F_WALK_EABT: the descriptor address whose read aborted
+    s1_perm: str | None = None      # nested success: stage 1's permissions alone
+    ipa: int | None = None          # nested success: the IPA stage 1 output
 
 
 # Descriptor bits used by the loop, derived once from the one declaration in cosim/arch.
@@ -463,4 +465,4 @@ def _translate_stage1(mem, regime: Stage1Regime, va: int, access: Access,
     # Nested result: both stages' permissions, the smaller size, stage 1's leaf level.
     pa, s2size, _s2level, s2desc = r
     return WalkResult(True, pa, min(size, s2size), _PERM_STR[perm & _s2_perm(s2desc)],
-                      level, None, None, None, False, reads)
+                      level, None, None, None, False, reads, s1_perm=_PERM_STR[perm], ipa=out)
