@@ -225,6 +225,9 @@ def _decode_s2(f: dict[str, int], opt: SmmuOptions) -> tuple[StageConfig | None,
         return None, "S2ENDI=1 with IDR0.TTENDIAN little-endian only"
     if f["S2S"]:
         return None, "S2S=1 with IDR0.STALL_MODEL=0b01 (no stall)"
+    if f["S2HA"] or f["S2HD"]:
+        # §5.2 S2HA/S2HD: ILLEGAL with IDR0.HTTU == 0b00 (no hardware flag updates).
+        return None, "S2HA/S2HD=1 with IDR0.HTTU=0b00"
     granule = TG0_GRANULE.get(f["S2TG"])
     if granule is None or granule not in opt.granules:
         return None, f"S2TG {f['S2TG']} not a supported granule"
