@@ -26,7 +26,7 @@ from cosim.memory import BusError, GuestMemory, read_or_none
 
 from .event_queue import EventRecord
 from .options import SmmuOptions
-from .stream_table import Ste, effective_oas
+from .stream_table import TTB_48BIT_LIMIT, Ste, effective_oas
 from .walker import TXSZ_MIN, Stage1Regime, StageConfig, stage1_config_legal
 
 # Address fields hold their address bits in place (field value << its low bit in the word).
@@ -173,6 +173,8 @@ def decode_cd(addr: int, words: list[int], opt: SmmuOptions) -> Cd:
             return bad(f"T{n}SZ={f[f'T{n}SZ']} out of range for granule {granule}")
         if ttb >> oas:
             return bad(f"TTB{n} {ttb:#x} outside the effective IPS ({oas} bits)")
+        if ttb >> TTB_48BIT_LIMIT and granule != 65536:
+            return bad(f"TTB{n} {ttb:#x} beyond 48 bits with a {granule}-byte granule")
         halves.append(cfg)
     t0, t1 = halves
     assert t0 is not None

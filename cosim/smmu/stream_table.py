@@ -49,6 +49,9 @@ _S1CTXPTR_LO = STE["S1ContextPtr"].word_lo
 _S2TTB_LO = STE["S2TTB"].word_lo
 _FETCH_ADDR_LO = EVENT_RECORD["FetchAddr"].word_lo
 
+# A table base beyond 48 bits needs the 64 KB granule (or DS, not implemented): §5.2, §5.4.
+TTB_48BIT_LIMIT = 48
+
 # Valid STRTAB_BASE_CFG.SPLIT values (§6.3.24); others are reserved.
 VALID_SPLITS = (6, 8, 10)
 
@@ -208,10 +211,11 @@ def decode_ste(addr: int, words: list[int], opt: SmmuOptions) -> Ste:
             return bad(f"S1CDMax {ste.s1cdmax} > IDR1.SSIDSIZE {opt.ssid_bits}")
         if ste.s1cdmax and ste.s1fmt != S1FMT_LINEAR and not opt.cd_2level:
             return bad("2-level CD table without IDR0.CD2L")
-        # S1ContextPtr is a PA, or an IPA under nesting; either way bounded (§5.2).
-        limit = opt.oas_bits if not s2 else (64 - ste.s2.tsz if ste.s2 else opt.oas_bits)
-        if ste.s1ctxptr >> limit:
-            return bad(f"S1ContextPtr {ste.s1ctxptr:#x} beyond {limit}-bit address space")
+        # §5.2 S1ContextPtr: a PA within the OAS, or under nesting an IPA within the IAS
+        # (= OAS, stage 2 being AArch64 only). An IPA the stage 2 tables do not cover is a
+        # stage 2 fault on the CD fetch, not an ILLEGAL STE.
+        if ste.s1ctxptr >> opt.oas_bits:
+            return bad(f"S1ContextPtr {ste.s1ctxptr:#x} beyond {opt.oas_bits}-bit address space")
         if f["S1STALLD"]:
             return bad("S1STALLD=1 with IDR0.STALL_MODEL=0b01 (no stall)")
     return ste
@@ -235,6 +239,9 @@ def _decode_s2(f: dict[str, int], opt: SmmuOptions) -> tuple[StageConfig | None,
     ttb = f["S2TTB"] << _S2TTB_LO
     if ttb >> oas:
         return None, f"S2TTB {ttb:#x} outside the effective S2PS ({oas} bits)"
+    if ttb >> TTB_48BIT_LIMIT and granule != 65536:
+        # §5.2 S2TTB: beyond 48 bits is ILLEGAL for 4 KB / 16 KB granules without S2DS.
+        return None, f"S2TTB {ttb:#x} beyond 48 bits with a {granule}-byte granule"
     cfg = StageConfig(stage=2, granule=granule, tsz=f["S2T0SZ"], ttb=ttb, oas=oas,
                       sl0=f["S2SL0"], affd=bool(f["S2AFFD"]), s2_ptw=bool(f["S2PTW"]))
     if not stage2_config_legal(cfg, opt.oas_bits):
