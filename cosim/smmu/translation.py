@@ -24,7 +24,7 @@ from .caches import KIND_NESTED, KIND_S1, KIND_S2, DecodeMemo, TlbEntry
 from .context_descriptor import Cd, cd_address, decode_cd, select_substream
 from .event_queue import EventRecord
 from .stream_table import Ste, decode_ste, effective_eats, locate_ste
-from .walker import WalkResult, translate_stage1, translate_stage2
+from .walker import WalkResult, tbi_strip, translate_stage1, translate_stage2
 
 if TYPE_CHECKING:
     from .smmu import SMMUv3
@@ -323,6 +323,10 @@ class Translator:
               ats: bool) -> Translation:
         dev = self.dev
         iova = t.iova
+        if cd is not None and cd.tbi >> ((iova >> UPPER_HALF_BIT) & 1) & 1:
+            # §3.4.1, §5.4 TBIx: VA[63:56] are ignored, taken as a sign-extension of VA[55]
+            # for translation (TLB and walk); events still record the address as input.
+            iova = tbi_strip(iova)
         if cd is not None:
             kind = KIND_NESTED if ste.s2_enabled else KIND_S1
             asid: int | None = cd.asid
