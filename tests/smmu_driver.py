@@ -250,7 +250,8 @@ class Driver:
         base = self.alloc(0x10_0000) if base is None else base
         tb = TableBuilder(mem or self.mem, granule, tsz, start, base)
         for va, pa in mappings.items():
-            tb.map(va, 3, s1_leaf(pa, page=True, ap=perm_ap))
+            # io-pgtable-arm marks every stage 1 leaf non-global (ARM_LPAE_PTE_nG).
+            tb.map(va, 3, s1_leaf(pa, page=True, ap=perm_ap, NG=1))
         return tb.root
 
     def s2_tables(self, mappings: dict[int, int], granule: int = 4096, tsz: int = 16,

@@ -10,7 +10,8 @@ getting the invalid one. `strict` mode also applies the invalidations only when 
 CMD_SYNC completes (command_queue.py).
 
 Tags follow the architecture: configuration by StreamID (and SubstreamID for CDs); TLB entries
-by VMID, ASID (stage 1) and input address range, stage 2 entries by VMID and IPA.
+by VMID, ASID (stage 1; a global, nG == 0, entry by its CD's ASET instead, §3.17.1) and
+input address range, stage 2 entries by VMID and IPA.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ KIND_S2 = "s2"          # stage 2 only, tagged vmid
 STAGE1_KINDS = (KIND_S1, KIND_NESTED)  # what the TLBI_NH_* commands reach (§4.4.2-§4.4.5)
 
 T = TypeVar("T")
+
+
+def global_tag(aset: bool) -> int:
+    """The ASID slot of a global (nG == 0) stage 1 entry. It matches lookups with any ASID
+    through CDs of the same ASET only (§3.17.1); TLBI_NH_ASID leaves it, TLBI_NH_VA with an
+    ASID removes it (Armv8-A invalidation rules for global entries)."""
+    return -1 - int(aset)
+
+
+GLOBAL_TAGS = (global_tag(False), global_tag(True))
 
 
 @dataclass
@@ -308,9 +319,15 @@ class Tlb:
                           lambda e: e.kind in STAGE1_KINDS)
 
     def nh_va(self, vmid: int, asid: int | None, lo: int, hi: int) -> int:
-        """TLBI_NH_VA (asid given) / TLBI_NH_VAA (asid None: all ASIDs)."""
-        return self._drop(self._in_range(STAGE1_KINDS, vmid, asid, asid is None, lo, hi),
-                          lambda e: e.kind in STAGE1_KINDS and e.overlaps(lo, hi))
+        """TLBI_NH_VA (asid given: that ASID's and the global entries) / TLBI_NH_VAA (asid
+        None: all ASIDs)."""
+        def drop(tag_asid: int | None) -> int:
+            return self._drop(
+                self._in_range(STAGE1_KINDS, vmid, tag_asid, tag_asid is None, lo, hi),
+                lambda e: e.kind in STAGE1_KINDS and e.overlaps(lo, hi))
+        if asid is None:
+            return drop(None)
+        return drop(asid) + sum(drop(g) for g in GLOBAL_TAGS)
 
     def s12_vmall(self, vmid: int) -> int:
         return self._drop(self._tagged(vmid), lambda e: True)

@@ -125,6 +125,7 @@ class Cd:
     record_faults: bool = True    # CD.R
     mair: int = 0
     tbi: int = 0                  # CD.TBI: bit 0 TBI0 (VA[55] == 0), bit 1 TBI1
+    aset: bool = False            # CD.ASET: which global entries its lookups match
 
 
 def decode_cd(addr: int, words: list[int], opt: SmmuOptions) -> Cd:
@@ -181,4 +182,5 @@ def decode_cd(addr: int, words: list[int], opt: SmmuOptions) -> Cd:
     assert t0 is not None
     return Cd(addr, words, True, asid=f["ASID"], ttb0=f["TTB0"] << TTB_SHIFT,
               ttb1=f["TTB1"] << TTB_SHIFT, regime=Stage1Regime(ttb0=t0, ttb1=t1),
-              record_faults=bool(f["R"]), mair=f["MAIR"], tbi=f["TBI"])
+              record_faults=bool(f["R"]), mair=f["MAIR"], tbi=f["TBI"],
+              aset=bool(f["ASET"]))

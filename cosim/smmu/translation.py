@@ -20,7 +20,7 @@ from cosim.arch.registers import CR2, GBPA
 from cosim.arch.ste import EATS_ABORT, S1DSS_TERMINATE, STE_BYTES, ste_words
 from cosim.translation_agent import Access, Permissions, TranslationResult
 
-from .caches import KIND_NESTED, KIND_S1, KIND_S2, DecodeMemo, TlbEntry
+from .caches import KIND_NESTED, KIND_S1, KIND_S2, DecodeMemo, TlbEntry, global_tag
 from .context_descriptor import Cd, cd_address, decode_cd, select_substream
 from .event_queue import EventRecord
 from .stream_table import Ste, decode_ste, effective_eats, locate_ste
@@ -344,6 +344,9 @@ class Translator:
         # For an ATS request, the walk asks only for read so the reply carries all rights.
         walk_access = Access(read=True, priv=access.priv) if ats else access
         hit = dev.tlb.lookup(kind, ste.s2vmid, asid, iova, access.priv)
+        if hit is None and cd is not None:
+            # §3.17.1: a global entry matches any ASID through a CD of the same ASET.
+            hit = dev.tlb.lookup(kind, ste.s2vmid, global_tag(cd.aset), iova, access.priv)
         if hit is not None:
             t.tlb = True
             if not _allows(hit.perm, walk_access):
@@ -373,7 +376,8 @@ class Translator:
         if dev.tlb.enabled:
             base = iova & ~(w.size - 1)
             ipa = None if w.ipa is None else w.ipa - (iova - base)
-            dev.tlb.insert(TlbEntry(kind, ste.s2vmid, asid, base, w.size, w.out & ~(w.size - 1),
+            tag = asid if cd is None or w.not_global else global_tag(cd.aset)
+            dev.tlb.insert(TlbEntry(kind, ste.s2vmid, tag, base, w.size, w.out & ~(w.size - 1),
                                     w.perm, dom, access.priv, w.level, w.s1_perm, ipa))
         return t
 

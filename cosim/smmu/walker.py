@@ -108,6 +108,7 @@ class WalkResult:
     reads: list[tuple[int, int]] = field(default_factory=list)
     abort_addr: int | None = None   # F_WALK_EABT: the descriptor address whose read aborted
     s1_perm: str | None = None      # nested success: stage 1's permissions alone
+    not_global: bool = True         # stage 1 success: the leaf's nG (False: a global entry)
     ipa: int | None = None          # nested success: the IPA stage 1 output
 
 
@@ -115,6 +116,7 @@ class WalkResult:
 _VALID = VALID.mask
 _TYPE = TYPE.mask
 _AF = S1_LEAF["AF"].mask
+_NG = S1_LEAF["NG"].mask
 assert _AF == S2_LEAF["AF"].mask
 _AP_SHIFT, _AP_MASK, _AP_WIDTH = S1_LEAF["AP"].lo, S1_LEAF["AP"].max, S1_LEAF["AP"].width
 _PXN = S1_LEAF["PXN"].mask
@@ -458,11 +460,13 @@ def _translate_stage1(mem, regime: Stage1Regime, va: int, access: Access,
     if need & ~perm:
         return _fault(F_PERMISSION, 1, level, reads)
     if s2p is None:
-        return WalkResult(True, out, size, _PERM_STR[perm], level, None, None, None, False, reads)
+        return WalkResult(True, out, size, _PERM_STR[perm], level, None, None, None, False, reads,
+                          not_global=bool(desc & _NG))
     r = _stage2(mem, s2p, out, need, reads)
     if type(r) is WalkResult:
         return r
     # Nested result: both stages' permissions, the smaller size, stage 1's leaf level.
     pa, s2size, _s2level, s2desc = r
     return WalkResult(True, pa, min(size, s2size), _PERM_STR[perm & _s2_perm(s2desc)],
-                      level, None, None, None, False, reads, s1_perm=_PERM_STR[perm], ipa=out)
+                      level, None, None, None, False, reads, s1_perm=_PERM_STR[perm], ipa=out,
+                      not_global=bool(desc & _NG))
