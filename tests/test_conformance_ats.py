@@ -4,7 +4,7 @@ F_TRANSL_FORBIDDEN): which Translated transactions pass, which Translation Reque
 with UR or CA, and which events they record."""
 
 import pytest
-from smmu_driver import Driver, abort_ste, bypass_ste, s1_cd, s1_ste
+from smmu_driver import Driver, abort_ste, bypass_ste, nested_ste, s1_cd, s1_ste
 
 from cosim.arch.events import EVENT_RECORD
 from cosim.arch.registers import CR0, CR2
@@ -211,3 +211,18 @@ def test_3_9_1_2_s1dss_bypass_is_identity_success():
     c = ats(d, iova=0x7000)
     assert c.status is AtsStatus.SUCCESS and c.pa == 0x7000
     assert c.perm.read and c.perm.write
+
+
+def test_3_9_1_2_stage2_fault_on_cd_fetch_is_success_without_access():
+    """"This includes stage 2 faults for a CD fetch": R == W == 0, no event; an external abort
+    on that stage 2 walk is CA (F_WALK_EABT, recorded only with REC_CFG_ATS)."""
+    d = Driver(SmmuOptions(ats_rec_err=True), mem_size=1 << 32).init()
+    s2ttb = d.s2_tables({0x2000: PA})                        # the CD's IPA is not mapped
+    d.write_ste(SID, nested_ste(0x40_0000, s2ttb, vmid=2, EATS=1))
+    c = ats(d)
+    assert c.status is AtsStatus.SUCCESS and not c.perm.read and not c.perm.write
+    assert d.event_names() == []
+    d.wr("CR2", CR2.encode(RECINVSID=1, REC_CFG_ATS=1))
+    d.write_ste(SID + 1, nested_ste(0x40_0000, (1 << 33) - (1 << 20), vmid=3, EATS=1))
+    assert ats(d, SID + 1).status is AtsStatus.CA
+    assert d.event_names() == ["F_WALK_EABT"]

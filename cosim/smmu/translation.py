@@ -301,8 +301,11 @@ class Translator:
                 if cd is None:
                     if ev is not None and ev.name in ("F_CD_FETCH", "C_BAD_SUBSTREAMID"):
                         return fail(CONFIG_ERROR, ev)
-                    return fail(WALK_ABORT if ev and ev.name == "F_WALK_EABT"
-                                else TRANSLATION_FAULT, ev, record=not ats)
+                    # A stage 2 fault on the CD fetch: a Translation Request gets R=W=0 and
+                    # records nothing, except an external abort (CA, REC_CFG_ATS; §3.9.1.2).
+                    eabt = ev is not None and ev.name == "F_WALK_EABT"
+                    return fail(WALK_ABORT if eabt else TRANSLATION_FAULT, ev,
+                                record=eabt or not ats)
                 t.cd = cd.addr
                 if not cd.legal:
                     return fail(CONFIG_ERROR, EventRecord("C_BAD_CD", sid, ssid))
