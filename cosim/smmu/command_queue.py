@@ -227,7 +227,7 @@ class CommandQueue:
             return Invalidation("tlbi", name, {"vmid": vmid, "asid": va_asid, "addr": lo,
                                                "size": hi - lo, "leaf": f["Leaf"],
                                                "ttl": f["TTL"]},
-                                lambda: tlb().nh_va(vmid, va_asid, lo, hi))
+                                lambda: tlb().nh_va(vmid, va_asid, lo, hi, bool(f["Leaf"])))
         if name.startswith("TLBI_EL2"):
             return Invalidation("tlbi", name, {}, lambda: tlb().el2_all())
         if name == "TLBI_S12_VMALL":
@@ -237,7 +237,7 @@ class CommandQueue:
             return Invalidation("tlbi", name, {"vmid": vmid, "addr": ipa_lo,
                                                "size": ipa_hi - ipa_lo, "leaf": f["Leaf"],
                                                "ttl": f["TTL"]},
-                                lambda: tlb().s2_ipa(vmid, ipa_lo, ipa_hi))
+                                lambda: tlb().s2_ipa(vmid, ipa_lo, ipa_hi, bool(f["Leaf"])))
         if name == "TLBI_NSNH_ALL":
             return Invalidation("tlbi", name, {}, lambda: tlb().nsnh_all())
         return None

@@ -142,7 +142,8 @@ class Translator:
         if ste.s2_enabled:
             def ipa_to_pa(ipa: int) -> tuple[int | None, EventRecord | None]:
                 assert ste.s2 is not None
-                w = translate_stage2(dev.mem, ste.s2, ipa, Access(read=True))
+                w = translate_stage2(dev.mem, ste.s2, ipa, Access(read=True),
+                                     dev.tlb.walks.view("s2", ste.s2vmid, None))
                 if w.ok:
                     return w.out, None
                 ev = self._fault_event(w, sid, ssid, iova, Access(read=True), CLASS_CD)
@@ -363,13 +364,16 @@ class Translator:
             t.size = hit.size
             t.perm = hit.perm
             return t
+        walks = dev.tlb.walks
+        wc2 = walks.view("s2", ste.s2vmid, None) if ste.s2_enabled else None
         if cd is not None:
             assert cd.regime is not None
             w = translate_stage1(dev.mem, cd.regime, iova, walk_access,
-                                 ste.s2 if ste.s2_enabled else None)
+                                 ste.s2 if ste.s2_enabled else None,
+                                 walks.view("s1", ste.s2vmid, cd.asid), wc2)
         else:
             assert ste.s2 is not None
-            w = translate_stage2(dev.mem, ste.s2, iova, walk_access)
+            w = translate_stage2(dev.mem, ste.s2, iova, walk_access, wc2)
         if not w.ok:
             return self._walk_failed(t, ste, cd, access, ats, w)
         t.ok = True
