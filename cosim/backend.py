@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import logging
 import signal
 import sys
@@ -428,6 +429,12 @@ def _serve(args: argparse.Namespace, log: logging.Logger, fatal: Callable[[str, 
             trace, log, args.max_dma)
         for sig in (signal.SIGTERM, signal.SIGINT):
             old[sig] = signal.signal(sig, on_signal)
+        # A launcher that sees the guest hang asks where the model is (SIGUSR1): every thread's
+        # stack goes to stderr (the run's model.out), and the model carries on.
+        try:
+            faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+        except (AttributeError, ValueError, OSError):
+            pass  # stderr is no file (an embedding caller): no stack dumps
         log.info("model ready: cache mode %s, timeout %d ms", smmu_opts.cache_mode,
                  args.timeout_ms)
         try:
@@ -447,6 +454,7 @@ def _serve(args: argparse.Namespace, log: logging.Logger, fatal: Callable[[str, 
             return fatal(f"{e}: QEMU and the model cannot talk, exiting", EXIT_VERSION)
         return EXIT_OK
     finally:
+        faulthandler.unregister(signal.SIGUSR1)
         for sig, handler in old.items():
             signal.signal(sig, handler)
         if link.errors:

@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     mu.add_argument("--replaces", type=int, default=50, help="replaces in the 'replace' area")
     mu.add_argument("--timeout", type=_positive, default=1800.0, help="per-run timeout, seconds")
     mu.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    mu.add_argument("--reanalyze", type=Path, metavar="DIR", default=None,
+                    help="no build or guest: judge the runs of an earlier runs/mutate-<ts> "
+                         "again with the current analysis and rewrite its table")
     return ap
 
 
@@ -207,7 +210,10 @@ def _mutate(args: argparse.Namespace) -> int:
         print("cosim mutate: --replaces must be >= 1", file=sys.stderr)
         return 2
     try:
-        rows, out_dir = mutate.execute(opts)
+        if args.reanalyze is not None:
+            rows, out_dir = mutate.reanalyze(args.reanalyze, args.kernel)
+        else:
+            rows, out_dir = mutate.execute(opts)
     except (mutate.MutateError, SetupError) as e:
         print(f"cosim mutate: {e}", file=sys.stderr)
         return 2

@@ -236,7 +236,19 @@ class Run:
             return "panic"
         if idx == 3:
             return self._why_gone()
+        self.dump_model_stack()
         return "hang"
+
+    def dump_model_stack(self) -> None:
+        """On a hang, have the model write every thread's stack to model.out (SIGUSR1,
+        cosim/backend.py): it tells a model stuck in a loop from a guest stuck on its own."""
+        if self.model is None or self.model.poll() is not None:
+            return
+        try:
+            os.kill(self.model.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            return
+        time.sleep(1.0)
 
     def _why_gone(self) -> str:
         if self.model is not None and self.model.poll() is not None:
@@ -263,6 +275,7 @@ class Run:
             return out, None, "panic"
         if idx == 3:
             return out, None, self._why_gone()
+        self.dump_model_stack()
         return out, None, "hang"
 
     def last_console_lines(self, n: int = 25) -> list[str]:

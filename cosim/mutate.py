@@ -11,11 +11,12 @@ A mutant is a `patch -p1` file whose header (lines before the diff) declares it:
     # Model-args: --cache-mode=caching (optional: run the model so)
     # Undetectable: why no trace rule can see it (optional; then a miss is not a failure)
 
-The tree is a git work tree. For a Debian choice (debian-6.12) the command makes a pristine copy
-of the unpacked source once, under the cache, committed as is. It refuses a tree with
-uncommitted changes it did not make; the mutant it applies is recorded in the tree's .git dir
-first and reverted afterwards on every exit path (Ctrl-C included), and a later run reverts a
-mutant an earlier, killed run left behind.
+The catalogue is mutants/linux-<VERSION.PATCHLEVEL>/ of the kernel (linux-6.12, linux-7.2): the
+driver differs between versions, so each has its own. The tree is a git work tree. For a Debian
+choice (debian-6.12, debian-7.2) the command makes a pristine copy of the unpacked source once,
+under the cache, committed as is. It refuses a tree with uncommitted changes it did not make;
+the mutant it applies is recorded in the tree's .git dir first and reverted afterwards on every
+exit path (Ctrl-C included), and a later run reverts a mutant an earlier, killed run left behind.
 """
 
 from __future__ import annotations
@@ -87,10 +88,33 @@ def parse_mutant(path: Path) -> Mutant:
                   tuple(fields.get("Model-args", "").split()), fields.get("Undetectable", ""))
 
 
+def tree_version(tree: Path) -> str:
+    """VERSION.PATCHLEVEL from a kernel tree's top Makefile ("7.2"); "" when it has none."""
+    try:
+        head = (tree / "Makefile").read_text(errors="replace")[:4000]
+    except OSError:
+        return ""
+    v = re.search(r"^VERSION\s*=\s*(\d+)\s*$", head, re.M)
+    p = re.search(r"^PATCHLEVEL\s*=\s*(\d+)\s*$", head, re.M)
+    return f"{v.group(1)}.{p.group(1)}" if v and p else ""
+
+
+def catalogue_folder(kernel: str) -> Path:
+    """The catalogue written for the kernel's driver: a Debian choice's own; for a source tree,
+    the one of its VERSION.PATCHLEVEL when there is one (the mutants are written against one
+    driver version and do not apply to another), else 6.12's."""
+    if kernel in CATALOGUE_FOR:
+        return CATALOGUE / CATALOGUE_FOR[kernel]
+    version = tree_version(Path(kernel).expanduser())
+    if version and (CATALOGUE / f"linux-{version}").is_dir():
+        return CATALOGUE / f"linux-{version}"
+    return CATALOGUE / "linux-6.12"
+
+
 def load_catalogue(kernel: str, pattern: str | None) -> list[Mutant]:
     """The mutants matching `pattern`: comma-separated globs, each on the names in the kernel's
     catalogue folder, or (with a '/' or ending in .patch) on file paths; sorted by name."""
-    folder = CATALOGUE / CATALOGUE_FOR.get(kernel, "linux-6.12")
+    folder = catalogue_folder(kernel)
     paths: set[Path] = set()
     for glob in (pattern or "*").split(","):
         glob = glob.strip()
@@ -117,14 +141,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("COSIM_CACHE", Path.home() / ".cache" / "cosim"))
 
 
+def unpacked_source(choice: str) -> Path | None:
+    """The unpacked Debian source of a choice under the cache (`cosim setup` unpacks it)."""
+    srcs = sorted(p.parent for p in (cache_dir() / "src").glob(f"{SOURCE_PKG[choice]}-*/.unpacked"))
+    return srcs[-1] if srcs else None
+
+
 def pristine_copy(choice: str, say: Callable[[str], None] = print) -> Path:
     """The command's own pristine git copy of a Debian source choice (made once)."""
-    pkg = SOURCE_PKG[choice]
-    srcs = sorted(p.parent for p in (cache_dir() / "src").glob(f"{pkg}-*/.unpacked"))
-    if not srcs:
-        raise MutateError(f"{pkg} is not unpacked under {cache_dir() / 'src'}; run "
-                          f"`cosim setup --kernel {choice}` first")
-    src = srcs[-1]
+    src = unpacked_source(choice)
+    if src is None:
+        raise MutateError(f"{SOURCE_PKG[choice]} is not unpacked under {cache_dir() / 'src'}; "
+                          f"run `cosim setup --kernel {choice}` first")
     dest = cache_dir() / "mutate" / src.name
     if (dest / ".git" / PRISTINE_MARK).exists():
         return dest
@@ -455,6 +483,63 @@ def execute(opts: Options, say: Callable[[str], None] = print) -> tuple[list[Row
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    return rows, out_dir
+
+
+def _rejudge(run_parent: Path) -> RunFacts | None:
+    """The facts of one earlier run (`<dir>/latest`), with its trace analysed again by the
+    analysis as it is now; its summary.json and report.txt are rewritten to match."""
+    run_dir = (run_parent / "latest").resolve() if (run_parent / "latest").exists() else None
+    if run_dir is None or not (run_dir / "summary.json").is_file():
+        return None
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["analysis"] = launcher._analyze(run_dir)
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp, run_dir / "summary.json")
+    return facts_from_summary(summary, tests_by_line(run_dir / "trace.jsonl"))
+
+
+def reanalyze(out_dir: Path, kernel: str, say: Callable[[str], None] = print
+              ) -> tuple[list[Row], Path]:
+    """Judge an earlier `cosim mutate` directory again with today's analysis: no build, no
+    guest; every run's trace is analysed anew and the table rewritten in place."""
+    doc_path = out_dir / "mutate.json"
+    try:
+        doc = json.loads(doc_path.read_text())
+        names = [r["mutant"] for r in doc["mutants"]]
+        base_args = [tuple(b.get("model_args", [])) for b in doc["baselines"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MutateError(f"{doc_path}: not a cosim mutate result ({e})") from e
+    catalogue = {m.name: m for m in load_catalogue(kernel, None)}
+    unknown = [n for n in names if n not in catalogue]
+    if unknown:
+        raise MutateError(f"{unknown[0]} is not in the {kernel} catalogue "
+                          f"({catalogue_folder(kernel)}): give the --kernel the run used")
+    baselines: dict[tuple[str, ...], RunFacts] = {}
+    for i, margs in enumerate(base_args):
+        say(f"==> mutate: re-analysing baseline {i + 1}/{len(base_args)}")
+        facts = _rejudge(out_dir / f"baseline-{i + 1}")
+        if facts is None:
+            raise MutateError(f"{out_dir / f'baseline-{i + 1}'}: the baseline run is missing")
+        baselines[margs] = facts
+    recorded = frozenset(recorded_findings(kernel))
+    rows: list[Row] = []
+    for name in names:
+        m = catalogue[name]
+        # The baseline run with this mutant's model options: the longest whose options end
+        # with the mutant's own (the run's --model-arg come first).
+        fits = [a for a in base_args if a[len(a) - len(m.model_args):] == m.model_args]
+        margs = max(fits, key=len) if fits else None
+        say(f"==> mutate: re-analysing {name}")
+        facts = _rejudge(out_dir / name)
+        row = classify(m, facts, baselines.get(margs) if margs is not None else None,
+                       error="" if facts is not None else "no run of it in this directory",
+                       recorded=recorded)
+        rows.append(row)
+        say(f"    {row.verdict}: rules {', '.join(row.rules) or '-'}; checks "
+            f"{', '.join(row.checks) or '-'}")
+    _write(out_dir, rows, baselines, Path(str(doc.get("tree", ""))))
     return rows, out_dir
 
 

@@ -165,8 +165,9 @@ class TranslationAgent(Protocol):
         """An ATS Translation Request (§3.9.1)."""
         ...
 
-    def check_translated(self, sid: int, ssid: int | None) -> bool:
-        """May a translated request from this stream pass (§3.9.1.1, STE.EATS)?"""
+    def check_translated(self, sid: int, ssid: int | None, addr: int = 0,
+                         write: bool = False) -> bool:
+        """May a translated request from this stream to PA `addr` pass (§3.9.1.3, STE.EATS)?"""
         ...
 
     def attach_ats_device(self, sid: int, device: AtsDevice) -> None:

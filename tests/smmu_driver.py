@@ -16,6 +16,7 @@ from cosim.arch.registers import (
     BY_NAME,
     CMDQ_CONS,
     CR0,
+    CR2,
     EVTQ_CONS,
     EVTQ_PROD,
     GBPA,
@@ -131,6 +132,8 @@ class Driver:
             cfg = STRTAB_BASE_CFG.encode(LOG2SIZE=self.sid_bits, FMT=0)
         else:
             cfg = STRTAB_BASE_CFG.encode(LOG2SIZE=self.sid_bits, SPLIT=SPLIT, FMT=1)
+        # arm_smmu_device_reset(): CR2 = PTM | RECINVSID (record C_BAD_STREAMID, §6.3.12).
+        self.wr("CR2", CR2.encode(PTM=1, RECINVSID=1))
         self.wr("STRTAB_BASE", STRTAB_BASE.encode(ADDR=STRTAB >> 6, RA=1))
         self.wr("STRTAB_BASE_CFG", cfg)
         self.wr("CMDQ_BASE", Q_BASE.encode(ADDR=CMDQ >> 5, LOG2SIZE=self.cmdq_log2))
@@ -148,7 +151,9 @@ class Driver:
             self.wr("IRQ_CTRL", IRQ_CTRL.encode(GERROR_IRQEN=1, EVENTQ_IRQEN=1))
             assert self.rd("IRQ_CTRLACK") == self.rd("IRQ_CTRL")
         if smmuen:
-            self.write_cr0(CMDQEN=1, EVENTQEN=1, SMMUEN=1)
+            # Linux sets CR0.ATSCHK whenever the SMMU has ATS: Translated traffic is checked
+            # against STE.EATS (§3.9.1.3).
+            self.write_cr0(CMDQEN=1, EVENTQEN=1, SMMUEN=1, ATSCHK=int(self.opt.ats))
         return self
 
     # -- commands --------------------------------------------------------------------------
@@ -245,7 +250,8 @@ class Driver:
         base = self.alloc(0x10_0000) if base is None else base
         tb = TableBuilder(mem or self.mem, granule, tsz, start, base)
         for va, pa in mappings.items():
-            tb.map(va, 3, s1_leaf(pa, page=True, ap=perm_ap))
+            # io-pgtable-arm marks every stage 1 leaf non-global (ARM_LPAE_PTE_nG).
+            tb.map(va, 3, s1_leaf(pa, page=True, ap=perm_ap, NG=1))
         return tb.root
 
     def s2_tables(self, mappings: dict[int, int], granule: int = 4096, tsz: int = 16,

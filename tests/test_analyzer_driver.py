@@ -320,3 +320,118 @@ def test_domain_invalidation_of_another_asid_does_not_judge_this_one(tmp_path: P
     rig.domain_inv(DrvPhase.BEGIN, asid=7)
     rig.domain_inv(DrvPhase.END, asid=7)
     assert rig.analyze(tmp_path).verdict == "clean"
+
+
+def test_entry_update_judges_against_the_drivers_snapshots(tmp_path: Path) -> None:
+    """Check d's old entry is the STE in memory when the driver's attach began (§3.21.3: the
+    SMMU may fetch it between any two writes), not the last STE the SMMU happened to fetch: a
+    blocked -> paging switch after a blocked period with no traffic fetches the abort STE during
+    the attach, which is the old entry, not a third state. Fetches of a state that is neither
+    snapshot still fire."""
+    from smmu_driver import abort_ste
+    rig = Rig()
+    rig.dma()                                       # fetches the paging STE
+    rig.drv(DrvPhase.BEGIN)                         # paging -> blocked, no traffic after it
+    rig.d.write_ste(SID, abort_ste())
+    rig.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
+    rig.d.sync()
+    rig.drv(DrvPhase.END)
+    rig.drv(DrvPhase.BEGIN)                         # blocked -> paging
+    rig.dma()                                       # meets the abort STE: the old entry
+    rig.d.write_ste(SID, s1_ste(rig.cdtab, eats=1))
+    rig.drv(DrvPhase.END)
+    rig.dma()
+    an = rig.analyze(tmp_path)
+    assert "entry-update" not in rules(an), [v.message for v in an.violations]
+    assert an.attaches[1].old[(SID, None)].kind == "abort"
+
+    # The same switch where the STE passes through a state that is neither entry: a bypass
+    # STE between the abort and the paging one.
+    from smmu_driver import bypass_ste
+    rig = Rig()
+    rig.dma()
+    rig.drv(DrvPhase.BEGIN)
+    rig.d.write_ste(SID, abort_ste())
+    rig.drv(DrvPhase.END)
+    rig.drv(DrvPhase.BEGIN)
+    rig.d.write_ste(SID, bypass_ste())
+    rig.dma()
+    rig.d.write_ste(SID, s1_ste(rig.cdtab, eats=1))
+    rig.drv(DrvPhase.END)
+    rig.dma()
+    an = rig.analyze(tmp_path, "torn.jsonl")
+    assert "entry-update" in rules(an), [v.message for v in an.violations]
+
+
+def test_domain_invalidation_that_leaves_the_tlb_entry(tmp_path: Path) -> None:
+    """inv2-invalidated-tlb (caching and strict modes): 6.12's unmap issues TLBI_NH_VA + CMD_SYNC
+    and then arm_smmu_atc_inv_domain(); a driver that skips the TLBI returns from the domain
+    invalidation with the SMMU still holding the page's TLB entry (§4.4), which serves the
+    device's next translation of that page."""
+    for mode in ("caching", "strict"):
+        for tlbi in (True, False):
+            rig = Rig(mode)
+            rig.dma(ats=False)                      # walk: a TLB entry of IOVA
+            rig.dma(ats=False)                      # served from the TLB
+            if tlbi:
+                rig.d.cmd("TLBI_NH_VA", VMID=0, ASID=rig.domains[0][0], Address=IOVA >> 12,
+                          Leaf=1)
+                rig.d.sync()
+            _unmap(rig)
+            rig.dma(ats=False)
+            an = rig.analyze(tmp_path, f"{mode}-{tlbi}.jsonl")
+            want = set() if tlbi else {"inv2-invalidated-tlb"}
+            assert rules(an) == want, (mode, tlbi, [v.message for v in an.violations])
+    rig = Rig()                                     # coherent: no TLB, nothing to judge
+    rig.dma(ats=False)
+    _unmap(rig)
+    rig.dma(ats=False)
+    assert rig.analyze(tmp_path, "coherent.jsonl").verdict == "clean"
+
+
+def test_entry_update_steps_not_synced_between(tmp_path: Path) -> None:
+    """protocol-cfgi-step (mutant 02): the hitless STE update writes, invalidates and syncs each
+    step (§3.21.3); a writer that issues each step's CFGI_STE without the CMD_SYNC that waits
+    for it fires, whatever the traffic, even though a later sync completes before the return."""
+    from smmu_driver import abort_ste
+    for synced in (True, False):
+        rig = Rig()
+        rig.dma()
+        rig.drv(DrvPhase.BEGIN)
+        for i, w in reversed(list(enumerate(abort_ste()))):   # qword 0 last, as a step
+            rig.d.write_ste_qword(SID, i, w)
+            if i in (1, 0):
+                rig.d.cmd("CFGI_STE", StreamID=SID, Leaf=1)
+                if synced:
+                    rig.d.sync()
+        rig.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
+        rig.d.sync()
+        rig.drv(DrvPhase.END)
+        an = rig.analyze(tmp_path, f"steps-{synced}.jsonl")
+        want = set() if synced else {"protocol-cfgi-step"}
+        assert rules(an) == want, (synced, [v.message for v in an.violations])
+        if not synced:
+            assert an.violations[0].attach == an.attaches[0].n
+
+
+def test_atc_invalidated_first_when_the_old_ste_serves_no_ats(tmp_path: Path) -> None:
+    """protocol-atc-order judges only what the old configuration could refill: 6.12 enabling
+    ATS (blocked -> paging) flushes the ATC before pci_enable_ats(), before the STE is written;
+    the old abort STE answers every Translation Request with UR (§3.9.1.2), so the early
+    ATC_INV is not late. With an old STE that serves ATS the same order still fires."""
+    from smmu_driver import abort_ste
+    for old_serves in (False, True):
+        rig = Rig()
+        if not old_serves:
+            rig.d.write_ste(SID, abort_ste())
+        rig.drv(DrvPhase.BEGIN)
+        rig.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
+        rig.d.sync()
+        asid, ttb = rig.domains[1]
+        rig.d.write_cd(rig.cdtab, 0, s1_cd(ttb, asid=asid))
+        rig.d.write_ste(SID, s1_ste(rig.cdtab, eats=1))
+        rig.drv(DrvPhase.END)
+        rig.dma()
+        an = rig.analyze(tmp_path, f"order-{old_serves}.jsonl")
+        got = "protocol-atc-order" in rules(an)
+        assert got == old_serves, (old_serves, [v.message for v in an.violations])

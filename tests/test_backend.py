@@ -504,3 +504,21 @@ def test_strict_mode_header_and_late_endpoint(tmp_path, extra, late) -> None:
     assert header["cache_mode"] == "strict"
     assert header["strict_seed"] == 7
     assert header["options"]["endpoint"]["inv_late_ms"] == late
+
+
+def test_run_model_dumps_its_stacks_on_sigusr1(fakes, tmp_path, capfd) -> None:
+    """A launcher that sees the guest hang sends SIGUSR1: the model writes every thread's
+    stack to stderr and keeps serving (SIGTERM ends it here)."""
+    args = parse("--addr", inproc_address(), "--trace", str(tmp_path / "t.jsonl"),
+                 "--log", str(tmp_path / "m.log"))
+    usr1 = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGUSR1))
+    term = threading.Timer(0.6, os.kill, (os.getpid(), signal.SIGTERM))
+    usr1.start()
+    term.start()
+    rc, replies, _ = run_with_peer(args, [HELLO])
+    usr1.join()
+    term.join()
+    assert rc == EXIT_OK and replies[0].type is MsgType.HELLO
+    err = capfd.readouterr().err
+    assert "run_model" in err and "Thread" in err, err[-2000:]
+    assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL

@@ -15,9 +15,11 @@ from cosim import mutate
 from cosim.mutate import Mutant, MutateError, RunFacts
 
 ROOT = Path(__file__).resolve().parent.parent
-CATALOGUE = sorted((ROOT / "mutants" / "linux-6.12").glob("*.patch"))
-PRISTINE = Path(os.environ.get("COSIM_CACHE", Path.home() / ".cache" / "cosim")) / "src" / \
-    "linux-source-6.12-6.12.117-1"
+# Each Debian source choice and its catalogue: every mutant must exist for both kernels.
+CATALOGUES = {k: sorted((ROOT / "mutants" / folder).glob("*.patch"))
+              for k, folder in mutate.CATALOGUE_FOR.items()}
+CATALOGUE = CATALOGUES["debian-6.12"]
+DRIVER = "drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c"
 
 PATCH = """\
 # Mutant: hello says goodbye
@@ -63,24 +65,53 @@ def patch_file(tmp_path: Path) -> Path:
 
 # -- the catalogue -----------------------------------------------------------------------------
 
-def test_the_catalogue_has_at_least_twelve_mutants_with_full_headers() -> None:
-    mutants = [mutate.parse_mutant(p) for p in CATALOGUE]
+@pytest.mark.parametrize("kernel", sorted(CATALOGUES))
+def test_the_catalogue_has_at_least_twelve_mutants_with_full_headers(kernel: str) -> None:
+    mutants = [mutate.parse_mutant(p) for p in CATALOGUES[kernel]]
     assert len(mutants) >= 12
     for m in mutants:
         assert m.statement and m.breaks and m.areas, m
         assert "invariant" in m.breaks or "rule" in m.breaks, m.name
+        assert "IHI 0070" in m.breaks, m.name
         assert all(a in mutate.launcher.AREAS for a in m.areas), m
     assert [m.name for m in mutants] == sorted(m.name for m in mutants)
 
 
-@pytest.mark.skipif(not (PRISTINE / "Makefile").exists(), reason="6.12 source not unpacked")
-@pytest.mark.parametrize("patch", CATALOGUE, ids=[p.stem for p in CATALOGUE])
-def test_each_mutant_applies_cleanly_to_the_pristine_tree(patch: Path) -> None:
-    r = subprocess.run(["patch", "-p1", "--dry-run", "--forward", "-s"], cwd=PRISTINE,
+def _number(p: Path) -> str:
+    return p.stem.split("-", 1)[0]
+
+
+def test_every_612_mutant_has_its_72_counterpart_with_the_same_number() -> None:
+    old = {_number(p): p for p in CATALOGUES["debian-6.12"]}
+    new = {_number(p): p for p in CATALOGUES["debian-7.2"]}
+    assert sorted(new) == sorted(old)
+    for n, p in new.items():
+        m, m612 = mutate.parse_mutant(p), mutate.parse_mutant(old[n])
+        # The same guest areas exercise the same bug on both kernels.
+        assert m.areas == m612.areas, m.name
+        if p.stem != old[n].stem:  # a renamed one says why 7.2 has no direct equivalent
+            assert "no direct equivalent" in p.read_text().split("\n--- ")[0], m.name
+
+
+def _params() -> list:
+    out = []
+    for kernel, patches in sorted(CATALOGUES.items()):
+        src = mutate.unpacked_source(kernel)
+        why = (f"{mutate.SOURCE_PKG[kernel]} is not unpacked under "
+               f"{mutate.cache_dir() / 'src'} (`cosim setup --kernel {kernel}` unpacks it)")
+        out += [pytest.param(src, p, id=f"{kernel}/{p.stem}",
+                             marks=pytest.mark.skipif(src is None, reason=why))
+                for p in patches]
+    return out
+
+
+@pytest.mark.parametrize("src, patch", _params())
+def test_each_mutant_applies_cleanly_to_the_pristine_tree(src: Path, patch: Path) -> None:
+    r = subprocess.run(["patch", "-p1", "--dry-run", "--forward", "-s"], cwd=src,
                        input=patch.read_text(), capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     touched = [ln for ln in patch.read_text().splitlines() if ln.startswith("+++ ")]
-    assert touched == ["+++ b/drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c"]
+    assert touched == [f"+++ b/{DRIVER}"]
 
 
 def test_parse_mutant_reads_every_header_field(patch_file: Path) -> None:
@@ -113,6 +144,20 @@ def test_load_catalogue_globs_names_in_the_kernels_folder() -> None:
     assert [m.name for m in both] == [CATALOGUE[0].stem, CATALOGUE[1].stem, CATALOGUE[4].stem]
     with pytest.raises(MutateError, match="no mutant matches nothing-\\*"):
         mutate.load_catalogue("debian-6.12", "01-*,nothing-*")
+
+
+def test_each_kernel_gets_the_catalogue_of_its_driver_version(tmp_path: Path) -> None:
+    assert [m.path for m in mutate.load_catalogue("debian-7.2", None)] == \
+        CATALOGUES["debian-7.2"]
+    tree = tmp_path / "linux"
+    tree.mkdir()
+    (tree / "Makefile").write_text("# SPDX-License-Identifier: GPL-2.0\nVERSION = 7\n"
+                                   "PATCHLEVEL = 2\nSUBLEVEL = 13\n")
+    assert mutate.tree_version(tree) == "7.2"
+    assert mutate.catalogue_folder(str(tree)) == ROOT / "mutants" / "linux-7.2"
+    (tree / "Makefile").write_text("VERSION = 5\nPATCHLEVEL = 10\n")  # no catalogue of its own
+    assert mutate.catalogue_folder(str(tree)) == ROOT / "mutants" / "linux-6.12"
+    assert mutate.catalogue_folder(str(tmp_path / "absent")) == ROOT / "mutants" / "linux-6.12"
 
 
 # -- the tree ----------------------------------------------------------------------------------
@@ -296,3 +341,47 @@ def test_a_long_list_of_failed_checks_is_cut_in_the_table() -> None:
     assert len(row.checks) == 20  # the JSON keeps them all
     md = mutate.render_table([row], markdown=True)
     assert "kunit/case_0, kunit/case_1, kunit/case_2 (+17 more)" in md
+
+
+def _fake_run(parent: Path, trace_src: Path, tests: list[dict]) -> None:
+    run = parent / "20261202-000000"
+    run.mkdir(parents=True)
+    (run / "trace.jsonl").write_bytes(trace_src.read_bytes())
+    (run / "summary.json").write_text(json.dumps({"run_dir": str(run), "guest": "booted",
+                                                  "tests": tests, "analysis": None}))
+    (parent / "latest").symlink_to(run.name)
+
+
+def test_reanalyze_judges_earlier_runs_with_the_analysis_of_today(tmp_path: Path) -> None:
+    """`cosim mutate --reanalyze DIR`: no build, no guest; each run's trace (model-emitted
+    here: a correct replace for the baseline, one that skips the ATC invalidation for the
+    mutant) is analysed again, and the table is rewritten from the new findings."""
+    from test_analyzer_driver import Rig
+    good, bad = Rig(), Rig()
+    for rig, atc_inv in ((good, True), (bad, False)):
+        rig.dma()
+        rig.attach(1, atc_inv=atc_inv)
+        rig.dma()
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    good.analyze(traces, "good.jsonl")              # writes the trace file it analyses
+    bad.analyze(traces, "bad.jsonl")
+    good_path, bad_path = traces / "good.jsonl", traces / "bad.jsonl"
+    out = tmp_path / "mutate-x"
+    name = "01-commit-no-atc-inv-on-replace"
+    _fake_run(out / "baseline-1", good_path, [])
+    _fake_run(out / name, bad_path, [{"name": "replace/replace_ats", "status": "fail"}])
+    (out / "mutate.json").write_text(json.dumps({
+        "tree": "/t", "baselines": [{"model_args": []}],
+        "mutants": [{"mutant": name, "verdict": "missed"}]}))
+    rows, _ = mutate.reanalyze(out, "debian-6.12", say=lambda s: None)
+    assert [(r.mutant, r.verdict, r.rules) for r in rows] == \
+        [(name, "caught", ["inv1-old-domain"])]
+    doc = json.loads((out / "mutate.json").read_text())
+    assert doc["mutants"][0]["verdict"] == "caught"
+    summary = json.loads((out / name / "latest" / "summary.json").read_text())
+    assert summary["analysis"]["verdict"] == "violations"
+    assert "inv1-old-domain" in (out / "mutate.md").read_text()
+    (out / "mutate.json").write_text("{")
+    with pytest.raises(MutateError, match="not a cosim mutate result"):
+        mutate.reanalyze(out, "debian-6.12", say=lambda s: None)

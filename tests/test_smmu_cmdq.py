@@ -81,10 +81,11 @@ def test_cmd_sync_forms():
     d.sync(cs=CS_IRQ, msi_addr=msi, msi_data=0)        # Linux's MSI-polled CMD_SYNC
     assert d.mem.read(msi, 4) == b"\0\0\0\0"
     assert d.mem.writes[-1][3] is True                 # written as an MSI
+    assert d.irqs == [(2, 2)]          # and the wired SPI too (§4.7.3, "regardless")
     d.sync(cs=CS_SEV)
     assert d.trace.kinds("sync")[-1]["cs"] == "SEV"
     d.sync(cs=CS_IRQ)                                   # no MSI address: wired SPI
-    assert d.irqs == [(2, 2)]
+    assert d.irqs == [(2, 2), (2, 2)]
     d2 = Driver(SmmuOptions(msi=False)).init()
     d2.irqs.clear()
     d2.sync(cs=CS_IRQ, msi_addr=msi)

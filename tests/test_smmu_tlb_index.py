@@ -215,7 +215,8 @@ def test_decode_memo_reuses_only_identical_bytes_and_options():
 def test_decode_memo_cd_result_equals_direct_decode():
     memo = DecodeMemo(decode_cd, cd_words)
     opt = SmmuOptions()
-    cd = encode_cd(V=1, AA64=1, T0SZ=16, TG0=0, IPS=5, EPD1=1, TTB0=0x8000 >> 4, ASID=3, R=1)
+    cd = encode_cd(V=1, AA64=1, T0SZ=16, TG0=0, IPS=5, EPD1=1, TTB0=0x8000 >> 4, ASID=3, R=1,
+                   A=1)
     got = memo(0x40, _raw(cd), opt)
     assert got.legal and got == decode_cd(0x40, list(cd), opt)
 

@@ -60,17 +60,19 @@ def test_bad_streamid_linear_and_2lvl():
     assert ev[0]["name"] == "C_BAD_STREAMID" and ev[0]["StreamID"] == 0x500
 
 
-def test_invalid_and_reserved_ste_are_c_bad_ste():
+def test_invalid_ste_is_c_bad_ste_and_reserved_config_aborts():
     d = Driver().init()
     d.write_ste(1, encode_ste(V=0, Config=4))
     d.write_ste(2, encode_ste(V=1, Config=0b010))
-    assert d.xl(1, 0).fault == "C_BAD_STE"
-    t = d.xl(2, 0)
+    t = d.xl(1, 0)
     assert t.fault == "C_BAD_STE" and t.dom is None   # no domain: a configuration error
     assert d.trace.kinds("xlate")[-1]["dom"] is None
-    assert d.event_names() == ["C_BAD_STE", "C_BAD_STE"]
+    # §5.2 Config 0b0xx: Reserved, behaves as 0b000 (abort, no event), not ILLEGAL.
+    t = d.xl(2, 0)
+    assert not t.ok and t.fault is None and t.dom == ABORT
+    assert d.event_names() == ["C_BAD_STE"]
     rec = [r for r in d.trace.kinds("ste_fetch") if r["sid"] == 2][-1]
-    assert rec["legal"] is False and "Config" in rec["why"]
+    assert rec["legal"] is True and rec["cfg"] == "abort"
 
 
 def test_ste_fetch_abort():
@@ -168,12 +170,13 @@ def test_ssid_rules_and_s1dss():
     cdtab = d.cd_table(5)
     d.write_cd(cdtab, 0, s1_cd(ttb0, asid=1))
     d.write_cd(cdtab, 7, s1_cd(ttb7, asid=7))
-    # S1CDMax = 4 bits, S1DSS = SSID0: no-SSID traffic uses CD 0; SSID 0 is bad.
+    # S1CDMax = 4 bits, S1DSS = SSID0: no-SSID traffic uses CD 0; SSID 0 is F_STREAM_DISABLED
+    # (§7.3.7, tests/test_conformance_substreams.py).
     d.write_ste(5, s1_ste(cdtab, cdmax=4, s1dss=S1DSS_SSID0))
     assert d.xl(5, 0x1000).pa == PA
     assert d.xl(5, 0x1000, ssid=7).pa == PA + 0x7000
     t = d.xl(5, 0x1000, ssid=0)
-    assert t.fault == "C_BAD_SUBSTREAMID" and t.dom is None
+    assert t.fault == "F_STREAM_DISABLED" and t.dom is None
     assert d.xl(5, 0x1000, ssid=16).fault == "C_BAD_SUBSTREAMID"     # beyond S1CDMax
     assert d.xl(5, 0x1000, ssid=3).fault == "C_BAD_CD"               # CD 3 has V=0
     d.write_ste(5, s1_ste(cdtab, cdmax=4, s1dss=S1DSS_TERMINATE))
@@ -183,7 +186,7 @@ def test_ssid_rules_and_s1dss():
     t = d.xl(5, 0x1234)
     assert t.ok and t.pa == 0x1234 and t.dom == BYPASS
     names = d.event_names()
-    assert names == ["C_BAD_SUBSTREAMID", "C_BAD_SUBSTREAMID", "C_BAD_CD", "F_STREAM_DISABLED"]
+    assert names == ["F_STREAM_DISABLED", "C_BAD_SUBSTREAMID", "C_BAD_CD", "F_STREAM_DISABLED"]
     # No substreams: any SSID is bad.
     d.write_ste(6, s1_ste(cdtab))
     assert d.xl(6, 0x1000, ssid=1).fault == "C_BAD_SUBSTREAMID"

@@ -157,7 +157,7 @@ class AttachTracker:
         self.inside: list[Attach] = []     # judged windows open now
         self.after: list[Attach] = []      # judged attaches between end and horizon
         self.changed: Callable[[], None] = lambda: None
-        self.end_record: Record = {}       # the drv record being handled (its snapshots)
+        self.drv_record: Record = {}   # the drv record being handled (its STE/CD snapshots)
         # markers
         self._open_m: dict[tuple[int, str], Attach] = {}
         self._abandoned_m: dict[tuple[int, str], Attach] = {}   # the first of each

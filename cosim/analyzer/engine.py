@@ -107,6 +107,8 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
 
     def xlate(i: int, r: dict[str, Any]) -> None:
         on_traffic(i, r, "xlate")
+        if caching:
+            dom_inv.translation(i, r, "xlate")
         if inside:
             hitless.failure(i, r, "xlate")
         if caching:
@@ -114,6 +116,8 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
 
     def ats(i: int, r: dict[str, Any]) -> None:
         on_traffic(i, r, "ats")
+        if caching:
+            dom_inv.translation(i, r, "ats")
         if inside:
             hitless.failure(i, r, "ats")
         if caching:
@@ -207,7 +211,7 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
         if not tracker.driver:
             first_drv()
         t = r.get("t")
-        tracker.end_record = r
+        tracker.drv_record = r
         tracker.drv(i, r, t if isinstance(t, int) else 0)
 
     def drv_armed(i: int, r: dict[str, Any]) -> None:

@@ -13,6 +13,9 @@ RULES = {
                              "the attached one was served, used or still held by the device"),
     "inv2-invalidated-atc": ("b", "after ATC_INV + CMD_SYNC completed, the device used an ATC "
                                   "entry the invalidation covered"),
+    "inv2-invalidated-tlb": ("b", "caching modes: after the driver's invalidation of a domain's "
+                                  "range returned, the SMMU served a translation of it from a "
+                                  "TLB entry loaded before the call began"),
     "inv3-abort-during-attach": ("c", "during an attach, an abort or fault at an address both "
                                       "the old and the new domain map"),
     "inv3-neither-domain": ("c", "during an attach, the device got a translation from a domain "
@@ -21,6 +24,9 @@ RULES = {
                           "matches neither the old nor the new entry in a bit it uses"),
     "protocol-cfgi": ("f", "the driver's attach returned with an STE/CD the SMMU had fetched "
                            "changed in memory and no completed CFGI + CMD_SYNC since"),
+    "protocol-cfgi-step": ("f", "an STE/CD was invalidated twice with no completed CMD_SYNC "
+                                "between: a step of its update was written before the SMMU was "
+                                "known to see the previous one"),
     "protocol-atc-sync": ("f", "the driver's attach returned before a CMD_SYNC completed "
                                "after an ATC_INV it issued"),
     "protocol-atc-order": ("f", "the attach's last ATC_INV came before its last configuration "

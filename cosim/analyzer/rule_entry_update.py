@@ -3,9 +3,12 @@ and, in every bit that state uses (cosim.arch ste_used / cd_used, §5.2 / §5.4)
 the new entry. This is the "used bits" rule the driver's hitless update relies on: the SMMU
 may fetch the entry between any two of the driver's writes (§3.21.3).
 
-An update is an attach window of a device using the StreamID. Old = the state last fetched
-before the window; new = the first state fetched from memory (not from a cache) after it, or
-failing that the first cached state after it (caching mode). An
+An update is an attach window of a device using the StreamID. For a window taken from the
+driver probes, old and new are the entry as it was in memory when the driver's entry point was
+entered and when it returned (the `drv` records' STE/CD snapshots; a CD only when the fetch is of
+the CD the snapshot names). Otherwise old = the state last fetched before the window; new = the
+first state fetched from memory (not from a cache) after it, or failing that the first cached
+state after it (caching mode). An
 illegal state equal to the old entry is not the update's doing; an invalid (V=0) final state
 is a legitimate target (a PASID being detached).
 
@@ -38,8 +41,9 @@ Words = tuple[int, ...]
 class _States:
     """The fetches of one structure inside one window, by what they carried."""
 
-    def __init__(self, old: Words | None) -> None:
+    def __init__(self, old: Words | None, addr: object) -> None:
         self.old = old
+        self.addr = addr             # of the first fetch inside: which CD a snapshot must name
         # (state, legal, why, cfg, addr) -> [first index, records, count]
         self.seen: dict[tuple, list] = {}
         self.first_after: Words | None = None
@@ -54,6 +58,10 @@ class _Window:
     hi: int = -1                   # the last stop so far
     structs: dict[FetchKey, _States] = field(default_factory=dict)
     closed: bool = False
+    # The driver's snapshots (ste, cd, cd_addr) at entry and return, for a one-call window.
+    snap_begin: tuple | None = None
+    snap_end: tuple | None = None
+    driver: bool = False
 
 
 class EntryUpdate:
@@ -75,6 +83,9 @@ class EntryUpdate:
                 w = self.win[sid] = _Window(sid, [])
             w.ns.append(a.n)
             w.open += 1
+            w.driver = a.source == "driver"
+            if w.driver:
+                w.snap_begin = _snap(self.ctx.attaches.drv_record)
 
     def stop(self, a: Attach, i: int) -> None:
         for sid in a.sids:
@@ -83,6 +94,8 @@ class EntryUpdate:
                 continue
             w.open -= 1
             w.hi = max(w.hi, i)
+            if a.source == "driver" and a.end == i:
+                w.snap_end = _snap(self.ctx.attaches.drv_record)
             if w.open == 0:
                 w.closed = True
 
@@ -100,7 +113,8 @@ class EntryUpdate:
                 if st is None:
                     before = self.last_qw.get(fk)
                     st = w.structs[fk] = _States(layouts.qwords(before)
-                                                 if before is not None else None)
+                                                 if before is not None else None,
+                                                 r.get("addr"))
                 state = layouts.qwords(r.get("qw"))
                 g = (state, r.get("legal"), r.get("why"), r.get("cfg"), r.get("addr"))
                 got = st.seen.get(g)
@@ -138,6 +152,9 @@ class EntryUpdate:
         used_of = ste_used if kind == "ste_fetch" else cd_used
         name = "STE" if kind == "ste_fetch" else "CD"
         old = st.old
+        snap_old, snap_new = self._snapshots(w, kind, st.addr)
+        old = snap_old if snap_old is not None else old
+        new = snap_new if snap_new is not None else new
         hits: dict[Words, list[tuple[int, list[int], int, tuple, list[str], str]]] = {}
         for g, (first, records, count) in st.seen.items():
             state, legal, why_rec, _cfg, _addr = g
@@ -153,6 +170,21 @@ class EntryUpdate:
             count = sum(f[2] for f in found)
             self._report(w, first, g, name, sid, ssid, state, old, new, fields, why,
                          records, count)
+
+    @staticmethod
+    def _snapshots(w: _Window, kind: str, addr: object) -> tuple[Words | None, Words | None]:
+        """The entry in memory at the driver's entry and at its return, for a window that is
+        one driver call: what the driver changed from and to, whatever the SMMU had fetched or
+        cached before (a fetch-based old entry would be the previous update's leftovers)."""
+        if len(w.ns) != 1 or not w.driver or w.snap_end is None or w.snap_begin is None:
+            return None, None
+
+        def snap(s: tuple) -> Words | None:
+            ste, cd, cd_addr = s
+            if kind == "ste_fetch":
+                return layouts.qwords(ste)
+            return layouts.qwords(cd) if cd_addr == addr else None
+        return snap(w.snap_begin), snap(w.snap_end)
 
     def _report(self, w: _Window, j: int, g: tuple, name: str, sid: int, ssid: int | None,
                 state: Words, old: Words | None, new: Words | None, fields: list[str],
@@ -181,6 +213,10 @@ class EntryUpdate:
         for a in self.ctx.attaches.attaches:
             if a.n in w.ns:
                 a.rules.add(RULE)
+
+
+def _snap(r: Record) -> tuple:
+    return (r.get("ste"), r.get("cd"), r.get("cd_addr"))
 
 
 def _verdict(table: object, used_of: object, state: Words | None, legal: object,

@@ -7,6 +7,12 @@ before its attach returns, whether or not any traffic happened to expose it.
   invalidation must equal, in the bits either uses (§5.2, §5.4), what memory holds then (the
   `drv` end record's snapshot); otherwise the driver changed a structure the SMMU may still
   hold cached and returned without invalidating it.
+- `protocol-cfgi-step`: each step of an entry update is invalidated and the invalidation completed
+  before the next step is written (the hitless update's guarantee, §3.21.3: the SMMU may hold
+  or fetch the entry between any two writes, and only a completed CFGI + CMD_SYNC says it sees
+  a step). The driver invalidates an entry only after writing it, so a second CFGI of the same
+  STE (or the same CD) with no completed CMD_SYNC since the first means a step was written
+  before the previous one was known to be seen: the SMMU may combine the two.
 - `protocol-atc-sync`: every ATC_INV delivered during an attach must be covered by a
   completed CMD_SYNC before the attach returns (§3.9.1.3, §4.7.3: only the sync says the
   device no longer holds the translations).
@@ -14,12 +20,15 @@ before its attach returns, whether or not any traffic happened to expose it.
   an ATC_INV for the stream must follow the last configuration invalidation (CFGI) of the
   update: until the SMMU no longer uses the old STE/CD, an ATS request can bring an old
   translation back into the ATC (§3.9.1: the ATC is filled from what the SMMU translates).
+  Only when the old configuration could serve ATS at all: an old STE that is invalid, aborts,
+  bypasses or has EATS=0 answers every Translation Request with UR (§3.9.1.2), so nothing old
+  can refill the ATC.
 """
 
 from __future__ import annotations
 
 from cosim.arch.cd import cd_used
-from cosim.arch.ste import ste_used
+from cosim.arch.ste import may_serve_ats, ste_used
 
 from .attaches import Attach
 from .context import Context
@@ -27,6 +36,7 @@ from .findings import Violation
 from .view import Record, ssid_of
 
 CFGI_RULE = "protocol-cfgi"
+STEP_RULE = "protocol-cfgi-step"
 ATC_RULE = "protocol-atc-sync"
 ORDER_RULE = "protocol-atc-order"
 RANK = 5
@@ -39,10 +49,11 @@ class _Order:
     the records pass (which CFGIs count depends on the CD the new configuration uses, known
     at the return: kept apart by what they name)."""
 
-    __slots__ = ("sid", "ssid", "last_any", "last_cd_all", "last_cd", "last_inv")
+    __slots__ = ("sid", "ssid", "last_any", "last_cd_all", "last_cd", "last_inv", "old_ste")
 
-    def __init__(self, sid: int, ssid: int | None) -> None:
+    def __init__(self, sid: int, ssid: int | None, old_ste: object) -> None:
         self.sid, self.ssid = sid, ssid
+        self.old_ste = old_ste     # the entry's STE snapshot
         self.last_any = self.last_cd_all = self.last_inv = -1
         self.last_cd: dict[object, int] = {}
 
@@ -72,6 +83,8 @@ class Protocol:
         # CFGIs executed since the last completed sync, as (op, sid, ssid, range, index).
         self.pending: list[tuple[str, int | None, int | None, int | None, int]] = []
         self._order: dict[int, _Order] = {}    # open driver windows by attach n
+        # Entries a CFGI named since the last completed sync -> where first.
+        self.since_sync: dict[tuple[str, int, int | None], int] = {}
         ctx.attaches.listeners.append(self)
 
     def ste_fetch(self, i: int, r: Record) -> None:
@@ -88,9 +101,30 @@ class Protocol:
         held.setdefault(tuple(r["qw"]), i)
 
     def cfgi(self, i: int, r: Record) -> None:
+        self._step(i, r)
         self.pending.append((r["op"], r.get("sid"), r.get("ssid"), r.get("range"), i))
         for o in self._order.values():
             o.cfgi(i, r)
+
+    def _step(self, i: int, r: Record) -> None:
+        entry = _entry(r)
+        if entry is None:
+            return
+        first = self.since_sync.setdefault(entry, i)
+        if first == i:
+            return
+        view, out = self.ctx.view, self.ctx.out
+        name, sid, ssid = entry
+        group = (STEP_RULE, entry, first)
+        if out.seen(group, i) is None:
+            out.new(group, Violation(
+                STEP_RULE, i, sid, ssid,
+                f"{r['op']} of the {name} again (line {view.line_of(i)}) with no "
+                f"completed CMD_SYNC since its previous invalidation (line "
+                f"{view.line_of(first)}): the driver wrote the next step of the update "
+                "before the SMMU was known to see the previous one",
+                {"structure": name, "first_line": view.line_of(first),
+                 "again_line": view.line_of(i)}, order=(RANK, -1)))
 
     def atc_inv(self, i: int, r: Record) -> None:
         for o in self._order.values():
@@ -100,6 +134,7 @@ class Protocol:
 
     def sync(self, i: int, r: Record) -> None:
         if r["state"] == "done":
+            self.since_sync.clear()
             for p in self.pending:
                 _invalidate(p, self.ste_held, self.cd_held)
             self.pending.clear()
@@ -107,7 +142,7 @@ class Protocol:
     # -- windows -------------------------------------------------------------------------------
     def begin(self, a: Attach, i: int) -> None:
         if a.source == "driver" and a.sids:
-            self._order[a.n] = _Order(a.sids[0], a.ssid)
+            self._order[a.n] = _Order(a.sids[0], a.ssid, self.ctx.attaches.drv_record.get("ste"))
 
     def horizon(self, a: Attach, i: int) -> None:
         pass
@@ -116,7 +151,7 @@ class Protocol:
         order = self._order.pop(a.n, None)
         if a.source != "driver" or a.end != i:
             return
-        end = self.ctx.attaches.end_record
+        end = self.ctx.attaches.drv_record
         self._judge_config(a, end)
         self._judge_atc(a)
         if order is not None:
@@ -166,6 +201,8 @@ class Protocol:
             return
         key = (a.sids[0], a.ssid)
         if a.old.get(key) == a.new.get(key):
+            return
+        if o.old_ste is not None and not may_serve_ats(o.old_ste):  # type: ignore[arg-type]
             return
         view = self.ctx.view
         cd_index = (a.ssid or 0) if end.get("cd") is not None else None
@@ -242,3 +279,18 @@ def _covers(rec: Record, sid: int, cd_index: int | None) -> bool:
     if op == "CFGI_CD_ALL":
         return s == sid and cd_index is not None
     return s == sid
+
+
+def _entry(r: Record) -> tuple[str, int, int | None] | None:
+    """The single entry a CFGI names (STE of a StreamID, CD of a SubstreamID, all CDs of a
+    StreamID); None for the invalidations that name no single entry."""
+    op, sid = r["op"], r.get("sid")
+    if sid is None:
+        return None
+    if op == "CFGI_STE":
+        return ("STE", sid, None)
+    if op == "CFGI_CD":
+        return ("CD", sid, r.get("ssid"))
+    if op == "CFGI_CD_ALL":
+        return ("CDs", sid, None)
+    return None

@@ -27,10 +27,11 @@ EVENT_RECORD = Layout("EVENT", 256, {
     "STAG": (79, 64), "Stall": 95, "PnU": 97, "InD": 98, "RnW": 99, "NSIPA": 102, "S2": 103,
     "CLASS": (105, 104), "TTRnW": 108,
     "InputAddr": (191, 128),
-    "FetchAddr": (179, 131),          # F_STE_FETCH / F_CD_FETCH: word 2 [51:3]
+    # F_STE_FETCH / F_CD_FETCH / F_WALK_EABT: FetchAddr[55:3] in word 3 (§7.3.4, §7.3.10,
+    # §7.3.12; Linux reads it from raw[3] [51:3]); [55:52] are RES0 with OAS <= 52.
+    "FetchAddr": (243, 195),
     "IPA": (243, 204),                # translation faults: word 3 [51:12]
-    "WalkFetchAddr": (243, 195),      # F_WALK_EABT: word 3 [51:3]
-}, overlaps=[("InputAddr", "FetchAddr"), ("IPA", "WalkFetchAddr")])
+}, overlaps=[("IPA", "FetchAddr")])
 EVENT_BYTES = EVENT_RECORD.nbytes
 
 # CLASS field (§7.3.12): which access faulted.

@@ -51,7 +51,7 @@ CR1 = Layout("CR1", 32, {
     "QUEUE_IC": (1, 0), "QUEUE_OC": (3, 2), "QUEUE_SH": (5, 4),
     "TABLE_IC": (7, 6), "TABLE_OC": (9, 8), "TABLE_SH": (11, 10),
 })
-CR2 = Layout("CR2", 32, {"E2H": 0, "RECINVSID": 1, "PTM": 2})
+CR2 = Layout("CR2", 32, {"E2H": 0, "RECINVSID": 1, "PTM": 2, "REC_CFG_ATS": 3})
 STATUSR = Layout("STATUSR", 32, {"DORMANT": 0})
 GBPA = Layout("GBPA", 32, {
     "MEMATTR": (3, 0), "MTCFG": 4, "ALLOCCFG": (11, 8), "SHCFG": (13, 12),

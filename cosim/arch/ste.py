@@ -54,10 +54,11 @@ CONFIG_TRANSLATE_BIT = 0b100
 CONFIG_NAMES = {CONFIG_ABORT: "abort", CONFIG_BYPASS: "bypass", CONFIG_S1: "s1",
                 CONFIG_S2: "s2", CONFIG_NESTED: "nested"}
 
-S1FMT_LINEAR, S1FMT_4K_L2, S1FMT_64K_L2 = 0, 1, 2
-S1DSS_TERMINATE, S1DSS_BYPASS, S1DSS_SSID0 = 0, 1, 2
-EATS_ABORT, EATS_TRANS, EATS_S1CHK = 0, 1, 2
+S1FMT_LINEAR, S1FMT_4K_L2, S1FMT_64K_L2, S1FMT_RESERVED = 0, 1, 2, 3
+S1DSS_TERMINATE, S1DSS_BYPASS, S1DSS_SSID0, S1DSS_RESERVED = 0, 1, 2, 3
+EATS_ABORT, EATS_TRANS, EATS_S1CHK, EATS_DPT = 0, 1, 2, 3
 STRW_NSEL1, STRW_EL2 = 0, 2
+STRW_RESERVED_BIT = 0b01     # STRW 0bx1 is Reserved, ILLEGAL where STRW is used (§5.2)
 
 # STE.S2TG and CD.TG0 share this encoding (§5.2, §5.4).
 TG0_GRANULE = {0: 4096, 1: 65536, 2: 16384}
@@ -74,10 +75,22 @@ def encode_ste(**fields: int) -> list[int]:
 
 
 def config_name(words: Sequence[int]) -> str:
-    """abort | bypass | s1 | s2 | nested, or 'invalid' for V=0 and reserved Config values."""
+    """abort | bypass | s1 | s2 | nested, or 'invalid' for V=0. The Reserved Config values
+    0b001-0b011 behave as 0b000 (§5.2 Config), so they are 'abort'."""
     if not STE["V"].of_words(words):
         return "invalid"
-    return CONFIG_NAMES.get(STE["Config"].of_words(words), "invalid")
+    return CONFIG_NAMES.get(STE["Config"].of_words(words), "abort")
+
+
+def may_serve_ats(words: Sequence[int]) -> bool:
+    """Can a stream with this STE get a successful ATS Translation Completion? Not when it is
+    invalid, aborts or bypasses, or has EATS=0b00 (§3.9.1.2: all those complete with UR). EATS
+    0b10 counts as serving: it does when SMMU_CR0.ATSCHK=1, which the STE alone cannot tell."""
+    if not STE["V"].of_words(words):
+        return False
+    if STE["Config"].of_words(words) not in (CONFIG_S1, CONFIG_S2, CONFIG_NESTED):
+        return False
+    return STE["EATS"].of_words(words) != EATS_ABORT
 
 
 # -- used bits (§5.2 IGNORED rules) ------------------------------------------------------------

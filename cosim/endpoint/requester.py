@@ -212,13 +212,13 @@ class Requester:
             self.counters["CNT_ATC_MISS"] += 1
             entry = self._ats_request(addr, pasid, write)
         pa = entry.pa_of(addr)
-        if not self._translated_allowed(pasid):
+        if not self._translated_allowed(pasid, pa, write):
             raise _Fail(DmaErr.XLATE, "abort", "abort:translated-refused", pa, entry.dom, entry)
         return _Xlate(pa, entry.dom, entry)
 
-    def _translated_allowed(self, pasid: int | None) -> bool:
+    def _translated_allowed(self, pasid: int | None, pa: int, write: bool) -> bool:
         try:
-            return self.smmu.check_translated(self.rid, pasid)
+            return self.smmu.check_translated(self.rid, pasid, pa, write)
         except Exception as e:
             log.error("endpoint %d: SMMU check_translated raised %r", self.dev, e)
             return False

@@ -73,7 +73,8 @@ class FakeSmmu:
         return AtsCompletion(AtsStatus.SUCCESS, hit[0] * PAGE, self.ats_size,
                              Permissions.from_code(hit[1]), self.dom)
 
-    def check_translated(self, sid: int, ssid: int | None) -> bool:
+    def check_translated(self, sid: int, ssid: int | None, addr: int = 0,
+                         write: bool = False) -> bool:
         return self.eats
 
     def attach_ats_device(self, sid: int, device: AtsDevice) -> None:

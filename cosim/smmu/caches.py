@@ -1,16 +1,17 @@
-"""Configuration cache and TLB (Arm IHI 0070 §3.21, §4.3, §4.4, §16.2).
+"""Configuration cache, TLB and walk cache (Arm IHI 0070 §3.21, §4.3, §4.4, §16.2).
 
 In `coherent` mode nothing is cached: every translation re-reads the STE, CD and tables, so
-every intermediate state the driver writes is observed. In `caching` mode legal STEs, CDs and
-translations are kept until a command that architecturally invalidates them arrives, so a
-missing CFGI_* or TLBI_* becomes visible as a stale translation. `strict` mode caches like
-`caching` and also keeps invalid and ILLEGAL structures (§3.21.3: "cache any successfully
-fetched ... configuration structure, whether marked as valid or not"), so a driver that makes
-an entry valid without a CFGI keeps getting the invalid one; the command queue there applies
-the invalidations only when the next CMD_SYNC completes (command_queue.py).
+every intermediate state the driver writes is observed. In `caching` and `strict` modes STEs,
+CDs and translations are kept until a command that architecturally invalidates them arrives, so
+a missing CFGI_* or TLBI_* becomes visible as a stale translation. Invalid and ILLEGAL
+structures are kept too (§3.21.3: "cache any successfully fetched ... configuration structure,
+whether marked as valid or not"), so a driver that makes an entry valid without a CFGI keeps
+getting the invalid one. `strict` mode also applies the invalidations only when the next
+CMD_SYNC completes (command_queue.py).
 
 Tags follow the architecture: configuration by StreamID (and SubstreamID for CDs); TLB entries
-by VMID, ASID (stage 1) and input address range, stage 2 entries by VMID and IPA.
+by VMID, ASID (stage 1; a global, nG == 0, entry by its CD's ASET instead, §3.17.1) and
+input address range, stage 2 entries by VMID and IPA.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ STAGE1_KINDS = (KIND_S1, KIND_NESTED)  # what the TLBI_NH_* commands reach (§4.
 T = TypeVar("T")
 
 
+def global_tag(aset: bool) -> int:
+    """The ASID slot of a global (nG == 0) stage 1 entry. It matches lookups with any ASID
+    through CDs of the same ASET only (§3.17.1); TLBI_NH_ASID leaves it, TLBI_NH_VA with an
+    ASID removes it (Armv8-A invalidation rules for global entries)."""
+    return -1 - int(aset)
+
+
+GLOBAL_TAGS = (global_tag(False), global_tag(True))
+
+
 @dataclass
 class TlbEntry:
     kind: str
@@ -43,6 +54,8 @@ class TlbEntry:
     dom: Domain
     walk_access_priv: bool = False   # privilege the permissions were computed for
     level: int = 3
+    s1_perm: str | None = None       # combined (nested) entries: stage 1's own permissions
+    ipa: int | None = None           # combined entries: the IPA `base` translates to
 
     def covers(self, addr: int) -> bool:
         return self.base <= addr < self.base + self.size
@@ -54,9 +67,9 @@ class TlbEntry:
 class ConfigCache:
     """STEs by StreamID and CDs by (StreamID, CD index).
 
-    `keep_invalid`: also cache structures that are invalid (V=0) or ILLEGAL (strict mode;
-    §3.21.3 allows it, and a CMD_CFGI is then needed after making one valid). Otherwise only
-    legal ones are kept and an invalid one is re-read, reporting C_BAD_STE/C_BAD_CD each time.
+    `keep_invalid`: also cache structures that are invalid (V=0) or ILLEGAL (caching and
+    strict modes; §3.21.3 allows it, and a CMD_CFGI is then needed after making one valid).
+    Otherwise only legal ones are kept and an invalid one is re-read each time.
     The invalidations return how many entries they removed.
     """
 
@@ -149,6 +162,64 @@ class DecodeMemo(Generic[T]):
         return out
 
 
+# A walk-cache context: the stage ('s1' | 's2'), VMID and, for stage 1, ASID (§3.17).
+_WalkCtx = tuple[str, int, int | None]
+_WalkKey = tuple[int, int, int]     # (level of the table, parent level's shift, IA >> shift)
+WALK_CACHE_MAX = 8192               # entries kept; the oldest is dropped beyond it
+
+
+class _WalkView:
+    """One translation context's share of the walk cache (walker.WalkCacheView)."""
+
+    __slots__ = ("cache", "ctx")
+
+    def __init__(self, cache: WalkCache, ctx: _WalkCtx) -> None:
+        self.cache = cache
+        self.ctx = ctx
+
+    def lookup(self, key: _WalkKey) -> tuple[int, int] | None:
+        return self.cache._entries.get((self.ctx, key))
+
+    def insert(self, key: _WalkKey, table: int, ored: int) -> None:
+        entries = self.cache._entries
+        entries[(self.ctx, key)] = (table, ored)
+        if len(entries) > WALK_CACHE_MAX:
+            entries.popitem(last=False)
+
+
+class WalkCache:
+    """Intermediate translation table entries (§3.21.1 "walk cache"): the next-level table a
+    walk reached for an input-address prefix, per stage 1 (VMID, ASID) and stage 2 (VMID)
+    context. Only invalidations with Leaf=0 (and the ALL/ASID/VMALL scopes) remove them
+    (§4.4.1.1: Leaf=1 need only invalidate last-level entries), so a driver that frees a
+    table after a leaf-only TLBI keeps having it walked."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._entries: OrderedDict[tuple[_WalkCtx, _WalkKey], tuple[int, int]] = OrderedDict()
+
+    def view(self, stage: str, vmid: int, asid: int | None) -> _WalkView | None:
+        return _WalkView(self, (stage, vmid, asid)) if self.enabled else None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def drop(self, pred: Callable[[_WalkCtx], bool], lo: int | None = None,
+             hi: int | None = None) -> int:
+        """Remove the entries of the contexts `pred` selects, covering [lo, hi) if given."""
+        def hit(ctx: _WalkCtx, key: _WalkKey) -> bool:
+            if not pred(ctx):
+                return False
+            if lo is None or hi is None:
+                return True
+            _level, shift, prefix = key
+            return prefix << shift < max(hi, lo + 1) and lo < (prefix + 1) << shift
+        doomed = [k for k in self._entries if hit(*k)]
+        for k in doomed:
+            del self._entries[k]
+        return len(doomed)
+
+
 # A TLB lookup tag: entry kind, VMID, ASID and the privilege the permissions were computed for.
 _Tag = tuple[str, int, int | None, bool]
 
@@ -164,6 +235,7 @@ class Tlb:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
+        self.walks = WalkCache(enabled)
         self._clear()
 
     def _clear(self) -> None:
@@ -298,29 +370,45 @@ class Tlb:
         return out
 
     # §4.4: TLB invalidation commands. Each returns how many entries it removed.
+    # Walk-cache entries go with the same scopes; the counts returned are TLB entries only.
     def nh_all(self, vmid: int) -> int:
+        self.walks.drop(lambda c: c[0] == "s1" and c[1] == vmid)
         return self._drop(self._tagged(vmid), lambda e: e.kind in STAGE1_KINDS)
 
     def nh_asid(self, vmid: int, asid: int) -> int:
+        self.walks.drop(lambda c: c == ("s1", vmid, asid))
         return self._drop(self._tagged(vmid, asid, any_asid=False),
                           lambda e: e.kind in STAGE1_KINDS)
 
-    def nh_va(self, vmid: int, asid: int | None, lo: int, hi: int) -> int:
-        """TLBI_NH_VA (asid given) / TLBI_NH_VAA (asid None: all ASIDs)."""
-        return self._drop(self._in_range(STAGE1_KINDS, vmid, asid, asid is None, lo, hi),
-                          lambda e: e.kind in STAGE1_KINDS and e.overlaps(lo, hi))
+    def nh_va(self, vmid: int, asid: int | None, lo: int, hi: int, leaf: bool = False) -> int:
+        """TLBI_NH_VA (asid given: that ASID's and the global entries) / TLBI_NH_VAA (asid
+        None: all ASIDs). Leaf=0 also removes the walk-cache entries covering the range."""
+        if not leaf:
+            self.walks.drop(lambda c: c[0] == "s1" and c[1] == vmid
+                            and (asid is None or c[2] == asid), lo, hi)
+        def drop(tag_asid: int | None) -> int:
+            return self._drop(
+                self._in_range(STAGE1_KINDS, vmid, tag_asid, tag_asid is None, lo, hi),
+                lambda e: e.kind in STAGE1_KINDS and e.overlaps(lo, hi))
+        if asid is None:
+            return drop(None)
+        return drop(asid) + sum(drop(g) for g in GLOBAL_TAGS)
 
     def s12_vmall(self, vmid: int) -> int:
+        self.walks.drop(lambda c: c[1] == vmid)
         return self._drop(self._tagged(vmid), lambda e: True)
 
-    def s2_ipa(self, vmid: int, lo: int, hi: int) -> int:
+    def s2_ipa(self, vmid: int, lo: int, hi: int, leaf: bool = False) -> int:
         # Only stage 2 entries are tagged by IPA; combined entries need a stage 1 TLBI (§4.4.7).
+        if not leaf:
+            self.walks.drop(lambda c: c == ("s2", vmid, None), lo, hi)
         return self._drop(self._in_range((KIND_S2,), vmid, None, True, lo, hi),
                           lambda e: e.kind == KIND_S2 and e.overlaps(lo, hi))
 
     def nsnh_all(self) -> int:
         n = len(self._all)
         self._clear()
+        self.walks.drop(lambda c: True)
         return n
 
     def el2_all(self) -> int:

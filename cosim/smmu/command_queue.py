@@ -53,11 +53,13 @@ _ADDR_LO = {name: CMD[name].word_lo for name in ("Address", "IPA", "MSIAddress")
 
 
 def tlbi_range(f: dict[str, int], addr_field: str, range_inv: bool) -> tuple[int, int]:
-    """[lo, hi) covered by a TLBI_*_VA / TLBI_S2_IPA (§4.4.1: NUM/SCALE/TG range form)."""
+    """[lo, hi) covered by a TLBI_*_VA / TLBI_S2_IPA (§4.4.1.1: NUM/SCALE/TG range form)."""
     addr = f[addr_field] << _ADDR_LO[addr_field]
     granule = TG_GRANULE.get(f.get("TG", 0))
     if range_inv and granule is not None:
-        span = (f["NUM"] + 1) << (5 * f["SCALE"] + 1)
+        # §4.4.1.1: Range = ((NUM+1) * 2^SCALE) * Translation_Granule_Size, from Address. The
+        # SMMU's SCALE is a plain exponent, unlike the PE's TLBI RVA (2^(5*SCALE+1)).
+        span = (f["NUM"] + 1) << f["SCALE"]
         return addr, addr + span * granule
     # Non-range: every entry containing the address; the TTL hint may only narrow the
     # levels examined, so ignoring it never under-invalidates.
@@ -225,7 +227,7 @@ class CommandQueue:
             return Invalidation("tlbi", name, {"vmid": vmid, "asid": va_asid, "addr": lo,
                                                "size": hi - lo, "leaf": f["Leaf"],
                                                "ttl": f["TTL"]},
-                                lambda: tlb().nh_va(vmid, va_asid, lo, hi))
+                                lambda: tlb().nh_va(vmid, va_asid, lo, hi, bool(f["Leaf"])))
         if name.startswith("TLBI_EL2"):
             return Invalidation("tlbi", name, {}, lambda: tlb().el2_all())
         if name == "TLBI_S12_VMALL":
@@ -235,7 +237,7 @@ class CommandQueue:
             return Invalidation("tlbi", name, {"vmid": vmid, "addr": ipa_lo,
                                                "size": ipa_hi - ipa_lo, "leaf": f["Leaf"],
                                                "ttl": f["TTL"]},
-                                lambda: tlb().s2_ipa(vmid, ipa_lo, ipa_hi))
+                                lambda: tlb().s2_ipa(vmid, ipa_lo, ipa_hi, bool(f["Leaf"])))
         if name == "TLBI_NSNH_ALL":
             return Invalidation("tlbi", name, {}, lambda: tlb().nsnh_all())
         return None
@@ -254,11 +256,16 @@ class CommandQueue:
         opt = self.dev.options
         if name is None:
             return "unknown opcode"
-        if name in ("PREFETCH_CFG", "CFGI_CD") and f.get("SSV", 1) and \
-                f.get("SubstreamID", 0) >> opt.ssid_bits:
-            return "SubstreamID beyond IDR1.SSIDSIZE"
-        if name == "CFGI_CD" and f["SubstreamID"] >> opt.ssid_bits:
-            return "SubstreamID beyond IDR1.SSIDSIZE"
+        # §4.1.7: an out-of-range StreamID or SubstreamID is not a command error; the
+        # model's CONSTRAINED UNPREDICTABLE choice is "the command has no effect" (no
+        # structure of such an ID can be cached, so invalidating by it removes nothing).
+        if opt.range_inv and "TG" in f and f["TG"] in TG_GRANULE:
+            # §4.4.1.1: with TG != 0, NUM == SCALE == TTL == 0 is Reserved (CERROR_ILL), and
+            # so is TTL == 0b01 for a 16KB granule without IDR5.DS (no level 1 16KB blocks).
+            if f["NUM"] == 0 and f["SCALE"] == 0 and f["TTL"] == 0:
+                return "range TLBI with NUM=SCALE=TTL=0 (Reserved, §4.4.1.1)"
+            if TG_GRANULE[f["TG"]] == 16384 and f["TTL"] == 1:
+                return "TLBI TG=16KB with TTL=0b01 without IDR5.DS (§4.4.1.1)"
         if name.startswith("TLBI_EL2") and not opt.hyp:
             return "TLBI_EL2_* without IDR0.HYP"
         if name in ("TLBI_S12_VMALL", "TLBI_S2_IPA") and not opt.stage2:
@@ -279,6 +286,10 @@ class CommandQueue:
     # -- ATC invalidation (§4.5.1) ---------------------------------------------------------
     def _atc_inv(self, f: dict[str, int]) -> None:
         dev = self.dev
+        if not dev.cr0ack("SMMUEN"):
+            # §4.5.1: CMD_ATC_INV is IGNORED while SMMUEN == 0 (it is not ILLEGAL): no
+            # Invalidate Request goes out, so no `atc_inv` record follows its `cmd` record.
+            return
         sid = f["StreamID"]
         ssid = f["SubstreamID"] if f["SSV"] else None
         addr, size = atc_range(f["Address"] << _ADDR_LO["Address"], f["Size"])
@@ -346,8 +357,10 @@ class CommandQueue:
                     dev.mem.write(msi_addr, f["MSIData"].to_bytes(4, "little"), msi=True)
                 except BusError:
                     dev.gerror.raise_error("MSI_CMDQ_ABT_ERR")
-            elif dev.options.wired_irqs:
-                dev.pulse_irq(2)
+            if dev.options.wired_irqs:
+                # §4.7.3: the wired output is asserted "regardless of the value of
+                # MSIAddress", so also when the MSI was written.
+                dev.pulse_irq(2)        # IRQ_CMD_SYNC (smmu.py)
         dev.trace.emit("sync", idx=idx, cs=CS_NAMES[cs], state="done")
 
     def _complete_invalidations(self, sync_idx: int) -> None:

@@ -26,8 +26,8 @@ from cosim.memory import BusError, GuestMemory, read_or_none
 
 from .event_queue import EventRecord
 from .options import SmmuOptions
-from .stream_table import Ste, effective_oas
-from .walker import Stage1Regime, StageConfig, stage1_config_legal
+from .stream_table import TTB_48BIT_LIMIT, Ste, effective_oas
+from .walker import TXSZ_MIN, Stage1Regime, StageConfig, stage1_config_legal
 
 # Address fields hold their address bits in place (field value << its low bit in the word).
 _L2PTR_LO = L1CD["L2Ptr"].word_lo
@@ -57,8 +57,9 @@ def select_substream(ste: Ste, sid: int, ssid: int | None) -> SubstreamChoice:
     if ste.s1cdmax == 0 or ssid >= (1 << ste.s1cdmax):
         return SubstreamChoice(None, event=EventRecord("C_BAD_SUBSTREAMID", sid, ssid))
     if ssid == 0 and ste.s1dss == S1DSS_SSID0:
-        # With S1DSS=0b10 CD 0 belongs to non-substream traffic; SSID 0 itself is bad.
-        return SubstreamChoice(None, event=EventRecord("C_BAD_SUBSTREAMID", sid, ssid))
+        # §5.2 S1DSS=0b10 / §7.3.7: CD 0 belongs to non-substream traffic; a transaction
+        # that selects SubstreamID 0 is terminated with F_STREAM_DISABLED.
+        return SubstreamChoice(None, event=EventRecord("F_STREAM_DISABLED", sid, ssid))
     return SubstreamChoice(ssid)
 
 
@@ -123,6 +124,8 @@ class Cd:
     regime: Stage1Regime | None = None
     record_faults: bool = True    # CD.R
     mair: int = 0
+    tbi: int = 0                  # CD.TBI: bit 0 TBI0 (VA[55] == 0), bit 1 TBI1
+    aset: bool = False            # CD.ASET: which global entries its lookups match
 
 
 def decode_cd(addr: int, words: list[int], opt: SmmuOptions) -> Cd:
@@ -134,12 +137,22 @@ def decode_cd(addr: int, words: list[int], opt: SmmuOptions) -> Cd:
 
     if not f["V"]:
         return bad("V=0")
-    if not f["AA64"]:
-        return bad("AA64=0 on an AArch64-only SMMU (IDR0.TTF)")
-    if f["ENDI"]:
-        return bad("ENDI=1 with IDR0.TTENDIAN little-endian only")
     if f["S"]:
         return bad("S=1 with IDR0.STALL_MODEL=0b01 (no stall)")
+    if not f["A"]:
+        # §5.5 / CdIllegal(): IDR0.TERM_MODEL=1, the model terminates with an abort only
+        # (no RAZ/WI), so CD.A == 0 is ILLEGAL.
+        return bad("A=0 with IDR0.TERM_MODEL=1 (abort only)")
+    if f["EPD0"] == 0 or f["EPD1"] == 0:
+        # CD.ENDI is IGNORED when both halves are disabled (CdIllegal()).
+        if f["ENDI"]:
+            return bad("ENDI=1 with IDR0.TTENDIAN little-endian only")
+    if not f["AA64"]:
+        return bad("AA64=0 on an AArch64-only SMMU (IDR0.TTF)")
+    if f["HA"] or f["HD"]:
+        # §5.4 CD.HA/HD: ILLEGAL with IDR0.HTTU == 0b00, which the model advertises (no
+        # hardware Access flag or dirty state update).
+        return bad("HA/HD=1 with IDR0.HTTU=0b00")
     if opt.asid_bits == 8 and f["ASID"] >> 8:
         return bad("ASID[15:8] != 0 without IDR0.ASID16")
     oas = effective_oas(f["IPS"], opt)
@@ -157,13 +170,17 @@ def decode_cd(addr: int, words: list[int], opt: SmmuOptions) -> Cd:
             return bad(f"TG{n}={f[f'TG{n}']} not a supported granule")
         cfg = StageConfig(stage=1, granule=granule, tsz=f[f"T{n}SZ"], ttb=ttb, oas=oas,
                           affd=bool(f["AFFD"]))
-        if not stage1_config_legal(cfg):
+        if not stage1_config_legal(cfg) or cfg.tsz < TXSZ_MIN:
+            # CDTxSZInvalid(): without IDR5.VAX the minimum TxSZ is 16 for every granule.
             return bad(f"T{n}SZ={f[f'T{n}SZ']} out of range for granule {granule}")
         if ttb >> oas:
             return bad(f"TTB{n} {ttb:#x} outside the effective IPS ({oas} bits)")
+        if ttb >> TTB_48BIT_LIMIT and granule != 65536:
+            return bad(f"TTB{n} {ttb:#x} beyond 48 bits with a {granule}-byte granule")
         halves.append(cfg)
     t0, t1 = halves
     assert t0 is not None
     return Cd(addr, words, True, asid=f["ASID"], ttb0=f["TTB0"] << TTB_SHIFT,
               ttb1=f["TTB1"] << TTB_SHIFT, regime=Stage1Regime(ttb0=t0, ttb1=t1),
-              record_faults=bool(f["R"]), mair=f["MAIR"])
+              record_faults=bool(f["R"]), mair=f["MAIR"], tbi=f["TBI"],
+              aset=bool(f["ASET"]))

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from cosim.arch.registers import OAS_ENCODING
 
 # coherent: re-read every structure on every use (every intermediate state is observed);
-# caching: keep valid STEs, CDs and translations until a CFGI_*/TLBI_* arrives;
-# strict: everything IHI 0070 lets be late, cached or torn is (docs/architecture.md,
+# caching: keep STEs and CDs (valid or not, §3.21.3) and translations until a CFGI_*/TLBI_*
+# arrives; strict: everything IHI 0070 lets be late, cached or torn is (docs/architecture.md,
 # "Cache modes"): invalidations take effect only at the next completed CMD_SYNC (§4.7.3),
-# invalid and ILLEGAL structures are cached too (§3.21.3), a fetch may mix qwords from the
+# a fetch may mix qwords from the
 # last observation with memory (§3.21.3 single-copy atomicity), and the endpoint completes
 # ATC invalidations just before atc_inv_timeout_ms (backend).
 CACHE_MODES = ("coherent", "caching", "strict")
@@ -23,6 +23,7 @@ class SmmuOptions:
     stage2: bool = True
     ats: bool = True
     pri: bool = False
+    ats_rec_err: bool = False      # IDR0.ATSRECERR: CR2.REC_CFG_ATS records ATS config errors
     hyp: bool = False              # IDR0.HYP: STE.STRW=EL2 allowed
     ssid_bits: int = 16            # IDR1.SSIDSIZE
     sid_bits: int = 16             # IDR1.SIDSIZE

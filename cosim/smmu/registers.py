@@ -24,9 +24,16 @@ def build_id_registers(opt: SmmuOptions) -> dict[str, int]:
     """IDR0-5, IIDR and AIDR as advertised by `opt` (§6.3.1-§6.3.6)."""
     idr0 = IDR0.encode(
         S2P=opt.stage2, S1P=opt.stage1, TTF=TTF_AARCH64, COHACC=opt.coherent_access,
-        HYP=opt.hyp, ATS=opt.ats, ASID16=opt.asid16, MSI=opt.msi, SEV=opt.sev, PRI=opt.pri,
+        HYP=opt.hyp, ATS=opt.ats, ATSRECERR=opt.ats and opt.ats_rec_err,
+        # §6.3.1 NS1ATS=1: split-stage ATS (STE.EATS=0b10) is not supported; RES0 unless
+        # ATS and both stages are implemented.
+        NS1ATS=opt.ats and opt.stage1 and opt.stage2,
+        ASID16=opt.asid16, MSI=opt.msi, SEV=opt.sev, PRI=opt.pri,
         VMID16=opt.vmid16, CD2L=opt.cd_2level, TTENDIAN=TTENDIAN_LE,
-        STALL_MODEL=STALL_MODEL_TERMINATE_ONLY, TERM_MODEL=0,
+        STALL_MODEL=STALL_MODEL_TERMINATE_ONLY,
+        # TERM_MODEL=1: faults terminate with an abort only; CD.A=0 (RAZ/WI) is ILLEGAL.
+        # HTTU stays 0b00: no hardware Access flag / dirty state update.
+        TERM_MODEL=1, HTTU=0,
         ST_LEVEL=STRTAB_FMT_2LVL if opt.st_2level else STRTAB_FMT_LINEAR,
     )
     idr1 = IDR1.encode(SIDSIZE=opt.sid_bits, SSIDSIZE=opt.ssid_bits, PRIQS=opt.priq_log2,

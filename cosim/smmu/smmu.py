@@ -19,6 +19,7 @@ from cosim.arch.registers import (
     BY_NAME,
     CMDQ_PROD,
     CR0,
+    CR2,
     EVTQ_CONS,
     EVTQ_PROD,
     GBPA,
@@ -29,7 +30,6 @@ from cosim.arch.registers import (
     Reg,
     lookup,
 )
-from cosim.arch.ste import EATS_ABORT
 from cosim.memory import BusError, GuestMemory
 from cosim.trace import NullTrace, TraceSink
 from cosim.translation_agent import (
@@ -60,6 +60,7 @@ from .translation import (
     WALK_ABORT,
     Translation,
     Translator,
+    bad_ats_treq,
 )
 
 log = logging.getLogger(__name__)
@@ -77,11 +78,13 @@ SMMU_OWNED_WHILE_ENABLED = {"CMDQ_CONS": "CMDQEN", "EVENTQ_PROD": "EVENTQEN",
 
 U64 = (1 << 64) - 1
 
-# Translation outcome -> PCIe Translation Completion status (§3.9.1).
+# Translation outcome -> PCIe Translation Completion status (§3.9.1.2): UR where ATS is
+# disabled for the stream (effective EATS 0b00, Config 0b100 or 0b000), CA for a
+# configuration error or an external abort, Success (maybe granting nothing) otherwise.
 ATS_STATUS = {
     OK: AtsStatus.SUCCESS, TRANSLATION_FAULT: AtsStatus.SUCCESS, BYPASS: AtsStatus.SUCCESS,
-    STE_BYPASS: AtsStatus.UR, ATS_FORBIDDEN: AtsStatus.UR,
-    STE_ABORT: AtsStatus.CA, CONFIG_ERROR: AtsStatus.CA, WALK_ABORT: AtsStatus.CA,
+    STE_BYPASS: AtsStatus.UR, ATS_FORBIDDEN: AtsStatus.UR, STE_ABORT: AtsStatus.UR,
+    CONFIG_ERROR: AtsStatus.CA, WALK_ABORT: AtsStatus.CA,
 }
 
 
@@ -112,7 +115,7 @@ class SMMUv3:
         self.regs.update(build_id_registers(opt))
         # GBPA resets with SHCFG = 0b01 (use incoming) and ABORT IMPLEMENTATION DEFINED.
         self.regs["GBPA"] = GBPA.encode(SHCFG=1, ABORT=int(opt.gbpa_abort_at_reset))
-        self.config_cache = ConfigCache(opt.caches, keep_invalid=opt.strict)
+        self.config_cache = ConfigCache(opt.caches, keep_invalid=opt.caches)
         self.tlb = Tlb(opt.caches)
         self.fetcher = StructureFetcher(self.mem, opt.strict, opt.strict_seed)
         self.atc = AtcTracker()
@@ -225,6 +228,9 @@ class SMMUv3:
             if GBPA.get(value, "UPDATE"):
                 r["GBPA"] = GBPA.set(value, "UPDATE", 0)
             return
+        if name == "CR2" and not (self.options.ats and self.options.ats_rec_err):
+            r["CR2"] = CR2.set(value, "REC_CFG_ATS", 0)     # RES0 without IDR0.ATSRECERR
+            return
         if name == "GERRORN":
             r["GERRORN"] = value
             self.cmdq.run()     # an acknowledged CMDQ_ERR lets the queue restart (§7.1)
@@ -326,8 +332,11 @@ class SMMUv3:
         return c
 
     def _ats(self, sid: int, ssid: int | None, iova: int, access: Access) -> AtsCompletion:
-        if not self.options.ats or not self.cr0ack("SMMUEN"):
-            # No ATS while the SMMU is disabled or without IDR0.ATS: Unsupported Request.
+        if not self.options.ats:
+            return AtsCompletion(AtsStatus.UR)      # no ATS interface (IDR0.ATS == 0)
+        if not self.cr0ack("SMMUEN"):
+            # §3.9.1.2: SMMUEN == 0: UR with F_BAD_ATS_TREQ (§7.3.6).
+            self.evtq.record(bad_ats_treq(sid, ssid, iova, access))
             return AtsCompletion(AtsStatus.UR)
         t = self.translator.resolve(sid, ssid, iova, access, ats=True)
         self._ats_tlb = t.tlb    # traced: check e judges completions served from the TLB too
@@ -344,37 +353,32 @@ class SMMUv3:
         return AtsCompletion(AtsStatus.SUCCESS, pa=t.pa, size=max(t.size, 4096),
                              perm=Permissions.from_code(t.perm, access.priv), dom=t.dom)
 
-    def check_translated(self, sid: int, ssid: int | None) -> bool:
-        """May an ATS Translated transaction from `sid` pass (§3.9.1.1, STE.EATS)?"""
+    def check_translated(self, sid: int, ssid: int | None, addr: int = 0,
+                         write: bool = False) -> bool:
+        """May an ATS Translated transaction from `sid` to PA `addr` pass (§3.9.1.3)?"""
         try:
-            return self._check_translated(sid, ssid)
+            return self._check_translated(sid, addr & U64, write)
         except Exception:
             if self.strict:
                 raise
             log.exception("check_translated(%#x, %r) failed", sid, ssid)
             return False
 
-    def _check_translated(self, sid: int, ssid: int | None) -> bool:
-        if not self.cr0ack("SMMUEN"):
-            return not GBPA.get(self.regs["GBPA"], "ABORT")
-        tr = self.translator
-        ste, ev = tr.get_ste(sid, ssid)
-        if ste is None:
-            if ev is not None:
-                self.evtq.record(ev)
+    def _check_translated(self, sid: int, addr: int, write: bool) -> bool:
+        # The SubstreamID is not looked at: without IDR3.PASIDTT a Translated transaction is
+        # treated as SSV == 0 (§3.9.1.3).
+        if not self.options.ats or not self.cr0ack("SMMUEN"):
+            # §3.9.1.3: SMMUEN == 0 means F_TRANSL_FORBIDDEN and abort, whatever GBPA says
+            # (§7.3.8 permits the record then); without IDR0.ATS no Translated traffic
+            # passes (§5.2 EATS).
+            self.evtq.record(EventRecord("F_TRANSL_FORBIDDEN", sid, None,
+                                         {"InputAddr": addr, "RnW": int(not write)}))
             return False
-        if not ste.legal:
-            self.evtq.record(EventRecord("C_BAD_STE", sid, ssid))
+        if self.cr0ack("ATSCHK") and not self.translator.check_translated(sid, addr, write):
             return False
-        if ste.cfg == "abort":
-            return False
-        if ste.cfg == "bypass":
-            return True
-        if not self.options.ats or ste.eats == EATS_ABORT:
-            # §3.9.1.1: translated traffic from a stream without ATS enabled is refused.
-            self.evtq.record(EventRecord("F_TRANSL_FORBIDDEN", sid, ssid))
-            return False
-        return True
+        # §3.9.1.1: a PA above IDR5.OAS is, by this implementation's choice, aborted without
+        # an event (the other permitted behaviour truncates it).
+        return not addr >> self.options.oas_bits
 
     # -- helpers for tests and tools -----------------------------------------------------
     def reg(self, name: str) -> int:

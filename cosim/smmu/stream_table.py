@@ -18,15 +18,19 @@ from cosim.arch.ste import (
     CONFIG_ABORT,
     CONFIG_BYPASS,
     CONFIG_NAMES,
-    CONFIG_NESTED,
+    EATS_ABORT,
+    EATS_DPT,
     EATS_S1CHK,
     L1STD,
     L1STD_BYTES,
+    S1DSS_RESERVED,
+    S1DSS_TERMINATE,
     S1FMT_LINEAR,
+    S1FMT_RESERVED,
     STE,
     STE_BYTES,
-    STRW_EL2,
     STRW_NSEL1,
+    STRW_RESERVED_BIT,
     TG0_GRANULE,
     ste_words,
 )
@@ -44,6 +48,9 @@ _L2PTR_LO = L1STD["L2Ptr"].word_lo
 _S1CTXPTR_LO = STE["S1ContextPtr"].word_lo
 _S2TTB_LO = STE["S2TTB"].word_lo
 _FETCH_ADDR_LO = EVENT_RECORD["FetchAddr"].word_lo
+
+# A table base beyond 48 bits needs the 64 KB granule (or DS, not implemented): §5.2, §5.4.
+TTB_48BIT_LIMIT = 48
 
 # Valid STRTAB_BASE_CFG.SPLIT values (§6.3.24); others are reserved.
 VALID_SPLITS = (6, 8, 10)
@@ -76,6 +83,19 @@ class Ste:
     @property
     def s2_enabled(self) -> bool:
         return self.cfg in ("s2", "nested")
+
+
+def effective_eats(ste: Ste, atschk: bool, opt: SmmuOptions) -> int:
+    """STE.EATS as it acts (§5.2 EATS): 0b00 for bypass (Config 0b100), without IDR0.ATS,
+    and for 0b11 without IDR3.DPT ("Reserved ... behaves as 0b00"); 0b10 (split-stage) acts
+    as 0b00 while CR0.ATSCHK == 0."""
+    if not opt.ats or ste.cfg not in ("s1", "s2", "nested"):
+        return EATS_ABORT
+    if ste.eats == EATS_DPT:
+        return EATS_ABORT
+    if ste.eats == EATS_S1CHK and not atschk:
+        return EATS_ABORT
+    return ste.eats
 
 
 def effective_oas(ps_field: int, opt: SmmuOptions) -> int:
@@ -146,10 +166,10 @@ def decode_ste(addr: int, words: list[int], opt: SmmuOptions) -> Ste:
 
     if not f["V"]:
         return Ste(addr, words, "invalid", False, "V=0")
-    if config not in CONFIG_NAMES:
-        return bad(f"reserved Config {config:#05b}", "invalid")
-    ste = Ste(addr, words, CONFIG_NAMES[config], True, shcfg=f["SHCFG"], s2vmid=f["S2VMID"])
-    if config in (CONFIG_ABORT, CONFIG_BYPASS):
+    # §5.2 Config: the Reserved values 0b001-0b011 behave as 0b000 (abort, no event).
+    ste = Ste(addr, words, CONFIG_NAMES.get(config, "abort"), True, shcfg=f["SHCFG"],
+              s2vmid=f["S2VMID"])
+    if config not in CONFIG_NAMES or config in (CONFIG_ABORT, CONFIG_BYPASS):
         # Translation fields are IGNORED for abort and bypass (§5.2).
         return ste
     s1 = bool(config & 1)
@@ -158,14 +178,22 @@ def decode_ste(addr: int, words: list[int], opt: SmmuOptions) -> Ste:
         return bad("stage 1 not implemented (IDR0.S1P=0)")
     if s2 and not opt.stage2:
         return bad("stage 2 not implemented (IDR0.S2P=0)")
-    if opt.vmid_bits == 8 and f["S2VMID"] >> 8 and s2:
+    # §5.2 STRW: RES0 without IDR0.HYP and IGNORED with stage 2 (effective NS-EL1); where it
+    # is used, 0bx1 is Reserved and ILLEGAL (SteIllegal() in §5.2).
+    strw_used = s1 and opt.hyp and not s2
+    ste.strw = f["STRW"] if strw_used else STRW_NSEL1
+    if ste.strw & STRW_RESERVED_BIT:
+        return bad(f"reserved STRW {ste.strw:#04b}")
+    # S2VMID tags stage 1 entries too, unless stage 2 is not implemented or the StreamWorld
+    # is not EL1 (IgnoreSTES2VMID() in §5.2).
+    if opt.vmid_bits == 8 and f["S2VMID"] >> 8 and opt.stage2 and ste.strw == STRW_NSEL1:
         return bad("S2VMID[15:8] != 0 without IDR0.VMID16")
-    ste.eats = f["EATS"]
-    if opt.ats:
-        if ste.eats == 0b11:
-            return bad("reserved EATS 0b11")
-        if ste.eats == EATS_S1CHK and config != CONFIG_NESTED:
-            return bad("EATS=0b10 (split-stage ATS) needs nested Config")
+    # EATS is IGNORED without IDR0.ATS (§5.2). 0b11 (DPT) without IDR3.DPT is Reserved and
+    # behaves as 0b00 (effective_eats), not ILLEGAL. 0b10 (split-stage) is ILLEGAL with
+    # IDR0.NS1ATS == 1, which this model advertises: it does not return IPAs.
+    ste.eats = f["EATS"] if opt.ats else EATS_ABORT
+    if ste.eats == EATS_S1CHK:
+        return bad("EATS=0b10 (split-stage ATS) with IDR0.NS1ATS=1")
     if s2:
         s2cfg, why = _decode_s2(f, opt)
         if s2cfg is None:
@@ -173,32 +201,23 @@ def decode_ste(addr: int, words: list[int], opt: SmmuOptions) -> Ste:
         ste.s2 = s2cfg
         ste.s2r = bool(f["S2R"])
     if s1:
-        ste.s1fmt = f["S1Fmt"]
-        ste.s1cdmax = f["S1CDMax"]
-        ste.s1dss = f["S1DSS"]
+        # §5.2: S1CDMax (and with it S1Fmt, S1DSS) is IGNORED with IDR1.SSIDSIZE == 0; the
+        # Reserved S1Fmt 0b11 behaves as 0b00 (linear) and S1DSS 0b11 as 0b00 (terminate).
+        ste.s1cdmax = f["S1CDMax"] if opt.ssid_bits else 0
+        ste.s1fmt = S1FMT_LINEAR if f["S1Fmt"] == S1FMT_RESERVED else f["S1Fmt"]
+        ste.s1dss = S1DSS_TERMINATE if f["S1DSS"] == S1DSS_RESERVED else f["S1DSS"]
         ste.s1ctxptr = f["S1ContextPtr"] << _S1CTXPTR_LO
-        ste.strw = f["STRW"]
         if ste.s1cdmax > opt.ssid_bits:
             return bad(f"S1CDMax {ste.s1cdmax} > IDR1.SSIDSIZE {opt.ssid_bits}")
-        if ste.s1cdmax:
-            if ste.s1fmt == 0b11:
-                return bad("reserved S1Fmt 0b11")
-            if ste.s1fmt != S1FMT_LINEAR and not opt.cd_2level:
-                return bad("2-level CD table without IDR0.CD2L")
-            if ste.s1dss == 0b11:
-                return bad("reserved S1DSS 0b11")
-        # S1ContextPtr is a PA, or an IPA under nesting; either way bounded (§5.2).
-        limit = opt.oas_bits if not s2 else (64 - ste.s2.tsz if ste.s2 else opt.oas_bits)
-        if ste.s1ctxptr >> limit:
-            return bad(f"S1ContextPtr {ste.s1ctxptr:#x} beyond {limit}-bit address space")
+        if ste.s1cdmax and ste.s1fmt != S1FMT_LINEAR and not opt.cd_2level:
+            return bad("2-level CD table without IDR0.CD2L")
+        # §5.2 S1ContextPtr: a PA within the OAS, or under nesting an IPA within the IAS
+        # (= OAS, stage 2 being AArch64 only). An IPA the stage 2 tables do not cover is a
+        # stage 2 fault on the CD fetch, not an ILLEGAL STE.
+        if ste.s1ctxptr >> opt.oas_bits:
+            return bad(f"S1ContextPtr {ste.s1ctxptr:#x} beyond {opt.oas_bits}-bit address space")
         if f["S1STALLD"]:
             return bad("S1STALLD=1 with IDR0.STALL_MODEL=0b01 (no stall)")
-        if ste.strw == STRW_EL2 and not opt.hyp:
-            return bad("STRW=EL2 without IDR0.HYP")
-        if ste.strw == STRW_EL2 and s2:
-            return bad("STRW=EL2 with stage 2")
-        if ste.strw not in (STRW_NSEL1, STRW_EL2):
-            return bad(f"reserved STRW {ste.strw:#04b}")
     return ste
 
 
@@ -210,6 +229,9 @@ def _decode_s2(f: dict[str, int], opt: SmmuOptions) -> tuple[StageConfig | None,
         return None, "S2ENDI=1 with IDR0.TTENDIAN little-endian only"
     if f["S2S"]:
         return None, "S2S=1 with IDR0.STALL_MODEL=0b01 (no stall)"
+    if f["S2HA"] or f["S2HD"]:
+        # §5.2 S2HA/S2HD: ILLEGAL with IDR0.HTTU == 0b00 (no hardware flag updates).
+        return None, "S2HA/S2HD=1 with IDR0.HTTU=0b00"
     granule = TG0_GRANULE.get(f["S2TG"])
     if granule is None or granule not in opt.granules:
         return None, f"S2TG {f['S2TG']} not a supported granule"
@@ -217,6 +239,9 @@ def _decode_s2(f: dict[str, int], opt: SmmuOptions) -> tuple[StageConfig | None,
     ttb = f["S2TTB"] << _S2TTB_LO
     if ttb >> oas:
         return None, f"S2TTB {ttb:#x} outside the effective S2PS ({oas} bits)"
+    if ttb >> TTB_48BIT_LIMIT and granule != 65536:
+        # §5.2 S2TTB: beyond 48 bits is ILLEGAL for 4 KB / 16 KB granules without S2DS.
+        return None, f"S2TTB {ttb:#x} beyond 48 bits with a {granule}-byte granule"
     cfg = StageConfig(stage=2, granule=granule, tsz=f["S2T0SZ"], ttb=ttb, oas=oas,
                       sl0=f["S2SL0"], affd=bool(f["S2AFFD"]), s2_ptw=bool(f["S2PTW"]))
     if not stage2_config_legal(cfg, opt.oas_bits):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cosim.arch.descriptors import (
     ADDR,
@@ -106,12 +107,17 @@ class WalkResult:
     fault_ipa: int | None = None
     s2_on_s1_walk: bool = False
     reads: list[tuple[int, int]] = field(default_factory=list)
+    abort_addr: int | None = None   # F_WALK_EABT: the descriptor address whose read aborted
+    s1_perm: str | None = None      # nested success: stage 1's permissions alone
+    not_global: bool = True         # stage 1 success: the leaf's nG (False: a global entry)
+    ipa: int | None = None          # nested success: the IPA stage 1 output
 
 
 # Descriptor bits used by the loop, derived once from the one declaration in cosim/arch.
 _VALID = VALID.mask
 _TYPE = TYPE.mask
 _AF = S1_LEAF["AF"].mask
+_NG = S1_LEAF["NG"].mask
 assert _AF == S2_LEAF["AF"].mask
 _AP_SHIFT, _AP_MASK, _AP_WIDTH = S1_LEAF["AP"].lo, S1_LEAF["AP"].max, S1_LEAF["AP"].width
 _PXN = S1_LEAF["PXN"].mask
@@ -298,24 +304,49 @@ def _fault(kind: str, stage: int, level: int, reads: list, ipa: int | None = Non
     return WalkResult(False, 0, 0, "", level, kind, stage, ipa, s2_on_s1, reads)
 
 
-def _walk(mem, p: _WalkParams, ia: int, reads: list, s2p: _WalkParams | None):
-    """Walk one stage. Returns a WalkResult on fault, else (out, size, level, desc, hier)."""
+class WalkCacheView(Protocol):
+    """A walk cache for one stage of one translation context (caches.WalkCache.view): the
+    table a walk reaches at `level` for the input-address prefix above that level, and the
+    table descriptors ORed on the way (their hierarchical permission bits)."""
+
+    def lookup(self, key: tuple[int, int, int]) -> tuple[int, int] | None: ...
+
+    def insert(self, key: tuple[int, int, int], table: int, ored: int) -> None: ...
+
+
+def _walk(mem, p: _WalkParams, ia: int, reads: list, s2p: _WalkParams | None,
+          wc: WalkCacheView | None = None, wc2: WalkCacheView | None = None):
+    """Walk one stage. Returns a WalkResult on fault, else (out, size, level, desc, hier).
+    `wc`: this stage's walk cache; `wc2`: stage 2's, for the stage 2 walks of a nested one."""
     table = p.ttb
     read = mem.read
     append = reads.append
     tables_ored = 0
-    for level, shift, idx_mask, addr_mask, block_ok in p.levels:
+    levels = p.levels
+    if wc is not None:
+        # Resume from the deepest cached table (key: level, the parent level's shift, and
+        # the input-address bits above the table).
+        for i in range(len(levels) - 1, 0, -1):
+            parent_shift = levels[i - 1][1]
+            hit = wc.lookup((levels[i][0], parent_shift, ia >> parent_shift))
+            if hit is not None:
+                table, tables_ored = hit
+                levels = levels[i:]
+                break
+    for level, shift, idx_mask, addr_mask, block_ok in levels:
         daddr = table | (((ia >> shift) & idx_mask) << DESC_SIZE_LOG2)
         if s2p is not None:
             # Nested (§3.4): each stage 1 table address is an IPA, translated by stage 2 first.
-            t = _s2_for_walk(mem, s2p, daddr, reads)
+            t = _s2_for_walk(mem, s2p, daddr, reads, wc2)
             if type(t) is WalkResult:
                 return t
             daddr = t
         try:
             desc = int.from_bytes(read(daddr, DESC_BYTES), "little")
         except BusError:
-            return _stage_fault(F_WALK_EABT, p, level, reads, ia)
+            r = _stage_fault(F_WALK_EABT, p, level, reads, ia)
+            r.abort_addr = daddr
+            return r
         append((daddr, desc))
         if not desc & _VALID:
             return _stage_fault(F_TRANSLATION, p, level, reads, ia)
@@ -326,6 +357,8 @@ def _walk(mem, p: _WalkParams, ia: int, reads: list, s2p: _WalkParams | None):
             if table >= p.oa_limit:
                 return _stage_fault(F_ADDR_SIZE, p, level, reads, ia)
             tables_ored |= desc
+            if wc is not None:
+                wc.insert((level + 1, shift, ia >> shift), table, tables_ored)
             continue
         if not (desc & _TYPE or block_ok):
             # Block at a level that has none, or TYPE=0 at level 3: reserved, i.e. invalid.
@@ -355,9 +388,10 @@ def _s2_perm(desc: int) -> int:
             | (0 if desc & _S2XN else P_X))
 
 
-def _s2_for_walk(mem, s2p: _WalkParams, ipa: int, reads: list):
+def _s2_for_walk(mem, s2p: _WalkParams, ipa: int, reads: list,
+                 wc2: WalkCacheView | None = None):
     """Stage 2 translation of a stage 1 descriptor fetch: a data read. PA, or the fault."""
-    r = _stage2(mem, s2p, ipa, P_R, reads)
+    r = _stage2(mem, s2p, ipa, P_R, reads, wc2)
     if type(r) is WalkResult:
         r.s2_on_s1_walk = True
         return r
@@ -368,7 +402,8 @@ def _s2_for_walk(mem, s2p: _WalkParams, ipa: int, reads: list):
     return out
 
 
-def _stage2(mem, p: _WalkParams, ipa: int, need: int, reads: list):
+def _stage2(mem, p: _WalkParams, ipa: int, need: int, reads: list,
+            wc: WalkCacheView | None = None):
     """Stage 2 walk and checks. WalkResult on fault, else (pa, size, level, desc)."""
     if p.config_fault is not None:
         return _fault(F_TRANSLATION, 2, 0, reads, ipa)
@@ -377,7 +412,7 @@ def _stage2(mem, p: _WalkParams, ipa: int, need: int, reads: list):
         return _fault(F_TRANSLATION, 2, 0, reads, ipa)
     if p.ttb >= p.oa_limit:
         return _fault(F_ADDR_SIZE, 2, 0, reads, ipa)
-    w = _walk(mem, p, ipa, reads, None)
+    w = _walk(mem, p, ipa, reads, None, wc)
     if type(w) is WalkResult:
         return w
     out, size, level, desc, _hier = w
@@ -392,12 +427,14 @@ def _need(access: Access) -> int:
     return (P_R if access.read else 0) | (P_W if access.write else 0) | (P_X if access.exec else 0)
 
 
-def translate_stage2(mem, cfg: StageConfig, ipa: int, access: Access) -> WalkResult:
-    """Stage-2-only translation of `ipa` (STE.Config = 0b110): never raises."""
+def translate_stage2(mem, cfg: StageConfig, ipa: int, access: Access,
+                     wc: WalkCacheView | None = None) -> WalkResult:
+    """Stage-2-only translation of `ipa` (STE.Config = 0b110): never raises. `wc`: the
+    stage 2 walk cache of the VMID, if the SMMU caches walks."""
     reads: list[tuple[int, int]] = []
     p = cfg._walk
     try:
-        r = _stage2(mem, p, ipa, _need(access), reads)
+        r = _stage2(mem, p, ipa, _need(access), reads, wc)
     except Exception:  # model rule: bad input becomes an event, never an exception
         log.exception("stage 2 walk of %#x failed unexpectedly", ipa)
         return _fault(F_WALK_EABT, 2, 0, reads, ipa)
@@ -409,18 +446,21 @@ def translate_stage2(mem, cfg: StageConfig, ipa: int, access: Access) -> WalkRes
 
 
 def translate_stage1(mem, regime: Stage1Regime, va: int, access: Access,
-                     s2: StageConfig | None = None) -> WalkResult:
-    """Stage 1 translation of `va`, then stage 2 of its output when `s2` is given (nested)."""
+                     s2: StageConfig | None = None, wc1: WalkCacheView | None = None,
+                     wc2: WalkCacheView | None = None) -> WalkResult:
+    """Stage 1 translation of `va`, then stage 2 of its output when `s2` is given (nested).
+    `wc1` / `wc2`: the stage 1 (ASID, VMID) and stage 2 (VMID) walk caches, if any."""
     reads: list[tuple[int, int]] = []
     try:
-        return _translate_stage1(mem, regime, va, access, s2, reads)
+        return _translate_stage1(mem, regime, va, access, s2, reads, wc1, wc2)
     except Exception:  # model rule: bad input becomes an event, never an exception
         log.exception("stage 1 walk of %#x failed unexpectedly", va)
         return _fault(F_WALK_EABT, 1, 0, reads)
 
 
 def _translate_stage1(mem, regime: Stage1Regime, va: int, access: Access,
-                      s2: StageConfig | None, reads: list) -> WalkResult:
+                      s2: StageConfig | None, reads: list, wc1: WalkCacheView | None,
+                      wc2: WalkCacheView | None) -> WalkResult:
     # TTB0/TTB1 selection by VA[55] and the TxSZ ranges (§3.4.1, §5.4 T0SZ/T1SZ):
     # an address in neither half's range is a stage 1 translation fault.
     if va < 0 or va >> VA_BITS:
@@ -439,7 +479,7 @@ def _translate_stage1(mem, regime: Stage1Regime, va: int, access: Access,
     if p.ttb >= p.oa_limit:
         return _fault(F_ADDR_SIZE, 1, 0, reads)  # TTB beyond IPS (§3.4)
     s2p = s2._walk if s2 is not None else None
-    w = _walk(mem, p, va, reads, s2p)
+    w = _walk(mem, p, va, reads, s2p, wc1, wc2)
     if type(w) is WalkResult:
         return w
     out, size, level, desc, hier = w
@@ -453,11 +493,13 @@ def _translate_stage1(mem, regime: Stage1Regime, va: int, access: Access,
     if need & ~perm:
         return _fault(F_PERMISSION, 1, level, reads)
     if s2p is None:
-        return WalkResult(True, out, size, _PERM_STR[perm], level, None, None, None, False, reads)
-    r = _stage2(mem, s2p, out, need, reads)
+        return WalkResult(True, out, size, _PERM_STR[perm], level, None, None, None, False, reads,
+                          not_global=bool(desc & _NG))
+    r = _stage2(mem, s2p, out, need, reads, wc2)
     if type(r) is WalkResult:
         return r
     # Nested result: both stages' permissions, the smaller size, stage 1's leaf level.
     pa, s2size, _s2level, s2desc = r
     return WalkResult(True, pa, min(size, s2size), _PERM_STR[perm & _s2_perm(s2desc)],
-                      level, None, None, None, False, reads)
+                      level, None, None, None, False, reads, s1_perm=_PERM_STR[perm], ipa=out,
+                      not_global=bool(desc & _NG))
