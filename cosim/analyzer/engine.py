@@ -249,6 +249,8 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
     get = handlers.get
     i = -1
     read_dom = DomainReader().read
+    last_sid: int | None = None
+    last_dev_sid: tuple[int, int] | None = None
     view._skipped_lines = reader.skipped_lines  # grows as the reader goes: line_of stays right
     try:
         for rec in reader:
@@ -263,16 +265,14 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
             k = rec["k"]
             kinds[k] = kinds.get(k, 0) + 1
             sid = rec.get("sid")
-            if type(sid) is int:
+            if type(sid) is int and sid != last_sid:
                 all_sids.add(sid)
-                if k in DEVICE_SID_KINDS:
-                    dev = rec.get("dev")
-                    if type(dev) is int:
-                        s = found.get(dev)
-                        if s is None:
-                            found[dev] = {sid}
-                        else:
-                            s.add(sid)
+                last_sid = sid   # most records name the stream the last one did
+            if k in DEVICE_SID_KINDS and type(sid) is int:
+                dev = rec.get("dev")
+                if type(dev) is int and (dev, sid) != last_dev_sid:
+                    found.setdefault(dev, set()).add(sid)
+                    last_dev_sid = (dev, sid)
             h = get(k)
             if h is not None:
                 h(i, rec)

@@ -40,7 +40,8 @@ class OldDomain:
             if key not in a.keys:
                 continue
             if a.source == "driver":
-                if dom != a.new.get(key):
+                new = a.new.get(key)
+                if dom is not new and dom != new:  # one Domain object per domain read
                     self._offence(a, key, i, r, dom, self.ctx.out.get((RULE, a.n, key)))
             elif dom == a.old.get(key):
                 self._offence(a, key, i, r, dom, self._pending.get((a.n, key)), pending=True)

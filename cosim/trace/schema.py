@@ -752,6 +752,12 @@ _FAST_TAGGED: dict[str, tuple[str, dict[str, Any], Any]] = {
     for k, (tag, plans, base) in _TAGGED.items()}
 
 
+def matcher() -> dict[str, Any]:
+    """kind -> the fast test of its records, for the kinds without a tag field (callers fall
+    back on `matches` for the others)."""
+    return dict(_FAST_PLANS)
+
+
 def matches(rec: Mapping[str, Any]) -> bool:
     """problem(rec) is None, faster: the reader asks this of every record."""
     kind = rec.get("k")
