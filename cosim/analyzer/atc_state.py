@@ -54,7 +54,8 @@ class AtcState:
                 self._n += 1
                 self._seq[(key, ent)] = self._n
             held[ent] = e
-            self._tag(key, ent, e)
+            if e.dom is not None:
+                self._tag(key, ent, e)
             self._where[ent] = key
         elif k == "atc_evict":
             self._drop((r["dev"], r["id"]))
@@ -75,15 +76,21 @@ class AtcState:
         return [e for _, e in sorted(got.items(),
                                      key=lambda kv: (rank[kv[0][0]], seq[kv[0]]))]
 
-    @staticmethod
-    def _tags(dom: Domain | None) -> list[tuple[str, int]]:
+    _TAGS: dict[Domain, list[tuple[str, int]]] = {}
+
+    @classmethod
+    def _tags(cls, dom: Domain | None) -> list[tuple[str, int]]:
         if dom is None:
             return []
-        out = []
-        if dom.has_s1 and dom.asid is not None:
-            out.append(("s1", dom.asid))
-        if dom.has_s2 and dom.vmid is not None:
-            out.append(("s2", dom.vmid))
+        out = cls._TAGS.get(dom)
+        if out is None:
+            out = []
+            if dom.has_s1 and dom.asid is not None:
+                out.append(("s1", dom.asid))
+            if dom.has_s2 and dom.vmid is not None:
+                out.append(("s2", dom.vmid))
+            if len(cls._TAGS) < 4096:
+                cls._TAGS[dom] = out
         return out
 
     def _tag(self, key: Key, ent: tuple[int, int], e: HeldEntry) -> None:

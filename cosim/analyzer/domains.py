@@ -86,16 +86,16 @@ class DomainTracker:
         self.mapped = MappedIndex()
         self.last_served: dict[Key, Domain] = {}
         self.seen: dict[Key, set[Domain]] = {}
-        self._last: dict[Key, Domain] = {}   # the last one added to seen, per stream
+        self.last_seen: dict[Key, Domain] = {}   # the last one added to seen, per stream
 
     def apply(self, k: str, key: Key, dom: Domain, rec: Record) -> None:
         """Record `rec` (of SERVED_KINDS or USED_KINDS, with a domain) for stream `key`."""
-        if self._last.get(key) is not dom:  # the view reads each domain into one object
+        if self.last_seen.get(key) is not dom:  # the view reads each domain into one object
             s = self.seen.get(key)
             if s is None:
                 s = self.seen[key] = set()
             s.add(dom)
-            self._last[key] = dom
+            self.last_seen[key] = dom
         if k in SERVED_KINDS:
             self.last_served[key] = dom
             if _succeeded(rec) and isinstance(rec.get("iova"), int):

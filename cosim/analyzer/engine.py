@@ -87,6 +87,7 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
     kinds: dict[str, int] = {}
     all_sids, found = sids.all_sids, sids.found
     after, inside = tracker.after, tracker.inside
+    last_seen = doms.last_seen
 
     # -- per-kind handlers --------------------------------------------------------------------
     def on_traffic(i: int, r: dict[str, Any], k: str) -> None:
@@ -95,7 +96,8 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
             return
         ssid = r.get("ssid")
         key = (sid, ssid if type(ssid) is int else None)
-        doms.apply(k, key, dom, r)
+        if k in SERVED_KINDS or last_seen.get(key) is not dom:
+            doms.apply(k, key, dom, r)
         if after:
             old_domain.traffic(i, r, k, key, dom)
             if not tracker.driver and k in SERVED_KINDS:
