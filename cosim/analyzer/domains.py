@@ -39,7 +39,17 @@ def entry_base(addr: int, size: int) -> tuple[int, int]:
 
 def acc_letters(acc: object) -> str:
     """Access kinds of an `acc`/`rw` field, without the privilege marker."""
+    if type(acc) is str:
+        got = _ACC_LETTERS.get(acc)
+        if got is None:
+            got = "".join(c for c in acc if c in "rwx")
+            if len(_ACC_LETTERS) < 256:
+                _ACC_LETTERS[acc] = got
+        return got
     return "".join(c for c in str(acc or "") if c in "rwx")
+
+
+_ACC_LETTERS: dict[str, str] = {}   # a trace has a handful of acc/perm strings
 
 
 _SEEN_PERMS = frozenset({"r", "w", "x", "rw", "rp", "wp", "xp", "rwx", "", None})

@@ -250,7 +250,8 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
     }
     get = handlers.get
     i = -1
-    read_dom = DomainReader().read
+    domain_reader = DomainReader()
+    read_dom, known_doms = domain_reader.read, domain_reader.known
     last_sid: int | None = None
     last_dev_sid: tuple[int, int] | None = None
     view._skipped_lines = reader.skipped_lines  # grows as the reader goes: line_of stays right
@@ -260,7 +261,8 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
             dom = rec.get("dom")
             if dom is not None:
                 try:
-                    rec["dom"] = read_dom(dom)
+                    got = known_doms.get(tuple(dom.items()))
+                    rec["dom"] = got if got is not None else read_dom(dom)
                 except DomainError as e:
                     view.notes.append(f"line {view.line_of(i)}: {e}; read as no domain")
                     rec["dom"] = None

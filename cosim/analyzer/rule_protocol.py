@@ -83,22 +83,33 @@ class Protocol:
         # CFGIs executed since the last completed sync, as (op, sid, ssid, range, index).
         self.pending: list[tuple[str, int | None, int | None, int | None, int]] = []
         self._order: dict[int, _Order] = {}    # open driver windows by attach n
+        self._last: dict[object, tuple[dict[Words, int], list[int]]] = {}
         # Entries a CFGI named since the last completed sync -> where first.
         self.since_sync: dict[tuple[str, int, int | None], int] = {}
         ctx.attaches.listeners.append(self)
 
     def ste_fetch(self, i: int, r: Record) -> None:
-        held = self.ste_held.get(r["sid"])
+        sid = r["sid"]
+        held = self.ste_held.get(sid)
         if held is None:
-            held = self.ste_held[r["sid"]] = {}
-        held.setdefault(tuple(r["qw"]), i)
+            held = self.ste_held[sid] = {}
+        self._hold(held, ("ste", sid), r["qw"], i)
 
     def cd_fetch(self, i: int, r: Record) -> None:
         key = (r["sid"], ssid_of(r) or 0)
         held = self.cd_held.get(key)
         if held is None:
             held = self.cd_held[key] = {}
-        held.setdefault(tuple(r["qw"]), i)
+        self._hold(held, key, r["qw"], i)
+
+    def _hold(self, held: dict[Words, int], key: object, qw: list[int], i: int) -> None:
+        """held.setdefault(tuple(qw), i); most fetches repeat the last one into the same
+        held set (an invalidation makes a new set), which needs no tuple."""
+        last = self._last.get(key)
+        if last is not None and last[0] is held and last[1] == qw:
+            return
+        held.setdefault(tuple(qw), i)
+        self._last[key] = (held, qw)
 
     def cfgi(self, i: int, r: Record) -> None:
         self._step(i, r)

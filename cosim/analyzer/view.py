@@ -40,14 +40,14 @@ class DomainReader:
     """`dom` objects -> Domains, one Domain per distinct object (a trace names few domains)."""
 
     def __init__(self) -> None:
-        self._known: dict[tuple, Domain] = {}
+        self.known: dict[tuple, Domain] = {}   # tuple(dom.items()) -> its Domain
 
     def read(self, dom: dict[str, Any]) -> Domain:
         """Raises DomainError for an object that is not a domain."""
         key = tuple(dom.items())
-        d = self._known.get(key)
+        d = self.known.get(key)
         if d is None:
-            d = self._known[key] = Domain.from_record(dom)
+            d = self.known[key] = Domain.from_record(dom)
         return d
 
 
