@@ -97,6 +97,18 @@ def test_integers_beyond_64_bits_stay_integers(tmp_path: Path) -> None:
     assert recs[-1]["size"] == 1 << 64 and type(recs[-1]["size"]) is int
 
 
+def test_what_the_standard_decoder_reads_is_read(tmp_path: Path) -> None:
+    """NaN is JSON to Python's decoder (not to orjson): a line with one is still a record."""
+    s = Synth()
+    s.emit("link", event="timing", dev=0, ms=float("nan"))
+    path = s.write(tmp_path / "t.jsonl")
+    with TraceReader(path) as r:
+        recs = list(r)
+        problems = r.problems
+    assert all("not a JSON record" not in p for p in problems), problems
+    assert len(recs) + len(problems) == 1
+
+
 def test_the_fast_schema_check_agrees_with_problem(tmp_path: Path) -> None:
     """matches(rec) is problem(rec) is None, on good records and on each with one field
     replaced by values of every JSON type or removed."""

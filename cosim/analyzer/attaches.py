@@ -11,7 +11,6 @@ inferred from traffic, and the analysis says its evidence is incomplete.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -156,7 +155,6 @@ class AttachTracker:
         self.driver_notes: list[str] = []
         self.inside: list[Attach] = []     # judged windows open now
         self.after: list[Attach] = []      # judged attaches between end and horizon
-        self.changed: Callable[[], None] = lambda: None
         self.drv_record: Record = {}   # the drv record being handled (its STE/CD snapshots)
         # markers
         self._open_m: dict[tuple[int, str], Attach] = {}
@@ -186,7 +184,6 @@ class AttachTracker:
     # -- events -------------------------------------------------------------------------------
     def _begin(self, a: Attach, i: int) -> None:
         self.inside.append(a)
-        self.changed()
         for w in self.listeners:
             w.begin(a, i)
 
@@ -195,20 +192,17 @@ class AttachTracker:
             return
         a.stopped = True
         self.inside.remove(a)
-        self.changed()
         for w in self.listeners:
             w.stop(a, i)
 
     def _to_after(self, a: Attach) -> None:
         self.after.append(a)
-        self.changed()
 
     def _horizon(self, a: Attach, i: int) -> None:
         a.horizon = i
         a.horizon_known = True
         if a in self.after:
             self.after.remove(a)
-            self.changed()
             for w in self.listeners:
                 w.horizon(a, i)
 

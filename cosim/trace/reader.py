@@ -112,9 +112,12 @@ class TraceReader:
             try:
                 rec = loads(line)
             except ValueError:
-                problems.append(f"line {n}: not a JSON record")
-                skipped.append(n)
-                continue
+                try:  # what the standard decoder takes and orjson does not (NaN, Infinity)
+                    rec = json.loads(line)
+                except ValueError:
+                    problems.append(f"line {n}: not a JSON record")
+                    skipped.append(n)
+                    continue
             if type(rec) is not dict:
                 problems.append(f"line {n}: not a JSON object")
                 skipped.append(n)
