@@ -67,3 +67,29 @@ def test_3_21_1_combined_entry_blames_the_stage_that_denies():
     assert t.fault == "F_PERMISSION" and last_xlate(d)["tlb"] is True
     ev = d.events()[-1]
     assert ev["S2"] == 1 and ev["IPA"] << 12 == ipa_data
+
+
+def test_3_17_a_tlb_hit_is_the_domain_its_entry_was_walked_in():
+    """§3.17: TLB entries are tagged by ASID/VMID, not by the tables. A CD that names new
+    tables under the same ASID, with no TLBI, keeps hitting the entries walked in the old ones:
+    such a hit is the old domain's translation, and its `dom` (the provenance the analysis
+    judges) says so, not the domain the CD names now."""
+    d = Driver(SmmuOptions(cache_mode="caching")).init()
+    ttb_a = d.s1_tables({0x1000: PA}, base=d.alloc(0x10_0000))
+    ttb_b = d.s1_tables({0x1000: PA + 0x10_0000}, base=d.alloc(0x10_0000))
+    assert ttb_a != ttb_b
+    cdtab = d.cd_table(SID)
+    d.write_cd(cdtab, 0, s1_cd(ttb_a, asid=ASID))
+    d.write_ste(SID, s1_ste(cdtab))
+    assert d.xl(SID, 0x1000).pa == PA
+    d.write_cd(cdtab, 0, s1_cd(ttb_b, asid=ASID))
+    d.cmd("CFGI_CD", StreamID=SID, SubstreamID=0, Leaf=1)  # the CD is seen; no TLBI
+    d.sync()
+    t = d.xl(SID, 0x1000)
+    rec = last_xlate(d)
+    assert t.pa == PA and rec["tlb"] is True
+    assert (rec["dom"].asid, rec["dom"].ttb) == (ASID, ttb_a)
+    d.cmd("TLBI_NH_ASID", VMID=0, ASID=ASID)
+    d.sync()
+    assert d.xl(SID, 0x1000).pa == PA + 0x10_0000
+    assert last_xlate(d)["dom"].ttb == ttb_b

@@ -353,6 +353,10 @@ class Translator:
             hit = dev.tlb.lookup(kind, ste.s2vmid, global_tag(cd.aset), iova, access.priv)
         if hit is not None:
             t.tlb = True
+            # The translation comes from the tables the entry was walked in, whatever the CD
+            # now names: an entry left over from other tables under the same ASID/VMID is
+            # that domain's translation, and the trace says so.
+            t.dom = hit.dom
             if not _allows(hit.perm, walk_access):
                 # §3.21.1: TLB behaviour follows Armv8-A, where an entry whose permissions
                 # fault may be cached and the fault taken from it. The model takes it: a
