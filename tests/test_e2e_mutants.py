@@ -14,13 +14,14 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
-# mutant -> the analysis rules that fire beyond the unmutated baseline: two that fired with the
-# same rule in every catalogue run (13 and 14 are caught too, but depend on the device having
-# an ATC entry at the wrong moment; 05's guest run hung once in an event flood, see
-# docs/mutants.md).
+# mutant -> the rule that must be among those firing beyond the unmutated baseline: one per
+# class of break, each caught in every catalogue run (docs/mutants.md). 02 and 09 are caught by
+# the timing-free protocol rules, so no traffic pattern can hide them; 01 by invariant 1 at
+# the driver's return (the device holds the old domain's ATC entries then, every run).
 EXPECTED = {
-    "01-commit-no-atc-inv-on-replace": ["inv1-old-domain"],
-    "04-write-entry-qword0-first": ["inv3-neither-domain"],
+    "01-commit-no-atc-inv-on-replace": "inv1-old-domain",
+    "02-cfgi-ste-without-sync": "protocol-cfgi-step",
+    "09-atc-inv-without-sync": "protocol-atc-sync",
 }
 
 
@@ -33,8 +34,13 @@ def test_mutants_are_caught_by_their_rule(products_612, tmp_path: Path) -> None:
     assert outs, r.stdout[-3000:] + r.stderr[-3000:]
     doc = json.loads(outs[-1].read_text())
     rows = {row["mutant"]: row for row in doc["mutants"]}
-    for name, rules in EXPECTED.items():
+    for name, rule in EXPECTED.items():
         assert name in rows, sorted(rows)
         assert rows[name]["verdict"] == "caught", rows[name]
-        assert rows[name]["rules"] == rules, rows[name]
-        assert rows[name]["evidence"].startswith(rules[0] + "@"), rows[name]
+        assert rule in rows[name]["rules"], rows[name]
+        assert any(rows[name]["evidence"].startswith(r + "@") for r in rows[name]["rules"]), \
+            rows[name]
+    # The baseline (the unmutated tree) shows only the kernel's recorded finding.
+    for b in doc["baselines"]:
+        assert {k.split("@")[0] for k in b["findings"]} <= \
+            {"inv3-abort-during-attach", "entry-update"}, b
