@@ -480,7 +480,7 @@ def set_up(opts: Options, say: Callable[[str], None]) -> tuple[list[str], list[s
     for k in opts.kernels:
         say(f"==> matrix: set-up of {k}")
         try:
-            ensure(k, quiet=True)
+            ensure(k)
             kept.append(k)
         except SetupError as e:
             if opts.kernels_given:
