@@ -274,6 +274,11 @@ def _matrix(args: argparse.Namespace) -> int:
     from . import matrix
     try:
         if args.collect is not None:
+            given = [o for o, v in (("--kernels", args.kernels), ("--modes", args.modes),
+                                    ("--areas", args.areas)) if v is not None]
+            if given:
+                raise matrix.MatrixError(f"--collect runs nothing: {', '.join(given)} "
+                                         "cannot apply to it")
             results = matrix.collect(args.collect)
             out_dir = matrix.new_out_dir(args.runs_dir)
             matrix.write_table(out_dir, results)

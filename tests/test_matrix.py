@@ -102,6 +102,8 @@ def test_plus_joins_areas_into_one_cell_and_duplicates_fold() -> None:
     (["-j", "0"], "-j must be"),
     (["-j", "two"], "-j must be"),
     (["--replaces", "-3"], "--replaces must be"),
+    (["--collect", "/nonexistent", "--areas", "unmap"], "--collect runs nothing: --areas"),
+    (["--collect", "/nonexistent"], "not a directory"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(
         args: list[str], word: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
