@@ -331,3 +331,16 @@ def test_a_cell_runs_cosim_run_with_its_areas_and_mode(tmp_path: Path) -> None:
     for part in ("--kernel debian-7.2", "--tests unmap,blocked", f"--runs-dir {tmp_path}",
                  "--replaces 7", "--timeout 99.0", "--model-arg=--cache-mode=strict"):
         assert part in joined, joined
+
+
+def test_incomplete_evidence_is_expected_only_where_the_kernel_attaches(tmp_path: Path) -> None:
+    # debian-6.12-bin has no driver probes: a run that attaches is 'incomplete' by its file;
+    # one that attaches nothing is clean, and must not be called a difference.
+    probe = {"probe/smmu_probed": "pass", "probe/ats_enabled_iommufd": "unsupported"}
+    r = matrix.judge_dir(fake_run(tmp_path / "a", "debian-6.12-bin", "coherent", ["probe"],
+                                  statuses=probe, aborts=(), verdict="clean"))
+    assert r.verdict == "expected", r.differences
+    r = matrix.judge_dir(fake_run(tmp_path / "b", "debian-6.12-bin", "coherent", ["probe"],
+                                  statuses=probe, aborts=(0,), verdict="clean"))
+    assert r.verdict == "differs"
+    assert any("verdict clean, expected incomplete" in d for d in r.differences)
