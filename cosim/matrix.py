@@ -32,6 +32,9 @@ from .setup import KERNEL_CHOICES, ROOT, SetupError, ensure
 from .smmu.options import CACHE_MODES
 
 DEFAULT_MODES = ("coherent", "strict")
+# The rule whose offences are aborts inside an attach at an address both domains map (the
+# "aborts in attaches" column; an attach to the blocked domain aborts everything, rightly).
+ABORT_RULES = ("inv3-abort-during-attach",)
 # The rules whose offences are a use of a cache entry an invalidation had removed (the
 # "stale uses" column): the SMMU's own caches, the device's ATC, the SMMU's TLB.
 STALE_RULES = ("stale-cache", "inv2-invalidated-atc", "inv2-invalidated-tlb")
@@ -70,7 +73,7 @@ class CellResult:
     new: list[str] = field(default_factory=list)          # rule@test matching no finding
     differences: list[str] = field(default_factory=list)  # every difference, as sentences
     attaches: int | None = None
-    aborts: int | None = None    # failed DMA of the device inside attach windows
+    aborts: int | None = None    # offences of ABORT_RULES
     stale: int | None = None     # offences of STALE_RULES
     report: str = ""             # paths; "" when the run has none
     perfetto: str = ""
@@ -184,9 +187,8 @@ def judge(cell: Cell, summary: dict, begins: list[tuple[int, str]],
                         for k in res.new]
     if "attaches" in counts:
         res.attaches = int(counts["attaches"])
-        res.aborts = sum(int(a.get("aborts", 0)) for a in analysis.get("attaches", []))
-        res.stale = sum(int(v.get("count", 1)) for v in analysis.get("violations", [])
-                        if v.get("rule") in STALE_RULES)
+        res.aborts = _offences(analysis, ABORT_RULES)
+        res.stale = _offences(analysis, STALE_RULES)
     if res.guest != "booted" or res.analysis in UNJUDGED:
         res.verdict = "error"
         res.note = (f"guest {res.guest}" if res.guest != "booted"
@@ -194,6 +196,11 @@ def judge(cell: Cell, summary: dict, begins: list[tuple[int, str]],
     elif res.differences:
         res.verdict = "differs"
     return res
+
+
+def _offences(analysis: dict, rules: tuple[str, ...]) -> int:
+    return sum(int(v.get("count", 1)) for v in analysis.get("violations", [])
+               if v.get("rule") in rules)
 
 
 def judge_dir(run_dir: Path) -> CellResult:
