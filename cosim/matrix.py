@@ -41,6 +41,7 @@ STALE_RULES = ("stale-cache", "inv2-invalidated-atc", "inv2-invalidated-tlb")
 # Analysis verdicts that mean the run could not be judged at all.
 UNJUDGED = ("error", "unreadable", "unavailable", "none")
 PERFETTO = "perfetto.json"
+FINDING_PAGES = ROOT / "docs" / "findings"
 # A cell's `cosim run` gets this long beyond its own --timeout before it is terminated.
 GRACE_S = 300.0
 
@@ -261,6 +262,12 @@ def _findings_text(r: CellResult) -> list[str]:
             + [f"new: {k}" for k in r.new])
 
 
+def _page(finding: str) -> str:
+    """The finding's page in docs/findings (`cosim findings`), "" when it has none."""
+    page = FINDING_PAGES / f"{finding}.md"
+    return str(page) if page.is_file() else ""
+
+
 def _link(path: str, base: Path | None) -> str:
     """`path` relative to `base` (the written table's directory: it moves with the runs), or
     absolute when `base` is None (the terminal)."""
@@ -283,14 +290,18 @@ def render_markdown(results: list[CellResult], base: Path | None,
     def link(text: str, path: str) -> str:
         return f"[{text}]({_link(path, base)})" if path else "-"
 
+    def found(r: CellResult) -> str:
+        shown = [link(f, _page(f)) if _page(f) else esc(f) for f in r.findings]
+        return ", ".join(shown + [esc(t) for t in _findings_text(r)[len(r.findings):]]) or "-"
+
     lines = ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     for r in results:
         row = [_kernel_label(r), r.cell.mode, "+".join(r.cell.areas),
-               r.verdict + (f" ({r.note})" if r.note else ""),
-               ", ".join(_findings_text(r)) or "-", _num(r.attaches), _num(r.aborts),
-               _num(r.stale)]
-        lines.append("| " + " | ".join(esc(c) for c in row) + " | "
-                     + link("report", r.report) + " | " + link("perfetto", r.perfetto) + " |")
+               r.verdict + (f" ({r.note})" if r.note else "")]
+        nums = [_num(r.attaches), _num(r.aborts), _num(r.stale)]
+        lines.append("| " + " | ".join(esc(c) for c in row) + f" | {found(r)} | "
+                     + " | ".join(nums) + " | " + link("report", r.report) + " | "
+                     + link("perfetto", r.perfetto) + " |")
     diffs = [(r, d) for r in results for d in r.differences]
     if diffs:
         lines += ["", "Differences from the recorded expectations:", ""]
@@ -322,6 +333,10 @@ def render_html(results: list[CellResult], base: Path, title: str,
     def link(text: str, path: str) -> str:
         return f'<a href="{e(_link(path, base))}">{text}</a>' if path else "-"
 
+    def found(r: CellResult) -> str:
+        shown = [link(e(f), _page(f)) if _page(f) else e(f) for f in r.findings]
+        return "<br>".join(shown + [e(t) for t in _findings_text(r)[len(r.findings):]]) or "-"
+
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{e(title)}</title><style>{CSS}</style></head><body>",
            f"<h1>{e(title)}</h1>",
@@ -336,7 +351,7 @@ def render_html(results: list[CellResult], base: Path, title: str,
                                                      for d in r.differences) + "</ul>"
         cols = [f"<td>{e(_kernel_label(r))}</td>", f"<td>{e(r.cell.mode)}</td>",
                 f"<td>{e('+'.join(r.cell.areas))}</td>", f'<td class="verdict">{verdict}</td>',
-                f"<td>{'<br>'.join(e(f) for f in _findings_text(r)) or '-'}</td>",
+                f"<td>{found(r)}</td>",
                 f'<td class="num">{_num(r.attaches)}</td>',
                 f'<td class="num">{_num(r.aborts)}</td>',
                 f'<td class="num">{_num(r.stale)}</td>',
@@ -355,7 +370,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def write_table(out_dir: Path, results: list[CellResult], notes: Sequence[str] = ()) -> None:
     """matrix.md, index.html and matrix.json in `out_dir`, each replaced whole."""
-    title = f"cosim matrix {out_dir.name}"
+    title = f"cosim {out_dir.name}"
     _write_atomic(out_dir / "matrix.md", f"# {title}\n\n" + render_markdown(results, out_dir,
                                                                              notes))
     _write_atomic(out_dir / "index.html", render_html(results, out_dir, title, notes))

@@ -16,6 +16,7 @@ from cosim import expectations, launcher, matrix
 from cosim.cli import main
 from cosim.trace import TraceWriter
 
+ROOT = Path(__file__).resolve().parent.parent
 FINDING = "cd-replace-not-hitless"
 FINDING_RULES = ("inv3-abort-during-attach", "entry-update")
 
@@ -263,7 +264,10 @@ def test_collect_writes_the_same_table_as_markdown_html_and_json(
                                                     ["coherent", "unmap"],
                                                     ["strict", "replace"], ["strict", "unmap"]]
     assert all(" | expected | " in r for r in rows)
-    assert rows[0].count(FINDING) == 1 and FINDING not in rows[1]
+    # The finding links to its page in docs/findings.
+    assert f" | [{FINDING}](" in rows[0] and FINDING not in rows[1]
+    page = re.search(rf"\[{FINDING}\]\(([^)]+)\)", rows[0]).group(1)
+    assert (mdir / page).resolve() == (ROOT / "docs" / "findings" / f"{FINDING}.md").resolve()
     # Links relative to the table's directory, and they resolve.
     for link in re.findall(r"\]\(([^)]+)\)", md):
         assert not link.startswith("/") and (mdir / link).is_file(), link
@@ -282,6 +286,7 @@ def test_collect_writes_the_same_table_as_markdown_html_and_json(
     assert [r[:4] for r in body] == [[c.split(" | ")[0].strip("| ")] + c.split(" | ")[1:4]
                                      for c in rows]
     assert body[0][4] == FINDING and body[1][4] == "-"
+    assert any(h.endswith(f"docs/findings/{FINDING}.md") for h in page.hrefs)
 
     doc = json.loads((mdir / "matrix.json").read_text())
     assert doc["exit_code"] == 0 and len(doc["cells"]) == 4
