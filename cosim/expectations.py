@@ -71,8 +71,9 @@ def finding_keys(finding: dict) -> set[str]:
 def for_areas(exp: Expectation, areas: Iterable[str]) -> Expectation:
     """The part of a kernel's expectations a run of only `areas` can show: the statuses of
     those areas' tests and the findings shown by their tests. The verdict is 'violations'
-    when a finding remains; a verdict the file states for other reasons (e.g. 'incomplete'
-    for a kernel without driver probes) is kept; none is expected otherwise."""
+    when a finding remains, else the one the file states for other reasons (e.g.
+    'incomplete' for a kernel without driver probes), else 'clean': a run of areas without a
+    finding must show its attaches hitless, not only fire no rule."""
     wanted = set(areas)
     statuses = {n: s for n, s in exp.statuses.items() if area_of(n) in wanted}
     findings = []
@@ -84,7 +85,7 @@ def for_areas(exp: Expectation, areas: Iterable[str]) -> Expectation:
     if findings:
         verdict: str | None = "violations"
     else:
-        verdict = exp.verdict if exp.verdict not in (None, "violations") else None
+        verdict = exp.verdict if exp.verdict not in (None, "violations") else "clean"
     return Expectation(exp.kernel, statuses, rules, findings, verdict)
 
 

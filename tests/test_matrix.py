@@ -143,7 +143,7 @@ def test_expectations_cut_to_areas() -> None:
     assert rep.rules == set(FINDING_RULES) and rep.verdict == "violations"
     assert set(rep.statuses) == {"replace/replace_ats", "replace/replace_untranslated"}
     un = expectations.for_areas(exp, ["unmap", "pasid"])
-    assert un.findings == [] and un.rules == set() and un.verdict is None
+    assert un.findings == [] and un.rules == set() and un.verdict == "clean"
     assert set(un.statuses) == {n for n in exp.statuses if n.startswith("pasid/")}
     # A verdict the file states for another reason than a finding holds for every cut.
     assert expectations.for_areas(expectations.load("debian-6.12-bin"),
@@ -196,6 +196,10 @@ def test_a_failed_guest_test_differs_and_a_hung_guest_is_an_error(tmp_path: Path
     assert hung.verdict == "error" and hung.note == "guest hang"
     broken = matrix.judge_dir(unmap_run(tmp_path / "c", verdict="unreadable"))
     assert broken.verdict == "error" and broken.note.startswith("analysis unreadable")
+    # A torn trace (verdict incomplete) fires no rule, and is still no clean cell.
+    torn = matrix.judge_dir(unmap_run(tmp_path / "d", verdict="incomplete"))
+    assert torn.verdict == "differs"
+    assert any("verdict incomplete, expected clean" in d for d in torn.differences)
 
 
 def test_the_mode_is_the_trace_headers_else_the_model_option(tmp_path: Path) -> None:
