@@ -1,4 +1,4 @@
-"""The `cosim` command: run, model, analyze, compare, setup, mutate."""
+"""The `cosim` command: run, model, analyze, compare, setup, mutate, matrix, findings."""
 
 from __future__ import annotations
 
@@ -93,6 +93,36 @@ def build_parser() -> argparse.ArgumentParser:
     mu.add_argument("--reanalyze", type=Path, metavar="DIR", default=None,
                     help="no build or guest: judge the runs of an earlier runs/mutate-<ts> "
                          "again with the current analysis and rewrite its table")
+
+    mx = sub.add_parser("matrix", help="the suite over kernels x cache modes x areas, one guest "
+                                       "run per cell, in one table (docs/matrix.md)")
+    mx.add_argument("--kernels", metavar="LIST", default=None,
+                    help=f"comma-separated, from {', '.join(KERNEL_CHOICES)} (default: each "
+                         "that builds here)")
+    mx.add_argument("--modes", metavar="LIST", default=None,
+                    help="the model's cache modes, comma-separated (default coherent,strict)")
+    mx.add_argument("--areas", metavar="LIST", default=None,
+                    help=f"one cell per area, comma-separated, from {', '.join(launcher.AREAS)}"
+                         "; a+b is one cell running both (default: every area)")
+    mx.add_argument("-j", "--jobs", metavar="N", default="1",
+                    help="cells run at once (default 1: one guest takes about 2 cores)")
+    mx.add_argument("--replaces", metavar="N", default="50", help="replaces in the 'replace' area")
+    mx.add_argument("--timeout", type=_positive, default=1800.0, help="per-cell timeout, seconds")
+    mx.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    mx.add_argument("--no-perfetto", action="store_true",
+                    help="write no Perfetto file per cell (each costs a second analysis)")
+    mx.add_argument("--collect", type=Path, nargs="+", metavar="DIR", default=None,
+                    help="run nothing: build the table from the run directories at or under "
+                         "DIR... (e.g. one CI job's per cell)")
+
+    fd = sub.add_parser("findings", help="the recorded kernel findings as pages for the "
+                                         "mailing list (docs/findings/)")
+    fd.add_argument("--write", type=Path, metavar="DIR", default=None,
+                    help="write DIR/<id>.md for each finding (default: list them)")
+    fd.add_argument("--check", type=Path, metavar="DIR", default=None,
+                    help="exit 1 when DIR's pages differ from what would be written")
+    fd.add_argument("--matrix", type=Path, metavar="DIR", default=None,
+                    help="a matrix or run directory: add the cells that show each finding")
     return ap
 
 
@@ -189,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "mutate":
         return _mutate(args)
+    if args.cmd == "matrix":
+        return _matrix(args)
+    if args.cmd == "findings":
+        return _findings(args)
     if args.cmd == "setup":
         try:
             p = ensure(args.kernel)
@@ -224,3 +258,69 @@ def _mutate(args: argparse.Namespace) -> int:
     print(mutate.render_table(rows), end="")
     print(f"Table: {out_dir / 'mutate.md'} and {out_dir / 'mutate.json'}")
     return mutate.exit_code(rows)
+
+
+def _count(text: str, what: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"{what} must be a whole number >= 1, not {text!r}")
+    return n
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    from . import matrix
+    try:
+        if args.collect is not None:
+            given = [o for o, v in (("--kernels", args.kernels), ("--modes", args.modes),
+                                    ("--areas", args.areas)) if v is not None]
+            if given:
+                raise matrix.MatrixError(f"--collect runs nothing: {', '.join(given)} "
+                                         "cannot apply to it")
+            results = matrix.collect(args.collect)
+            out_dir = matrix.new_out_dir(args.runs_dir)
+            matrix.write_table(out_dir, results)
+        else:
+            opts = matrix.Options(kernels=matrix.parse_kernels(args.kernels),
+                                  modes=matrix.parse_modes(args.modes),
+                                  areas=matrix.parse_areas(args.areas),
+                                  jobs=_count(args.jobs, "-j"),
+                                  replaces=_count(args.replaces, "--replaces"),
+                                  runs_dir=args.runs_dir, timeout=args.timeout,
+                                  perfetto=not args.no_perfetto,
+                                  kernels_given=args.kernels is not None)
+            results, out_dir = matrix.execute(opts)
+    except (matrix.MatrixError, SetupError, ValueError) as e:
+        print(f"cosim matrix: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cosim matrix: interrupted; every cell's guest was stopped", file=sys.stderr)
+        return 130
+    print()
+    print(matrix.render_markdown(results, None), end="")
+    print(f"Table: {out_dir / 'index.html'}, {out_dir / 'matrix.md'}, {out_dir / 'matrix.json'}")
+    return matrix.exit_code(results)
+
+
+def _findings(args: argparse.Namespace) -> int:
+    from . import findings
+    try:
+        pages = findings.pages(findings.load_all(), matrix_dir=args.matrix)
+        if args.check is not None:
+            stale = findings.differing(pages, args.check)
+            for name in stale:
+                print(f"cosim findings: {args.check / name} is not what the expectation files "
+                      f"give; run `cosim findings --write {args.check}`", file=sys.stderr)
+            return 1 if stale else 0
+        if args.write is not None:
+            for p in findings.write(pages, args.write):
+                print(p)
+            return 0
+    except findings.FindingsError as e:
+        print(f"cosim findings: {e}", file=sys.stderr)
+        return 2
+    for name, _ in pages:
+        print(name)
+    return 0

@@ -9,6 +9,7 @@ disappears.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,44 @@ def load(kernel: str) -> Expectation:
     if verdict is None and rules:
         verdict = "violations"
     return Expectation(kernel, statuses, rules, data.get("finding", []), verdict)
+
+
+def area_of(test: str) -> str:
+    """The guest area of a test name: "replace/replace_ats" -> "replace", "kunit" -> "kunit"."""
+    return test.split("/", 1)[0]
+
+
+def test_family(test: str) -> str:
+    """The trace-label family of a guest test ("replace/replace_ats" -> "replace"): the first
+    word of the test-begin labels its variants write ("replace ats", "replace")."""
+    return test.split("/")[-1].split("_")[0]
+
+
+def finding_keys(finding: dict) -> set[str]:
+    """A recorded finding as the rule@family keys its violations carry (cosim mutate's key)."""
+    return {f"{rule}@{test_family(str(t))}" for rule in finding.get("rules", [])
+            for t in finding.get("tests", [])}
+
+
+def for_areas(exp: Expectation, areas: Iterable[str]) -> Expectation:
+    """The part of a kernel's expectations a run of only `areas` can show: the statuses of
+    those areas' tests and the findings shown by their tests. The verdict is 'violations'
+    when a finding remains, else the one the file states for other reasons (e.g.
+    'incomplete' for a kernel without driver probes), else 'clean': a run of areas without a
+    finding must show its attaches hitless, not only fire no rule."""
+    wanted = set(areas)
+    statuses = {n: s for n, s in exp.statuses.items() if area_of(n) in wanted}
+    findings = []
+    for f in exp.findings:
+        tests = [t for t in f.get("tests", []) if area_of(str(t)) in wanted]
+        if tests:
+            findings.append({**f, "tests": tests})
+    rules = {r for f in findings for r in f.get("rules", [])}
+    if findings:
+        verdict: str | None = "violations"
+    else:
+        verdict = exp.verdict if exp.verdict not in (None, "violations") else "clean"
+    return Expectation(exp.kernel, statuses, rules, findings, verdict)
 
 
 def observed_rules(summary: dict) -> set[str]:

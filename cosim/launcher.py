@@ -369,6 +369,10 @@ def execute(cfg: RunConfig) -> RunOutcome:
     summary = {
         "run_dir": str(run.dir),
         "kernel": cfg.products.kernel_version,
+        # What was asked for: `cosim matrix --collect` names a cell by these.
+        "kernel_choice": cfg.kernel_choice,
+        "areas": list(cfg.tests),
+        "model_args": list(cfg.model_args),
         "smmu": cfg.smmu,
         "guest": guest,
         "tests": [asdict(r) for r in results],

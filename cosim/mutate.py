@@ -313,9 +313,7 @@ def recorded_findings(kernel: str) -> set[str]:
         return set()
     out: set[str] = set()
     for f in expectations.load(kernel).findings:
-        for test in f.get("tests", []):
-            family = str(test).split("/")[-1].split("_")[0]
-            out |= {f"{rule}@{family}" for rule in f.get("rules", [])}
+        out |= expectations.finding_keys(f)
     return out
 
 
