@@ -90,8 +90,12 @@ class TraceReader:
                                  "this cosim reads (framing version "
                                  f"{framing.MAGIC[len(framing.MAGIC_PREFIX)]})")
             self.binary, self._unit = True, "record"
+            origin = self._f.read(framing.ORIGIN.size)
+            if len(origin) < framing.ORIGIN.size:
+                raise TraceError(f"{path} is empty: not a cosim trace")
+            (self._t0,) = framing.ORIGIN.unpack(origin)
             self._zd = zstandard.ZstdDecompressor()
-            self._frames = framing.frames(self._f, len(magic))
+            self._frames = framing.frames(self._f, len(magic) + len(origin))
             first = self._first_line(path)
         else:
             self._f.seek(0)
@@ -104,34 +108,49 @@ class TraceReader:
         frame = next(self._frames, None)
         if frame is None or frame.torn:
             raise TraceError(f"{path} is empty: not a cosim trace")
-        recs, why = self._decode(frame)
-        if recs is None or not recs:
-            raise TraceError(f"{path}: the header's frame is {why}: not a cosim trace")
-        self._pending = recs[1:]
+        items, why = self._load(frame)
+        recs = self._build(items) if items is not None else None
+        if not recs:
+            raise TraceError(f"{path}: the header's frame is {why or 'empty'}: "
+                             "not a cosim trace")
+        self._pending: list[Any] = items[1:]  # type: ignore[index]
         return json.dumps(recs[0]).encode() + b"\n"
 
-    def _decode(self, frame: framing.Frame, std: bool = False
-                ) -> tuple[list[dict[str, Any]] | None, str]:
-        """A frame's records as JSON-lines records, or None and what is wrong with it.
-        `std`: decode with the standard decoder (see _records)."""
+    def _load(self, frame: framing.Frame, std: bool = False) -> tuple[list[Any] | None, str]:
+        """A frame's [t, k, fields] items (wide integers patched in), or None and what is
+        wrong with it. `std`: decode with the standard decoder (see _records)."""
         try:
             data = framing.decompress(frame, self._zd)
         except zstandard.ZstdError as e:
             return None, f"a corrupt frame of {frame.count} records ({e})"
+        flags = frame.flags
         try:
-            arr = json.loads(data) if std else _loads(data)
+            arr = json.loads(data) if std or flags & framing.STANDARD else _loads(data)
         except ValueError:
             return None, f"a frame of {frame.count} records that is not JSON"
+        if flags & framing.WIDE:
+            try:
+                arr, patches = arr
+                for i, name, digits in patches:
+                    arr[i][2][name] = int(digits)
+            except (TypeError, ValueError, IndexError, KeyError):
+                return None, "a wide frame that is not [records, patches]"
         if type(arr) is not list or len(arr) != frame.count:
             return None, f"a frame whose records are not the {frame.count} its header says"
+        return arr, ""
+
+    def _build(self, items: list[Any]) -> list[dict[str, Any]] | None:
+        """JSON-lines records of a frame's items (None: an item is not [t, k, fields])."""
+        t0 = self._t0
         out = []
-        for item in arr:
-            if type(item) is not list or len(item) != 3 or type(item[2]) is not dict:
-                return None, "a frame holding something other than [t, k, fields] records"
-            rec = {"t": item[0], "k": item[1]}
-            rec.update(item[2])
-            out.append(rec)
-        return out, ""
+        try:
+            for t, k, rec in items:
+                rec["t"] = t - t0 if type(t) is int else t
+                rec["k"] = k
+                out.append(rec)
+        except (TypeError, ValueError):
+            return None
+        return out
 
     def _parse_header(self, first: bytes) -> dict[str, Any]:
         path = self.path
@@ -161,76 +180,89 @@ class TraceReader:
         return header
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        if not self.binary:
+        if self.binary:
+            yield from self._binary()
+        else:
             yield from self._records(self._f, 2)
-            self.close()
-            return
+        self.close()
+
+    def _binary(self) -> Iterator[dict[str, Any]]:
+        """The valid records of a binary trace: _records' checks, on each frame's items."""
+        problems = self.problems
+        skipped = self.skipped_lines
+        v1 = self.schema == 1
+        plain = matcher()
+        t0 = self._t0
+        std_decoder = _loads is not json.loads
         n = 2
         frame: framing.Frame | None = None
-        recs: list[dict[str, Any]] | None = self._pending
+        items: list[Any] | None = self._pending
+        frames = self._frames
         why = ""
         while True:
-            if recs is None:
-                self.problems.append(f"record {n}: {why}")
-                self.skipped_lines.extend(range(n, n + frame.count))  # type: ignore[union-attr]
-                n += frame.count  # type: ignore[union-attr]
-            elif recs:
-                n = yield from self._frame_records(recs, n, frame)
-            frame = next(self._frames, None)
+            if items is None:
+                assert frame is not None
+                problems.append(f"record {n}: {why}")
+                skipped.extend(range(n, n + frame.count))
+                n += frame.count
+                items = []
+            first = n
+            std: list[dict[str, Any]] | None = None
+            for item in items:
+                try:
+                    # The record is its fields object, the envelope added (at the end: only
+                    # the exporter orders keys, and puts `t` and `k` first).
+                    t, kind, rec = item
+                    rec["t"] = t - t0 if type(t) is int else t
+                    rec["k"] = kind
+                except (TypeError, ValueError):
+                    problems.append(f"record {n}: not a [t, k, fields] record")
+                    skipped.append(n)
+                    n += 1
+                    continue
+                if v1 and kind in DOM_KINDS:
+                    try:
+                        upgrade_v1(rec)
+                    except DomainError as e:
+                        problems.append(f"record {n}: {kind}.{e} (schema 1)")
+                        skipped.append(n)
+                        n += 1
+                        continue
+                fn = plain.get(kind) if type(kind) is str else None  # most kinds: no tag
+                if fn(rec) if fn is not None else matches(rec):
+                    n += 1
+                    yield rec
+                    continue
+                why = problem(rec)
+                if why is not None and std_decoder and frame is not None \
+                        and not frame.flags & framing.STANDARD:
+                    # A frame not written by this writer may hold an integer beyond 64 bits
+                    # that orjson reads as a float: the standard decoder decides.
+                    if std is None:
+                        got = self._load(frame, std=True)[0]
+                        std = (self._build(got) if got is not None else None) or []
+                    if n - first < len(std):
+                        rec = std[n - first]
+                        if v1 and rec.get("k") in DOM_KINDS:
+                            upgrade_v1(rec)
+                        why = problem(rec)
+                if why is not None:
+                    problems.append(f"record {n}: {why}")
+                    skipped.append(n)
+                    n += 1
+                    continue
+                n += 1
+                yield rec
+            frame = next(frames, None)
             if frame is None:
-                break
+                return
             if frame.torn:
                 self.torn = (f"frame at byte {frame.offset}: {len(frame.payload)} of "
                              f"{frame.size} bytes written ({frame.count} records lost)"
                              if frame.count else
                              f"frame at byte {frame.offset}: its header cut short")
-                break
-            recs, why = self._decode(frame)
-        self.close()
-
-    def _frame_records(self, recs: list[dict[str, Any]], n: int, frame: framing.Frame | None
-                       ) -> Generator[dict[str, Any], None, int]:
-        """The valid records of a binary trace's frame, numbered from `n`; returns the next
-        number. `frame` None: the records the header's frame holds after it."""
-        problems = self.problems
-        skipped = self.skipped_lines
-        v1 = self.schema == 1
-        plain = matcher()
-        std: list[dict[str, Any]] | None = None
-        for i, rec in enumerate(recs):
-            if v1 and rec.get("k") in DOM_KINDS:
-                try:
-                    upgrade_v1(rec)
-                except DomainError as e:
-                    problems.append(f"record {n}: {rec['k']}.{e} (schema 1)")
-                    skipped.append(n)
-                    n += 1
-                    continue
-            kind = rec["k"]
-            fn = plain.get(kind) if type(kind) is str else None  # most kinds: no tag
-            if fn(rec) if fn is not None else matches(rec):
-                n += 1
-                yield rec
-                continue
-            why = problem(rec)
-            if why is not None and frame is not None and _loads is not json.loads:
-                # orjson reads an integer beyond 64 bits as a float: the standard decoder
-                # decides, as for JSON lines.
-                if std is None:
-                    std = self._decode(frame, std=True)[0] or []
-                if i < len(std):
-                    rec = std[i]
-                    if v1 and rec.get("k") in DOM_KINDS:
-                        upgrade_v1(rec)
-                    why = problem(rec)
-            if why is not None:
-                problems.append(f"record {n}: {why}")
-                skipped.append(n)
-                n += 1
-                continue
-            n += 1
-            yield rec
-        return n
+                return
+            items, why = self._load(frame)
 
     def _records(self, lines: Iterable[bytes], n: int) -> Generator[dict[str, Any], None, int]:
         """The valid records of `lines`, numbered from `n`; returns the next number."""
@@ -310,7 +342,7 @@ class TraceReader:
                 if i >= last:
                     return
             return
-        n, recs = 2, self._pending
+        n, recs = 2, self._build(self._pending) or []
         for frame in itertools.chain([None], self._frames):
             if frame is not None:
                 if frame.torn:
@@ -322,7 +354,8 @@ class TraceReader:
                     if i >= last:
                         return
                     continue
-                recs = self._decode(frame, std=True)[0] or []
+                got = self._load(frame, std=True)[0]
+                recs = (self._build(got) if got is not None else None) or []
             for rec in recs:
                 if n not in skipped:
                     i += 1

@@ -89,7 +89,10 @@ class TraceWriter:
             self.flush()
 
     def write_record(self, rec: dict[str, Any]) -> None:
-        """Append a record as read from a trace (its own `t`): the exporter's way in."""
+        """Append a record as read from a trace (its own `t`): the exporter's way in. `t` and
+        `k` go first, as the model writes them (a binary trace's reader adds them last)."""
+        if "t" in rec and "k" in rec:
+            rec = {"t": rec["t"], "k": rec["k"], **rec}
         self._buf.append(encode(rec))
         self.count += 1
         if len(self._buf) >= self._flush_every:
@@ -125,19 +128,24 @@ class BinaryTraceWriter(TraceWriter):
 
     Encoding at the flush keeps a reference to each emitted field value until then: the
     model hands over values it does not change afterwards (ints, strings, tuples, fresh
-    lists and dicts, frozen Domains).
+    lists and dicts, frozen Domains). A record keeps the monotonic clock as read; the file's
+    prologue holds the origin the reader subtracts.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None, flush_every: int = 256,
                  check: bool | None = None, copy_header: dict[str, Any] | None = None,
                  **header: Any) -> None:
         self._zc = framing.compressor()
-        self._frames = 0
         self._flushed = 0
         self._tuples: list[tuple[int, str, dict[str, Any]]] = []
+        self._copying = copy_header is not None   # records come with their own `t`
         super().__init__(path, flush_every, check, copy_header, **header)
-        if not self.enabled and not self.check:
-            self.emit = _discard  # type: ignore[method-assign]
+        if not self.enabled:
+            if not self.check:
+                self.emit = _discard  # type: ignore[method-assign]
+        elif not self.check:
+            # A closure over locals: the cheapest Python call there is, once per record.
+            self.emit = self._emitter()  # type: ignore[method-assign]
 
     @property  # type: ignore[override]
     def count(self) -> int:
@@ -148,13 +156,26 @@ class BinaryTraceWriter(TraceWriter):
         pass  # TraceWriter.__init__ sets it; here it is what was flushed plus what is buffered
 
     def _start(self) -> None:
-        os.write(self._fd, framing.MAGIC)
+        os.write(self._fd, framing.prologue(0 if self._copying else self._t0))
+
+    def _emitter(self) -> Any:
+        buf = self._tuples
+        append = buf.append
+        mono = time.monotonic_ns
+        limit = self._flush_every
+        flush = self.flush
+
+        def emit(kind: str, **fields: Any) -> None:
+            append((mono(), kind, fields))
+            if len(buf) >= limit:
+                flush()
+        return emit
 
     def emit(self, kind: str, **fields: Any) -> None:
         if not self.enabled:
             return
         buf = self._tuples
-        buf.append((time.monotonic_ns() - self._t0, kind, fields))
+        buf.append((time.monotonic_ns(), kind, fields))
         if len(buf) >= self._flush_every:
             self.flush()
 
@@ -171,17 +192,39 @@ class BinaryTraceWriter(TraceWriter):
     def flush(self) -> None:
         buf = self._tuples
         if buf and self._fd >= 0:
+            flags = 0
             try:
                 payload = orjson.dumps(buf, default=_default_cached, option=_OPTS)
             except orjson.JSONEncodeError:
-                # An integer beyond 64 bits (a whole-space size, 2^64): the standard encoder.
-                payload = json.dumps(buf, separators=(",", ":"), default=_default).encode()
-            view = memoryview(framing.encode(payload, len(buf), self._zc))
+                payload, flags = _wide(buf)
+            view = memoryview(framing.encode(payload, len(buf), flags, self._zc))
             while view:
                 n = os.write(self._fd, view)
                 view = view[n:]
             self._flushed += len(buf)
             buf.clear()
+
+
+def _wide(buf: list[tuple[int, str, dict[str, Any]]]) -> tuple[bytes, int]:
+    """A frame's payload when a record holds an integer orjson cannot write (beyond 64 bits:
+    a whole-space size, 2^64): framing.WIDE, those fields moved to the patch list; or,
+    nested in a list or object, framing.STANDARD and the standard encoder."""
+    recs: list[tuple[int, str, dict[str, Any]]] = []
+    patches: list[list[int | str]] = []
+    for i, (t, k, f) in enumerate(buf):
+        wide = [n for n, v in f.items()
+                if isinstance(v, int) and not isinstance(v, bool) and not -(1 << 63) <= v < 1 << 64]
+        if wide:
+            f = dict(f)
+            for n in wide:
+                patches.append([i, n, str(int(f[n]))])
+                f[n] = 0
+        recs.append((t, k, f))
+    try:
+        return orjson.dumps([recs, patches], default=_default_cached, option=_OPTS), framing.WIDE
+    except orjson.JSONEncodeError:
+        return (json.dumps(buf, separators=(",", ":"), default=_default).encode(),
+                framing.STANDARD)
 
 
 def _discard(kind: str, **fields: Any) -> None:
