@@ -156,7 +156,8 @@ class BinaryTraceWriter(TraceWriter):
         pass  # TraceWriter.__init__ sets it; here it is what was flushed plus what is buffered
 
     def _start(self) -> None:
-        os.write(self._fd, framing.prologue(0 if self._copying else self._t0))
+        self._origin = 0 if self._copying else self._t0
+        os.write(self._fd, framing.prologue(self._origin))
 
     def _emitter(self) -> Any:
         buf = self._tuples
@@ -185,7 +186,9 @@ class BinaryTraceWriter(TraceWriter):
 
     def write_record(self, rec: dict[str, Any]) -> None:
         fields = dict(rec)
-        self._tuples.append((fields.pop("t", None), fields.pop("k", None), fields))
+        t = fields.pop("t", None)
+        self._tuples.append((t + self._origin if type(t) is int else t, fields.pop("k", None),
+                             fields))
         if len(self._tuples) >= self._flush_every:
             self.flush()
 
