@@ -275,3 +275,12 @@ def test_export_of_unreadable_input_is_one_line_exit_2(tmp_path: Path,
     assert export(["--jsonl", str(tmp_path / "x"), str(tmp_path / "y")]) == 2
     assert "bad magic" in _stderr_only_line(capsys)
     assert not (tmp_path / "y").exists()
+
+
+def test_a_run_directory_names_its_trace(tmp_path: Path) -> None:
+    from cosim.launcher import OLD_TRACE_NAME, TRACE_NAME, trace_of
+    assert trace_of(tmp_path) == tmp_path / TRACE_NAME == tmp_path / "trace.cst"
+    (tmp_path / OLD_TRACE_NAME).write_text("")   # a run from before the binary format
+    assert trace_of(tmp_path) == tmp_path / "trace.jsonl"
+    (tmp_path / TRACE_NAME).write_text("")
+    assert trace_of(tmp_path) == tmp_path / "trace.cst"
