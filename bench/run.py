@@ -41,6 +41,8 @@ import bench_smmu  # noqa: E402
 import bench_trace  # noqa: E402
 import bench_walker  # noqa: E402
 
+from cosim.launcher import trace_of  # noqa: E402
+
 SECTIONS = ("link", "smmu", "endpoint", "analyzer", "boot", "guest", "setup")
 KERNEL = os.environ.get("KERNEL", "debian-6.12")
 REPLACES = 50          # --count of each cosim_replace run
@@ -299,7 +301,7 @@ class Bench:
             run.qemu.expect(pexpect.EOF, timeout=60)
         finally:
             run.stop()  # waits for the model to flush its trace
-        segments = replace_segments(run.dir / "trace.jsonl")
+        segments = replace_segments(trace_of(run.dir))
         if len(segments) != len(outputs):
             raise RuntimeError(f"{len(outputs)} cosim_replace runs but {len(segments)} "
                                "test-begin/test-end pairs in the trace")
