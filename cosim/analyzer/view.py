@@ -71,7 +71,8 @@ class TraceView:
         return self.dev_sids.get(dev, []) if isinstance(dev, int) else []
 
     def line_of(self, index: int) -> int:
-        """File line number of record `index` (line 1 is the header; bad lines are skipped)."""
+        """File line number of record `index` (line 1 is the header; bad lines are skipped);
+        in a binary trace, its record number (the header is record 1)."""
         line = index + 2
         # Each unparseable line before this record shifts it down by one.
         for skipped in self._skipped_lines:

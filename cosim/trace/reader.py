@@ -69,7 +69,6 @@ class TraceReader:
         self.skipped_lines: list[int] = []  # line numbers of the records left out, in order
         self.torn: str | None = None
         self.binary = False      # the binary format (else JSON lines)
-        self._unit = "line"      # what a problem's number counts
         try:
             self._f: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()/__exit__
         except OSError as e:
@@ -89,7 +88,7 @@ class TraceReader:
                 raise TraceError(f"{path}: bad magic {magic!r}: not a cosim binary trace "
                                  "this cosim reads (framing version "
                                  f"{framing.MAGIC[len(framing.MAGIC_PREFIX)]})")
-            self.binary, self._unit = True, "record"
+            self.binary = True
             origin = self._f.read(framing.ORIGIN.size)
             if len(origin) < framing.ORIGIN.size:
                 raise TraceError(f"{path} is empty: not a cosim trace")
@@ -268,7 +267,6 @@ class TraceReader:
         """The valid records of `lines`, numbered from `n`; returns the next number."""
         problems = self.problems
         skipped = self.skipped_lines
-        unit = self._unit
         v1 = self.schema == 1
         loads = _loads
         plain = matcher()
@@ -282,12 +280,12 @@ class TraceReader:
                 try:  # what the standard decoder takes and orjson does not (NaN, Infinity)
                     rec = json.loads(line)
                 except ValueError:
-                    problems.append(f"{unit} {n}: not a JSON record")
+                    problems.append(f"line {n}: not a JSON record")
                     skipped.append(n)
                     n += 1
                     continue
             if type(rec) is not dict:
-                problems.append(f"{unit} {n}: not a JSON object")
+                problems.append(f"line {n}: not a JSON object")
                 skipped.append(n)
                 n += 1
                 continue
@@ -296,7 +294,7 @@ class TraceReader:
                     upgrade_v1(rec)
                 except DomainError as e:
                     # DomainError says "dom '<text>' is not a domain label".
-                    problems.append(f"{unit} {n}: {rec['k']}.{e} (schema 1)")
+                    problems.append(f"line {n}: {rec['k']}.{e} (schema 1)")
                     skipped.append(n)
                     n += 1
                     continue
@@ -315,7 +313,7 @@ class TraceReader:
                     upgrade_v1(rec)
                 why = problem(rec)
             if why is not None:
-                problems.append(f"{unit} {n}: {why}")
+                problems.append(f"line {n}: {why}")
                 skipped.append(n)
                 n += 1
                 continue
