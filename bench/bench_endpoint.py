@@ -20,7 +20,7 @@ from cosim.arch import endpoint_regs as regs
 from cosim.endpoint.endpoint import Endpoint
 from cosim.endpoint.testing import FakeSmmu
 from cosim.memory import SparseMemory
-from cosim.trace import TraceWriter
+from cosim.trace import open_writer
 
 RID = 0x10
 ATS_OFF = 0x100
@@ -35,7 +35,8 @@ def _timed(fn: Callable[[], None], ops: int) -> float:
     return time.perf_counter() - t0
 
 
-def endpoint_copy(ops: int, length: int, trace_path: str | None) -> tuple[float, Endpoint]:
+def endpoint_copy(ops: int, length: int, trace_path: str | None,
+                  fmt: str = "cst") -> tuple[float, Endpoint]:
     smmu = FakeSmmu()
     span = max(length, 4096)
     smmu.map(RID, None, SRC_IOVA, SRC_PA, span)
@@ -43,7 +44,7 @@ def endpoint_copy(ops: int, length: int, trace_path: str | None) -> tuple[float,
     mem = SparseMemory()
     mem.write(SRC_PA, os.urandom(length))
     mem.writes = _NoLog()  # keep the test-only write log from growing during the bench
-    trace = TraceWriter(trace_path)
+    trace = open_writer(trace_path, fmt)  # type: ignore[arg-type]
     ep = Endpoint(1, smmu, mem, trace)
     ep.device_info(RID, 0x40, ATS_OFF, 0, 0)
     ep.cfg_write(0x04, 2, 0x4)
@@ -87,12 +88,14 @@ def raw_copy(ops: int, length: int) -> float:
 
 def measure(ops: int = 20000, length: int = 4096, trace_path: str | None = None) -> dict:
     """One measurement, in seconds for `ops` copies: `raw` (SparseMemory), `untraced` and
-    `traced` (endpoint COPY via ATC hits, trace off / on), and the untraced run's `atc_hits`."""
+    `traced` (endpoint COPY via ATC hits, trace off / on: the binary format), `traced_jsonl`
+    (JSON lines), and the untraced run's `atc_hits`."""
     raw = raw_copy(ops, length)
     untraced, ep = endpoint_copy(ops, length, None)
     with tempfile.TemporaryDirectory() as d:
-        traced, _ = endpoint_copy(ops, length, trace_path or os.path.join(d, "bench.jsonl"))
-    return {"raw": raw, "untraced": untraced, "traced": traced,
+        traced, _ = endpoint_copy(ops, length, trace_path or os.path.join(d, "bench.cst"))
+        traced_jsonl, _ = endpoint_copy(ops, length, os.path.join(d, "bench.jsonl"), "jsonl")
+    return {"raw": raw, "untraced": untraced, "traced": traced, "traced_jsonl": traced_jsonl,
             "atc_hits": ep.regs["CNT_ATC_HIT"]}
 
 
@@ -100,7 +103,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", type=int, default=20000)
     ap.add_argument("--len", type=int, default=4096, dest="length")
-    ap.add_argument("--trace", help="also measure with a trace written to this file")
+    ap.add_argument("--trace", help="write the binary trace to this file")
     args = ap.parse_args()
     ops, length = args.ops, args.length
 
@@ -108,7 +111,8 @@ def main() -> int:
     rows: list[tuple[str, float]] = [
         ("raw SparseMemory copy (baseline)", m["raw"]),
         ("endpoint COPY via ATC hits, no trace", m["untraced"]),
-        ("endpoint COPY via ATC hits, trace on", m["traced"]),
+        ("endpoint COPY via ATC hits, binary trace", m["traced"]),
+        ("endpoint COPY via ATC hits, JSON-lines trace", m["traced_jsonl"]),
     ]
     base = rows[0][1]
     print(f"ops={ops} len={length} bytes, ATC hits in the untraced run: {m['atc_hits']}\n")

@@ -9,7 +9,8 @@ the guest replace test's window, and 1024). Two cache modes:
 * `coherent`: every translation re-reads STE, CD and the four-level walk (the default mode,
   which catches drivers that forget an invalidation).
 
-Each is also run with the trace written to a file (`TraceWriter(path)`) versus disabled
+Each is also run with the trace written to a file, in the run's binary format
+(`BinaryTraceWriter(path)`) and as JSON lines (`TraceWriter(path)`), versus disabled
 (`TraceWriter(None)`): the ratio is the model's slowdown with tracing on.
 
 `tlbi_va_<pages>` is the invalidation side of the TLB index: single-page TLBI_NH_VA calls per
@@ -32,7 +33,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))  # the Linux-shaped test driver
 from smmu_driver import Driver, s1_cd, s1_ste  # noqa: E402
 
 from cosim.smmu import SmmuOptions  # noqa: E402
-from cosim.trace import TraceWriter  # noqa: E402
+from cosim.trace import TraceWriter, open_writer  # noqa: E402
 from cosim.translation_agent import Access  # noqa: E402
 
 SID, ASID, VMID = 8, 1, 0  # VMID: the STE's S2VMID, which tags stage 1 TLB entries too
@@ -58,9 +59,11 @@ def build(cache_mode: str, trace: TraceWriter, pages: int) -> tuple[Driver, list
     return d, addrs
 
 
-def rate(cache_mode: str, n: int, trace_path: str | None, pages: int = 16) -> float:
-    """Translations per second of `n` reads spread over `pages` mapped pages."""
-    trace = TraceWriter(trace_path, cache_mode=cache_mode)
+def rate(cache_mode: str, n: int, trace_path: str | None, pages: int = 16,
+         fmt: str = "cst") -> float:
+    """Translations per second of `n` reads spread over `pages` mapped pages, traced in
+    `fmt` to `trace_path` (None: not traced)."""
+    trace = open_writer(trace_path, fmt, cache_mode=cache_mode)  # type: ignore[arg-type]
     d, addrs = build(cache_mode, trace, pages)
     translate, access = d.smmu.translate, Access(read=True)
     for va in addrs:  # warm-up: fills the TLB in caching mode; checks every page maps
@@ -98,14 +101,17 @@ def tlbi_rate(pages: int, rounds: int = 5) -> float:
 
 def measure(n: int = 20000) -> dict[str, float]:
     """Translations/s, keys `tlb_hit_<pages>` and `full_walk_<pages>` for each working set,
-    each also with `_traced` (trace written to a file) appended; `tlbi_va_<pages>`:
+    each also with `_traced` (binary trace written to a file) and `_traced_jsonl` (JSON lines)
+    appended; `tlbi_va_<pages>`:
     invalidations/s (see the module docstring)."""
     out = {}
     with tempfile.TemporaryDirectory() as d:
         for pages in WORKING_SETS:
             for key, mode in ((f"tlb_hit_{pages}", "caching"), (f"full_walk_{pages}", "coherent")):
                 out[key] = rate(mode, n, None, pages)
-                out[key + "_traced"] = rate(mode, n, os.path.join(d, f"{key}.jsonl"), pages)
+                out[key + "_traced"] = rate(mode, n, os.path.join(d, f"{key}.cst"), pages)
+                out[key + "_traced_jsonl"] = rate(mode, n, os.path.join(d, f"{key}.jsonl"),
+                                                  pages, "jsonl")
             out[f"tlbi_va_{pages}"] = tlbi_rate(pages)
     return out
 
@@ -114,13 +120,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20000, help="timed translations per cell")
     m = measure(ap.parse_args().n)
-    print("| path | trace off /s | trace on /s | slowdown with trace |")
-    print("|---|---:|---:|---:|")
+    print("| path | trace off /s | binary trace /s | slowdown | JSON lines /s | slowdown |")
+    print("|---|---:|---:|---:|---:|---:|")
     for pages in WORKING_SETS:
         for key, name in ((f"tlb_hit_{pages}", "TLB hit (cache_mode=caching)"),
                           (f"full_walk_{pages}", "STE + CD + 4-level walk (coherent)")):
-            off, on = m[key], m[key + "_traced"]
-            print(f"| {name}, {pages} pages | {off:,.0f} | {on:,.0f} | {off / on:.2f}x |")
+            off, on, js = m[key], m[key + "_traced"], m[key + "_traced_jsonl"]
+            print(f"| {name}, {pages} pages | {off:,.0f} | {on:,.0f} | {off / on:.2f}x "
+                  f"| {js:,.0f} | {off / js:.2f}x |")
     for pages in WORKING_SETS:
         print(f"\n{pages} pages: TLB hit vs full walk "
               f"{m[f'tlb_hit_{pages}'] / m[f'full_walk_{pages}']:.1f}x; single-page TLBI_NH_VA "

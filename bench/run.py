@@ -38,7 +38,10 @@ import bench_analyzer  # noqa: E402
 import bench_endpoint  # noqa: E402
 import bench_link  # noqa: E402
 import bench_smmu  # noqa: E402
+import bench_trace  # noqa: E402
 import bench_walker  # noqa: E402
+
+from cosim.launcher import trace_of  # noqa: E402
 
 SECTIONS = ("link", "smmu", "endpoint", "analyzer", "boot", "guest", "setup")
 KERNEL = os.environ.get("KERNEL", "debian-6.12")
@@ -134,11 +137,14 @@ class Bench:
                             f"{pages}-page working set", "xlate/s", col(f"tlb_hit_{pages}"),
                             "full walk: STE + CD + 4 levels (coherent)",
                             col(f"full_walk_{pages}")))
-        self.add(Figure("trace overhead", "SMMUv3.translate full walk, trace to file", "xlate/s",
-                        col("full_walk_16_traced"), "same, TraceWriter(None)",
-                        col("full_walk_16")))
-        self.add(Figure("trace overhead", "SMMUv3.translate TLB hit, trace to file", "xlate/s",
-                        col("tlb_hit_16_traced"), "same, TraceWriter(None)", col("tlb_hit_16")))
+        for suffix, fmt in (("_traced", "binary trace (trace.cst)"),
+                            ("_traced_jsonl", "JSON-lines trace")):
+            self.add(Figure("trace overhead", f"SMMUv3.translate full walk, {fmt} to file",
+                            "xlate/s", col(f"full_walk_16{suffix}"), "same, not traced",
+                            col("full_walk_16"), note="3 records per translation"))
+            self.add(Figure("trace overhead", f"SMMUv3.translate TLB hit, {fmt} to file",
+                            "xlate/s", col(f"tlb_hit_16{suffix}"), "same, not traced",
+                            col("tlb_hit_16"), note="3 records per translation"))
         wn = 3000 if self.quick else 10000
         walks = [bench_walker.measure(wn) for _ in range(self.reps)]
         self.raw["walker"] = walks
@@ -157,9 +163,19 @@ class Bench:
         self.add(Figure("DMA to guest RAM", "endpoint COPY 4 KiB via ATC hits (in-process)",
                         "MB/s", mbs("untraced"), "raw SparseMemory copy", mbs("raw"),
                         bytes_per_op=length))
-        self.add(Figure("trace overhead", "endpoint COPY 4 KiB via ATC hits, trace to file",
-                        "MB/s", mbs("traced"), "same, TraceWriter(None)", mbs("untraced"),
-                        bytes_per_op=length))
+        for key, fmt in (("traced", "binary trace"), ("traced_jsonl", "JSON-lines trace")):
+            self.add(Figure("trace overhead", f"endpoint COPY 4 KiB via ATC hits, {fmt} to file",
+                            "MB/s", mbs(key), "same, not traced", mbs("untraced"),
+                            bytes_per_op=length))
+        fm = bench_trace.formats(records=50_000 if self.quick else 200_000)
+        self.raw["trace_formats"] = fm
+        self.add(Figure("trace overhead", "trace size, binary (zstd frames)", "bytes/record",
+                        [fm["cst_bytes"] / fm["records"]], "JSON lines",
+                        [fm["jsonl_bytes"] / fm["records"]],
+                        note=f"{fm['jsonl_bytes'] / fm['cst_bytes']:.1f}x smaller; "
+                             "endpoint-shaped generated trace"))
+        self.add(Figure("trace overhead", "TraceReader, binary trace", "records/s",
+                        [fm["cst_read"]], "same trace as JSON lines", [fm["jsonl_read"]]))
 
     def analyzer(self) -> None:
         records = 30_000 if self.quick else 100_000
@@ -285,7 +301,7 @@ class Bench:
             run.qemu.expect(pexpect.EOF, timeout=60)
         finally:
             run.stop()  # waits for the model to flush its trace
-        segments = replace_segments(run.dir / "trace.jsonl")
+        segments = replace_segments(trace_of(run.dir))
         if len(segments) != len(outputs):
             raise RuntimeError(f"{len(outputs)} cosim_replace runs but {len(segments)} "
                                "test-begin/test-end pairs in the trace")

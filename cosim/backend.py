@@ -48,7 +48,7 @@ from cosim.link.transport import (
 )
 from cosim.memory import GuestMemory
 from cosim.smmu.options import CACHE_MODES
-from cosim.trace import TraceSink, TraceWriter
+from cosim.trace import FORMATS, TraceSink, open_writer
 
 CFG_SIZES = (1, 2, 4)
 RESET_KINDS = frozenset(k.value for k in ResetKind)
@@ -79,7 +79,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--addr", required=True,
                         help="link address: ipc://PATH (in a 0700 directory), ipc:// (make one), "
                              "tcp://[HOST]:PORT (loopback unless HOST is given)")
-    parser.add_argument("--trace", metavar="PATH", help="write the trace (JSON lines) here")
+    parser.add_argument("--trace", metavar="PATH", help="write the trace here")
+    parser.add_argument("--trace-format", choices=FORMATS, default="cst",
+                        help="cst: the binary format (zstd frames, default); jsonl: JSON lines "
+                             "(docs/trace.md; `cosim trace export` converts either way)")
     parser.add_argument("--log", metavar="PATH", help="model log (default: stderr)")
     parser.add_argument("--timeout-ms", type=int, default=DEFAULT_TIMEOUT_MS,
                         help="give up when QEMU sends nothing for this long while the model "
@@ -409,7 +412,7 @@ def _serve(args: argparse.Namespace, log: logging.Logger, fatal: Callable[[str, 
     header: dict[str, Any] = {"cache_mode": smmu_opts.cache_mode}
     if smmu_opts.strict:
         header["strict_seed"] = smmu_opts.strict_seed
-    trace = TraceWriter(args.trace, options=options, **header)
+    trace = open_writer(args.trace, args.trace_format, options=options, **header)
     link = Link(args.addr, timeout_ms=args.timeout_ms, log=logging.getLogger("cosim.link"),
                 trace=trace, max_dma=args.max_dma)
     old = {}

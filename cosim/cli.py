@@ -1,4 +1,4 @@
-"""The `cosim` command: run, model, analyze, compare, setup, mutate, matrix, findings."""
+"""The `cosim` command: run, model, analyze, trace, compare, setup, mutate, matrix, findings."""
 
 from __future__ import annotations
 
@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="check a trace against the invariants",
                        description=DESCRIPTION)
     add_arguments(a)
+
+    from .trace import export
+    t = sub.add_parser("trace", help="convert a trace between the binary format and JSON lines")
+    tsub = t.add_subparsers(dest="trace_cmd", required=True)
+    export.add_arguments(tsub.add_parser("export", help="write a trace (either format) as "
+                                         "JSON lines (--jsonl) or binary (--cst)",
+                                         description=export.__doc__))
 
     c = sub.add_parser("compare", help="results of several runs side by side (markdown)")
     c.add_argument("runs", nargs="+", type=Path, help="run directories (runs/<timestamp>)")
@@ -209,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "analyze":
         from .analyzer.cli import run as analyze_run
         return analyze_run(args)
+    if args.cmd == "trace":
+        from .trace import export
+        return export.run(args)
     if args.cmd == "compare":
         from .compare import CompareError, load_summary, side_by_side
         try:

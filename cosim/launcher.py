@@ -30,6 +30,8 @@ PROMPT_MARK = "COSIM-EXIT"
 PANIC_PATTERNS = [re.escape("Kernel panic - not syncing"), re.escape("---[ end Kernel panic")]
 
 # Guest test names -> binaries in /tests; "kunit" is read from the boot log instead.
+TRACE_NAME = "trace.cst"          # the model's trace in a run directory (binary, docs/trace.md)
+OLD_TRACE_NAME = "trace.jsonl"    # what runs before the binary format wrote
 AREAS = ["probe", "dma", "replace", "blocked", "unmap", "pasid", "kdma", "kunit"]
 
 
@@ -157,7 +159,7 @@ class Run:
 
     def start_model(self) -> None:
         cmd = [sys.executable, "-m", "cosim", "model", "--addr", self.link_addr,
-               "--trace", str(self.dir / "trace.jsonl"), "--log", str(self.dir / "model.log"),
+               "--trace", str(self.dir / TRACE_NAME), "--log", str(self.dir / "model.log"),
                *self.cfg.model_args]
         (self.dir / "model-cmdline.txt").write_text(shlex.join(cmd) + "\n")
         self.model = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL,
@@ -300,8 +302,15 @@ class _Tee:
         self.f.flush()
 
 
+def trace_of(run_dir: Path) -> Path:
+    """A run's trace: TRACE_NAME, or the JSON lines a run before the binary format wrote."""
+    trace = run_dir / TRACE_NAME
+    return trace if trace.exists() or not (run_dir / OLD_TRACE_NAME).exists() \
+        else run_dir / OLD_TRACE_NAME
+
+
 def _analyze(run_dir: Path) -> dict | None:
-    trace = run_dir / "trace.jsonl"
+    trace = trace_of(run_dir)
     if not trace.exists():
         return None
     try:

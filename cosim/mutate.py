@@ -36,6 +36,8 @@ from pathlib import Path
 
 from . import expectations, launcher
 from .setup import KERNEL_CHOICES, ROOT, Products, SetupError, ensure
+from .trace import TraceError, TraceReader
+from .trace.reader import numbered
 
 CATALOGUE = ROOT / "mutants"
 # Debian choices -> the folder of the catalogue written for that kernel's driver.
@@ -262,20 +264,15 @@ class RunFacts:
 
 
 def tests_by_line(trace: Path) -> list[tuple[int, str]]:
-    """(line, test label) for each test-begin marker of the trace, in file order."""
+    """(line, test label) for each test-begin marker of the trace, in file order: the line
+    (record number, in a binary trace) that findings cite."""
     out: list[tuple[int, str]] = []
     try:
-        with open(trace, encoding="utf-8", errors="replace") as f:
-            for n, line in enumerate(f, 1):
-                if '"test-begin"' not in line:
-                    continue
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if rec.get("k") == "marker" and rec.get("tag") == "test-begin":
+        with TraceReader(trace) as reader:
+            for n, rec in numbered(reader):
+                if rec["k"] == "marker" and rec.get("tag") == "test-begin":
                     out.append((n, str(rec.get("label") or "?")))
-    except OSError:
+    except TraceError:
         pass
     return out
 
@@ -419,7 +416,7 @@ def _run(products: Products, areas: list[str], model_args: list[str], opts: Opti
     if out.guest == "interrupted":
         raise KeyboardInterrupt
     summary = json.loads((out.run_dir / "summary.json").read_text())
-    return facts_from_summary(summary, tests_by_line(out.run_dir / "trace.jsonl"))
+    return facts_from_summary(summary, tests_by_line(launcher.trace_of(out.run_dir)))
 
 
 def _areas(m: Mutant, opts: Options) -> list[str]:
@@ -495,7 +492,7 @@ def _rejudge(run_parent: Path) -> RunFacts | None:
     tmp = run_dir / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2) + "\n")
     os.replace(tmp, run_dir / "summary.json")
-    return facts_from_summary(summary, tests_by_line(run_dir / "trace.jsonl"))
+    return facts_from_summary(summary, tests_by_line(launcher.trace_of(run_dir)))
 
 
 def reanalyze(out_dir: Path, kernel: str, say: Callable[[str], None] = print

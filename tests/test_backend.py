@@ -30,7 +30,7 @@ from cosim.backend import (
 from cosim.link.protocol import MAJOR, MsgType, ProtocolError, Status, decode, encode
 from cosim.link.transport import Link, LinkClosed, VersionMismatch
 from cosim.memory import BusError
-from cosim.trace import TraceWriter, read_trace
+from cosim.trace import TraceWriter, framing, read_trace
 
 CTX = zmq.Context.instance()
 
@@ -373,10 +373,12 @@ def run_with_peer(args, script, memory=None, silent=False):
 HELLO = (MsgType.HELLO, dict(minor=0, caps=0, ram_base=0, ram_size=0, ram_path=""))
 
 
-def test_run_model_session_until_bye(fakes, tmp_path) -> None:
+@pytest.mark.parametrize("fmt", [None, "jsonl"])
+def test_run_model_session_until_bye(fakes, tmp_path, fmt) -> None:
     args = parse("--addr", inproc_address(), "--trace", str(tmp_path / "t.jsonl"), "--log",
                  str(tmp_path / "model.log"), "--cache-mode", "caching", "--inv-ignore",
-                 "--atc-entries", "4", "--ep-opt", "atc_policy=fifo")
+                 "--atc-entries", "4", "--ep-opt", "atc_policy=fifo",
+                 *(["--trace-format", fmt] if fmt else []))
     rc, replies, peer = run_with_peer(args, [
         HELLO,
         (MsgType.DEVICE, dict(dev=1, kind=2, rid=0x10, pcie_off=0x40, ats_off=0x100,
@@ -390,6 +392,9 @@ def test_run_model_session_until_bye(fakes, tmp_path) -> None:
                                          MsgType.MMIO_WRITE, MsgType.BYE]
     assert replies[2].value == 0x1004
     assert [r.type for r in peer.requests] == [MsgType.IRQ]
+    # The binary format unless asked for JSON lines; the name of the file says nothing.
+    first = (tmp_path / "t.jsonl").read_bytes()[:1]
+    assert first == (b"{" if fmt == "jsonl" else framing.MAGIC[:1])
     trace = read_trace(tmp_path / "t.jsonl")
     assert trace.header["cache_mode"] == "caching"
     assert trace.header["options"]["endpoint"]["inv_ignore"] is True

@@ -11,6 +11,7 @@ import pytest
 from conftest import products_for
 from test_e2e_suite import run_suite
 
+from cosim.launcher import TRACE_NAME
 from cosim.trace import read_trace
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +34,7 @@ def test_driver_probes_the_cosim_smmu(tmp_path: Path) -> None:
     kunit = [t for t in summary["tests"] if t["area"] == "kunit"]
     assert len(kunit) >= 20 and all(t["status"] == "pass" for t in kunit), kunit
     # The model saw the driver's probe: IDR0 read, CR0 written with the queues enabled.
-    tr = read_trace(run / "trace.jsonl")
+    tr = read_trace(run / TRACE_NAME)
     mmio = [r for r in tr.records if r["k"] == "mmio" and r.get("dev") == 0]
     assert any(r["rw"] == "r" and r["off"] == 0x0 for r in mmio), "IDR0 never read"
     cr0 = [r["val"] for r in mmio if r["rw"] == "w" and r["off"] == 0x20]
@@ -62,7 +63,7 @@ def test_dma_through_iommufd_with_ats_uses_the_atc(tmp_path: Path) -> None:
     dma = {t["name"]: t["status"] for t in summary["tests"]}
     assert dma.get("dma/copy_ats") == "pass" and dma.get("dma/fill_ats") == "pass", dma
     assert code == 0 and summary["analysis"]["verdict"] == "clean", out[-3000:]
-    tr = read_trace(Path(summary["run_dir"]) / "trace.jsonl")
+    tr = read_trace(Path(summary["run_dir"]) / TRACE_NAME)
     kinds = [r["k"] for r in tr.records]
     # ATS translation requests answered SUCCESS, then ATC hits serving translated DMA.
     assert any(r["k"] == "ats" and r["status"] == "SUCCESS" for r in tr.records)
@@ -83,7 +84,7 @@ def test_caching_mode_finds_no_missing_invalidation_on_612(tmp_path: Path) -> No
     by_rule = s["analysis"]["counts"]["by_rule"]
     assert by_rule["stale-cache"] == 0 and by_rule["inv1-old-domain"] == 0, by_rule
     assert by_rule["inv2-invalidated-atc"] == 0, by_rule
-    tr = read_trace(Path(s["run_dir"]) / "trace.jsonl")
+    tr = read_trace(Path(s["run_dir"]) / TRACE_NAME)
     # Caching really happened: translations were served from the TLB and cached STEs.
     assert any(r["k"] == "xlate" and r.get("tlb") for r in tr.records)
     assert any(r["k"] == "ste_fetch" and r.get("cached") for r in tr.records)
@@ -109,7 +110,7 @@ def test_strict_mode_shows_only_the_known_cd_replace_finding_on_612(tmp_path: Pa
     status = {t["name"]: t["status"] for t in s["tests"]}
     assert all(st == "pass" for name, st in status.items()
                if not name.startswith("replace/")), status
-    tr = read_trace(Path(s["run_dir"]) / "trace.jsonl")
+    tr = read_trace(Path(s["run_dir"]) / TRACE_NAME)
     # Invalidations were deferred to their CMD_SYNC, and every ATC invalidation completed in
     # time although the endpoint held each until just before the timeout.
     assert any(r["k"] == "inv_effect" for r in tr.records)

@@ -13,6 +13,7 @@ import pytest
 
 from cosim import mutate
 from cosim.mutate import Mutant, MutateError, RunFacts
+from cosim.trace import FORMATS, open_writer
 
 ROOT = Path(__file__).resolve().parent.parent
 # Each Debian source choice and its catalogue: every mutant must exist for both kernels.
@@ -210,13 +211,21 @@ def _violation(rule: str, line: int, msg: str = "m") -> dict:
 
 
 def test_findings_are_keyed_by_rule_and_the_test_they_happened_in(tmp_path: Path) -> None:
-    trace = tmp_path / "trace.jsonl"
-    recs = [{"k": "header"}, {"k": "marker", "tag": "test-begin", "label": "replace ats"},
-            {"k": "ats"}, {"k": "marker", "tag": "test-begin", "label": "paging-blocked"},
-            {"k": "ats"}, {"k": "marker", "tag": "test-begin", "label": "replace"}, {"k": "x"}]
-    trace.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in recs))
-    begins = mutate.tests_by_line(trace)
-    assert begins == [(2, "replace ats"), (4, "paging-blocked"), (6, "replace")]
+    # The records between the markers are not valid ones: the reader leaves them out, and the
+    # markers keep the numbers (JSON lines: the lines) findings cite.
+    def marker(label: str) -> dict:
+        return {"t": 1, "k": "marker", "dev": 1, "tag": "test-begin", "value": 0,
+                "label": label}
+    recs = [marker("replace ats"), {"k": "ats"}, marker("paging-blocked"), {"k": "ats"},
+            marker("replace"), {"k": "x"}]
+    for fmt in FORMATS:
+        trace = tmp_path / f"trace.{fmt}"
+        w = open_writer(trace, fmt)
+        for r in recs:
+            w.write_record(r)
+        w.close()
+        begins = mutate.tests_by_line(trace)
+        assert begins == [(2, "replace ats"), (4, "paging-blocked"), (6, "replace")], fmt
     summary = {"run_dir": "r", "guest": "booted",
                "analysis": {"verdict": "violations",
                             "violations": [_violation("entry-update", 3),

@@ -19,8 +19,8 @@ import pytest
 from conftest import products_for
 
 from cosim.analyzer import analyze_path
-from cosim.launcher import Run, RunConfig
-from cosim.trace import read_trace
+from cosim.launcher import TRACE_NAME, Run, RunConfig
+from cosim.trace import framing, read_trace
 
 pytestmark = pytest.mark.e2e
 
@@ -100,11 +100,12 @@ def test_qemu_killed_model_exits_cleanly_with_complete_trace(runs_dir: Path) -> 
         code = wait_exit(run, MODEL_EXIT_S)
         took = time.monotonic() - t0
         assert code == 0, f"model still running or failed ({code}) {took:.1f}s after QEMU died"
-        raw = (run.dir / "trace.jsonl").read_bytes()
-        trace = read_trace(run.dir / "trace.jsonl")
+        raw = (run.dir / TRACE_NAME).read_bytes()
+        trace = read_trace(run.dir / TRACE_NAME)
         log = model_log(run)
-    # Complete: newline-terminated, every line parses, and the last record says why it ended.
-    assert raw.endswith(b"\n") and trace.torn is None and trace.problems == []
+    # Complete: the binary trace ends with a whole frame (else the reader says torn), every
+    # record parses, and the last record says why it ended.
+    assert raw.startswith(framing.MAGIC) and trace.torn is None and trace.problems == []
     assert len(trace.records) > 100, "the probe's traffic is missing from the trace"
     last = trace.records[-1]
     assert (last["k"], last.get("event")) == ("link", "disconnected"), last
@@ -179,7 +180,7 @@ def test_guest_reboot_resets_the_model_and_dma_works_again(runs_dir: Path) -> No
         out, status, state = run.run_command("/tests/cosim_dma", CMD_TIMEOUT_S)
         assert state == "ok" and status == 0 and "not ok" not in out, out
         after = model_log(run)[len(before):]
-        trace_path = run.dir / "trace.jsonl"
+        trace_path = run.dir / TRACE_NAME
     assert "device 0: system reset" in after and "device 1: system reset" in after, after[-3000:]
     assert "HELLO" not in after, "a guest reboot is not a new link session"
     records = read_trace(trace_path).records
@@ -264,7 +265,7 @@ def test_soak_1000_replaces_no_lost_or_misplaced_writes_bounded_memory(runs_dir:
     in_attach = int(known.group(3)) if known else 0
     assert xlate == in_attach, f"{xlate} failures, {in_attach} of them during attach calls"
     assert status == 0 or known, f"cosim_replace failed for another reason:\n{tail}"
-    result = analyze_path(run.dir / "trace.jsonl")
+    result = analyze_path(run.dir / TRACE_NAME)
     assert result["verdict"] in ("clean", "violations"), result
     rules = {v["rule"] for v in result.get("violations", [])}
     print(f"soak: {SOAK_REPLACES} replaces, {seq} records, {xlate} translation failures in "

@@ -21,7 +21,7 @@ from cosim.launcher import Run, RunConfig
 from cosim.link.protocol import MsgType
 from cosim.link.transport import Link, LinkDisconnected, LinkError, resolve_address
 from cosim.setup import Products
-from cosim.trace import TraceWriter, read_trace
+from cosim.trace import TraceWriter, framing, read_trace
 
 CTX = zmq.Context.instance()
 NOTICE_S = 2.0          # a vanished peer must be noticed within this (it takes ~ms)
@@ -170,7 +170,8 @@ def test_model_process_exits_0_with_flushed_trace_when_peer_vanishes(tmp_path) -
             proc.wait()
     raw = trace.read_bytes()
     t = read_trace(trace)
-    assert raw.endswith(b"\n") and t.torn is None and t.problems == []
+    # The model's binary trace: it ends with a whole frame (else the reader says torn).
+    assert raw.startswith(framing.MAGIC) and t.torn is None and t.problems == []
     assert sum(1 for r in t.records if r["k"] == "mmio") == 64
     assert (t.records[-1]["k"], t.records[-1]["event"]) == ("link", "disconnected")
     assert sum("without BYE" in ln for ln in log.read_text().splitlines()) == 1

@@ -28,7 +28,7 @@ EXIT_CLEAN, EXIT_VIOLATIONS, EXIT_UNREADABLE, EXIT_INCOMPLETE = 0, 1, 2, 3
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """The analyzer's options, shared by `cosim analyze` and `python -m cosim.analyzer`."""
-    ap.add_argument("trace", help="trace file (JSON lines, docs/trace.md)")
+    ap.add_argument("trace", help="trace file, binary or JSON lines (docs/trace.md)")
     ap.add_argument("--json", metavar="FILE",
                     help="write the JSON summary to FILE ('-' for stdout, replacing the report)")
     ap.add_argument("--perfetto", metavar="FILE",

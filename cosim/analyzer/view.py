@@ -10,15 +10,14 @@ lazy pass over the file that decodes only the lines around them."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from cosim.arch.domain import Domain, DomainError
 from cosim.trace import TraceReader
+from cosim.trace.reader import pick
 
 Record = dict[str, Any]
 Key = tuple[int, int | None]  # (StreamID, SubstreamID or None for no-PASID traffic)
@@ -27,7 +26,6 @@ Key = tuple[int, int | None]  # (StreamID, SubstreamID or None for no-PASID traf
 _HEX_FIELDS = frozenset({"iova", "pa", "addr", "off", "val", "size", "raw", "qw", "value"})
 # Kinds written by the endpoint helpers (they carry `dev`); the SMMU's `mmio` has dev 0.
 DEVICE_SID_KINDS = frozenset({"dma", "atc_insert", "atc_hit", "atc_inv_rx"})
-_LINE_RE = re.compile(r"line (\d+):")
 TIMELINE_RADIUS = 10
 
 
@@ -73,7 +71,8 @@ class TraceView:
         return self.dev_sids.get(dev, []) if isinstance(dev, int) else []
 
     def line_of(self, index: int) -> int:
-        """File line number of record `index` (line 1 is the header; bad lines are skipped)."""
+        """File line number of record `index` (line 1 is the header; bad lines are skipped);
+        in a binary trace, its record number (the header is record 1)."""
         line = index + 2
         # Each unparseable line before this record shifts it down by one.
         for skipped in self._skipped_lines:
@@ -87,8 +86,7 @@ class TraceView:
         """The reader is at the end: take what it found wrong."""
         self.torn = reader.torn
         self.problems = list(reader.problems)
-        self._skipped_lines = sorted(int(m.group(1)) for p in reader.problems
-                                     if (m := _LINE_RE.match(p)))
+        self._skipped_lines = sorted(reader.skipped_lines)
 
     # -- cited records -------------------------------------------------------------------------
     def cite(self, index: int) -> None:
@@ -146,26 +144,9 @@ class TraceView:
 
 
 def _numbered(view: TraceView, indices: set[int]) -> Iterator[tuple[int, int, Record]]:
-    """(record index, file line, record) of the wanted records, re-reading the file; the lines
+    """(record index, number, record) of the wanted records, re-reading the file; the records
     the first pass refused are known by number and skipped undecoded."""
-    skipped = set(view._skipped_lines)
-    last = max(indices)
-    i = -1
-    with open(view.path, "rb") as f:
-        f.readline()
-        for n, raw in enumerate(f, start=2):
-            if n in skipped or not raw.endswith(b"\n"):
-                continue
-            i += 1
-            if i in indices:
-                rec = json.loads(raw)  # few lines: the decoder the reader falls back on
-                if view.header.get("schema") == 1:
-                    from cosim.trace.schema import DOM_KINDS, upgrade_v1
-                    if rec.get("k") in DOM_KINDS:
-                        upgrade_v1(rec)
-                yield i, n, rec
-            if i >= last:
-                return
+    return pick(view.path, set(view._skipped_lines), indices)
 
 
 def _read_dom(rec: Record, doms: DomainReader, notes: Callable[[str], None] | None) -> None:

@@ -1,5 +1,6 @@
 import sys
 
-from .schema import main
+from . import export, schema
 
-raise SystemExit(main(sys.argv[1:]))
+argv = sys.argv[1:]
+raise SystemExit(export.main(argv[1:]) if argv[:1] == ["export"] else schema.main(argv))

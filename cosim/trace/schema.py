@@ -936,7 +936,8 @@ def main(argv: list[str]) -> int:
             f.write(new)
         return 0
     if argv:
-        print("usage: python -m cosim.trace [--write-doc DOC]", file=sys.stderr)
+        print("usage: python -m cosim.trace [--write-doc DOC] | export --jsonl|--cst IN OUT",
+              file=sys.stderr)
         return 2
     print(markdown())
     return 0
