@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import expectations
+from . import expectations, launcher
 from .setup import KERNEL_CHOICES
 
 DESCRIPTIONS = expectations.DIR / "findings"
@@ -149,7 +149,7 @@ def render(f: Finding, observed: list[str] | None = None) -> str:
         for k in f.kernels:
             out += [f"{_kernel_name(k)}:", "", *_block(k.architecture), ""]
     out += ["## Trace excerpt", "",
-            "From the cosim SMMU model's trace (`trace.jsonl`, docs/trace.md: one record per "
+            "From the cosim SMMU model's trace (`trace.cst`, docs/trace.md: one record per "
             "line, `#N` its line number).", ""]
     for k in f.kernels:
         out += [f"{_kernel_name(k)}:", "", *_block(k.evidence), ""]
@@ -189,7 +189,7 @@ def observed(f: Finding, matrix_dir: Path) -> list[str]:
         if f.id not in r.findings:
             continue
         cell, summary = matrix.load_run(Path(r.run_dir))
-        begins = matrix.tests_by_line(Path(r.run_dir) / "trace.jsonl")
+        begins = matrix.tests_by_line(launcher.trace_of(Path(r.run_dir)))
         for v in (summary.get("analysis") or {}).get("violations", []):
             key = f"{v['rule']}@{matrix.test_at(begins, int(v.get('line') or 0))}"
             if key in keys and v.get("timeline"):

@@ -206,7 +206,7 @@ def _offences(analysis: dict, rules: tuple[str, ...]) -> int:
 
 def judge_dir(run_dir: Path) -> CellResult:
     cell, summary = load_run(run_dir)
-    res = judge(cell, summary, tests_by_line(run_dir / "trace.jsonl"), expectation_for(cell))
+    res = judge(cell, summary, tests_by_line(launcher.trace_of(run_dir)), expectation_for(cell))
     res.run_dir = str(run_dir)
     res.report = str(run_dir / "report.txt") if (run_dir / "report.txt").is_file() else ""
     res.perfetto = str(run_dir / PERFETTO) if (run_dir / PERFETTO).is_file() else ""
@@ -484,9 +484,9 @@ def run_cell(cell: Cell, out_dir: Path, opts: Options, procs: _Procs) -> CellRes
     if run_dir is None or not (run_dir / "summary.json").is_file():
         return CellResult(cell, "error", note=stopped or f"cosim run exited {p.returncode} "
                           f"without a summary.json (see {log})")
-    if opts.perfetto and (run_dir / "trace.jsonl").is_file() and not stopped:
+    if opts.perfetto and launcher.trace_of(run_dir).is_file() and not stopped:
         q = procs.start([sys.executable, "-m", "cosim", "analyze", "-q", "--perfetto",
-                         str(run_dir / PERFETTO), str(run_dir / "trace.jsonl")], log)
+                         str(run_dir / PERFETTO), str(launcher.trace_of(run_dir))], log)
         if q is not None:
             _wait(procs, q, opts.timeout)
     try:
