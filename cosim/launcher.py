@@ -30,7 +30,7 @@ PROMPT_MARK = "COSIM-EXIT"
 PANIC_PATTERNS = [re.escape("Kernel panic - not syncing"), re.escape("---[ end Kernel panic")]
 
 # Guest test names -> binaries in /tests; "kunit" is read from the boot log instead.
-AREAS = ["probe", "dma", "replace", "blocked", "unmap", "pasid", "kdma", "kunit"]
+AREAS = ["probe", "dma", "replace", "blocked", "unmap", "pasid", "kdma", "kswitch", "kunit"]
 
 
 class RunError(Exception):

@@ -359,11 +359,11 @@ DEFINE_SHOW_ATTRIBUTE(copy_streaming_ats);
 /*
  * kswitch: the driver switches its own device between domains while the endpoint's traffic
  * generator runs, each switch bracketed by attach markers:
- *   switch_dma_paging_*       the group's default DMA domain <-> an unmanaged paging domain
- *                             that maps the traffic buffer's IOVAs to the same pages;
- *   switch_identity_paging_*  the default identity domain (the test sets the group's type
- *                             before binding) <-> an unmanaged paging domain mapping
- *                             IOVA == PA for the buffer, so both translate the traffic.
+ *   dmaswitch_*       the group's default DMA domain <-> an unmanaged paging domain that
+ *                     maps the traffic buffer's IOVAs to the same pages;
+ *   identityswitch_*  the default identity domain (the test sets the group's type before
+ *                     binding) <-> an unmanaged paging domain mapping IOVA == PA for the
+ *                     buffer, so both translate the traffic.
  * The paging domain comes in with iommu_attach_device() and goes with
  * iommu_detach_device() (the group's default domain back). *_ats runs the generator with
  * ATS: the switches then toggle ATS Enable (identity) or invalidate the ATC (DMA), and a
@@ -433,6 +433,9 @@ struct ksw {
 	struct kdma *k;
 	struct seq_file *m;
 	const char *name;
+	/* The trace label of the case: its family (the TAP name's first word, which tells the
+	 * DMA cases from the identity ones in the analysis) and " ats" for ATS traffic. */
+	char label[COSIM_EP_MARKER_LABEL_BYTES];
 	bool ats, identity;
 	struct iommu_domain *def, *paging;
 	bool attached;          /* the paging domain is the device's */
@@ -579,10 +582,9 @@ static void judge_state(struct ksw *s, unsigned int i, bool paging)
 	bool want_ats = paging || !s->identity;
 	bool drops = s->ats && !ats_on;
 	unsigned int n, misplaced;
-
-	s->drops = drops;
 	struct tg_cnt now;
 
+	s->drops = drops;
 	if (paging)
 		s->ats_paging = ats_on;
 	else
@@ -729,7 +731,7 @@ static void kswitch_run(struct ksw *s)
 	if (map_buffer(s))
 		return;
 
-	marker_value(s->k, COSIM_EP_MARKER_TAG_TEST_BEGIN, switch_count, s->name);
+	marker_value(s->k, COSIM_EP_MARKER_TAG_TEST_BEGIN, switch_count, s->label);
 	writeq(s->iova, s->k->regs + COSIM_EP_TG_BASE);
 	writeq(KSW_TG_LEN, s->k->regs + COSIM_EP_TG_SIZE);
 	writel(KSW_STRIDE, s->k->regs + COSIM_EP_TG_STRIDE);
@@ -763,7 +765,7 @@ static void kswitch_run(struct ksw *s)
 		marker_value(s->k, COSIM_EP_MARKER_TAG_ATTACH_END, 0, "cleanup: detach");
 		s->attached = false;
 	}
-	marker_value(s->k, COSIM_EP_MARKER_TAG_TEST_END, switch_count, s->name);
+	marker_value(s->k, COSIM_EP_MARKER_TAG_TEST_END, switch_count, s->label);
 }
 
 static int kswitch(struct seq_file *m, const char *name, bool identity, bool ats)
@@ -774,6 +776,8 @@ static int kswitch(struct seq_file *m, const char *name, bool identity, bool ats
 			 .ats_paging = -1, .ats_default = -1 };
 	struct ep_cnt before, after;
 
+	snprintf(s.label, sizeof(s.label), "%s%s", identity ? "identityswitch" : "dmaswitch",
+		 ats ? " ats" : "");
 	if (!KSW_SUPPORTED) {
 		seq_printf(m, "unsupported %s iommu_map() with a gfp argument (Linux 6.3)\n", name);
 		return 0;
@@ -805,10 +809,10 @@ static int kswitch(struct seq_file *m, const char *name, bool identity, bool ats
 	}                                                                                \
 	DEFINE_SHOW_ATTRIBUTE(fn)
 
-KSWITCH_CASE(switch_dma_paging_untranslated, false, false);
-KSWITCH_CASE(switch_dma_paging_ats, false, true);
-KSWITCH_CASE(switch_identity_paging_untranslated, true, false);
-KSWITCH_CASE(switch_identity_paging_ats, true, true);
+KSWITCH_CASE(dmaswitch_untranslated, false, false);
+KSWITCH_CASE(dmaswitch_ats, false, true);
+KSWITCH_CASE(identityswitch_untranslated, true, false);
+KSWITCH_CASE(identityswitch_ats, true, true);
 
 static int kdma_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
@@ -850,14 +854,14 @@ static int kdma_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	debugfs_create_file("copy_streaming_untranslated", 0400, k->dir, k,
 			    &copy_streaming_untranslated_fops);
 	debugfs_create_file("copy_streaming_ats", 0400, k->dir, k, &copy_streaming_ats_fops);
-	debugfs_create_file("switch_dma_paging_untranslated", 0400, k->dir, k,
-			    &switch_dma_paging_untranslated_fops);
-	debugfs_create_file("switch_dma_paging_ats", 0400, k->dir, k,
-			    &switch_dma_paging_ats_fops);
-	debugfs_create_file("switch_identity_paging_untranslated", 0400, k->dir, k,
-			    &switch_identity_paging_untranslated_fops);
-	debugfs_create_file("switch_identity_paging_ats", 0400, k->dir, k,
-			    &switch_identity_paging_ats_fops);
+	debugfs_create_file("dmaswitch_untranslated", 0400, k->dir, k,
+			    &dmaswitch_untranslated_fops);
+	debugfs_create_file("dmaswitch_ats", 0400, k->dir, k,
+			    &dmaswitch_ats_fops);
+	debugfs_create_file("identityswitch_untranslated", 0400, k->dir, k,
+			    &identityswitch_untranslated_fops);
+	debugfs_create_file("identityswitch_ats", 0400, k->dir, k,
+			    &identityswitch_ats_fops);
 	dev_info(&pdev->dev, "bound; iommu domain %s; debugfs " DRV_NAME "/%s\n",
 		 domain_type(iommu_get_domain_for_dev(&pdev->dev)), pci_name(pdev));
 	return 0;
