@@ -106,6 +106,8 @@ def ensure(kernel: str = "debian-6.12", quiet: bool = False) -> Products:
     else:
         qemu = Path(run_step("qemu.sh", quiet=quiet))
     kdir = Path(run_step("kernel.sh", kernel, quiet=quiet))
-    kmod = Path(run_step("kmod.sh", str(kdir), quiet=quiet)) if (kdir / "SOURCE").is_file() else None
+    kmod = None
+    if (kdir / "SOURCE").is_file():  # built from source: guest-kmod/ builds against it
+        kmod = Path(run_step("kmod.sh", str(kdir), quiet=quiet))
     initrd = Path(run_step("initramfs.sh", str(kdir), *([str(kmod)] if kmod else []), quiet=quiet))
     return Products(qemu, kdir, initrd, kmod)
