@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from cosim.mutate import facts_from_summary, recorded_findings, tests_by_line
+from cosim import mutate  # not its names: pytest would collect tests_by_line
 
 pytestmark = pytest.mark.e2e
 
@@ -36,10 +36,11 @@ def test_kswitch_area_on_612(products_612, tmp_path: Path) -> None:
         assert t is not None, sorted(statuses)
         assert t["status"] == "pass", (case, t.get("reason"), t.get("output", [])[-12:])
     trace = runs / "latest" / "trace.jsonl"
-    facts = facts_from_summary(summary, tests_by_line(trace))
+    facts = mutate.facts_from_summary(summary, mutate.tests_by_line(trace))
     # The driver probes were loaded: the windows are the driver's own, not inferred.
     assert facts.verdict in ("clean", "violations"), facts.verdict
-    new = {k: e for k, e in facts.findings.items() if k not in recorded_findings("debian-6.12")}
+    recorded = mutate.recorded_findings("debian-6.12")
+    new = {k: e for k, e in facts.findings.items() if k not in recorded}
     assert not new, f"findings beyond the recorded ones: {new} (run {summary['run_dir']})"
     # The identity cases (STE bypass <-> translate, ATS Enable toggling) have no recorded
     # finding at all: nothing may fire there.
