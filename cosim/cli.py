@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cosim setup: {e}", file=sys.stderr)
             return 2
         print(f"qemu:      {p.qemu}\nkernel:    {p.image} ({p.kernel_version})\n"
+              f"modules:   {p.kmod_dir or '(none: not a source-built kernel)'}\n"
               f"initramfs: {p.initramfs}")
         return 0
     return 2

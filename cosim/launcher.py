@@ -32,7 +32,7 @@ PANIC_PATTERNS = [re.escape("Kernel panic - not syncing"), re.escape("---[ end K
 # Guest test names -> binaries in /tests; "kunit" is read from the boot log instead.
 TRACE_NAME = "trace.cst"          # the model's trace in a run directory (binary, docs/trace.md)
 OLD_TRACE_NAME = "trace.jsonl"    # what runs before the binary format wrote
-AREAS = ["probe", "dma", "replace", "blocked", "unmap", "pasid", "kdma", "kunit"]
+AREAS = ["probe", "dma", "replace", "blocked", "unmap", "pasid", "kdma", "kswitch", "kunit"]
 
 
 class RunError(Exception):

@@ -1,4 +1,5 @@
-"""Build products for a run: QEMU, the guest kernel and the initramfs, via scripts/.
+"""Build products for a run: QEMU, the guest kernel, its guest-kmod/ modules and the
+initramfs, via scripts/.
 
 Each step is a shell script that prints its progress (from cache or built, and how long) and
 ends with one `NAME=value` line naming its product; this module runs them and reads that line.
@@ -27,6 +28,9 @@ class Products:
     qemu: Path
     kernel_dir: Path
     initramfs: Path
+    # kmod.sh's product (extra/*.ko) for a kernel built from source; None for an Image or the
+    # stock binary kernel, which have no source tree to build guest-kmod/ against.
+    kmod_dir: Path | None = None
 
     @property
     def image(self) -> Path:
@@ -102,5 +106,8 @@ def ensure(kernel: str = "debian-6.12", quiet: bool = False) -> Products:
     else:
         qemu = Path(run_step("qemu.sh", quiet=quiet))
     kdir = Path(run_step("kernel.sh", kernel, quiet=quiet))
-    initrd = Path(run_step("initramfs.sh", str(kdir), quiet=quiet))
-    return Products(qemu, kdir, initrd)
+    kmod = None
+    if (kdir / "SOURCE").is_file():  # built from source: guest-kmod/ builds against it
+        kmod = Path(run_step("kmod.sh", str(kdir), quiet=quiet))
+    initrd = Path(run_step("initramfs.sh", str(kdir), *([str(kmod)] if kmod else []), quiet=quiet))
+    return Products(qemu, kdir, initrd, kmod)

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT OR GPL-2.0
 /*
- * cosim_ep_dma: a minimal kernel driver for cosim-pcie-ep whose only job is to make the
+ * cosim_ep_dma: a minimal kernel driver for cosim-pcie-ep. Its kdma cases make the
  * endpoint's DMA engine copy between buffers that the DMA API mapped, so that the DMA goes
  * through the default DMA domain the arm-smmu-v3 driver attached when this driver bound
- * (every other guest test drives the endpoint from userspace through VFIO/iommufd domains).
+ * (every other guest test drives the endpoint from userspace through VFIO/iommufd domains);
+ * its kswitch cases switch the device between that default domain and unmanaged paging
+ * domains of its own, as a kernel driver may, under generator traffic (see "kswitch" below).
  *
  * It has no device-ID table on purpose: nothing binds it by itself, so it never takes the
  * endpoint from vfio-pci. The test binds it with driver_override + drivers_probe.
@@ -12,21 +14,26 @@
  * the case and returns one line:
  *   ok <case> domain=<type> len=<n> iova_src=0x.. pa_src=0x.. iova_dst=0x.. pa_dst=0x.. ...
  *   fail <case> <what went wrong, with the numbers> ...
+ *   unsupported <case> <the kernel API it lacks>
  * pa_* is the CPU's physical address of the buffer's first byte, and *_walk the physical
  * address the domain's page table gives for the IOVA (they must agree); the IOVA differing
  * from both is what shows the SMMU translated.
  */
 #include <linux/debugfs.h>
+#include <linux/dma-map-ops.h>
 #include <linux/dma-mapping.h>
 #include <linux/io.h>
 #include <linux/iommu.h>
 #include <linux/iopoll.h>
+#include <linux/ktime.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/pci.h>
+#include <linux/sched/signal.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/string.h>
+#include <linux/version.h>
 #include <linux/vmalloc.h>
 
 /* Register map: generated from cosim/endpoint/regs.py (docs/endpoint.md). Kbuild adds
@@ -55,7 +62,7 @@ struct kdma {
 static struct dentry *debug_root;
 
 struct ep_cnt {
-	u64 ats_req, atc_hit, atc_miss, faults;
+	u64 ats_req, atc_hit, atc_miss, inv_req, faults;
 };
 
 static void cnt_read(struct kdma *k, struct ep_cnt *c)
@@ -63,15 +70,17 @@ static void cnt_read(struct kdma *k, struct ep_cnt *c)
 	c->ats_req = readq(k->regs + COSIM_EP_CNT_ATS_REQ);
 	c->atc_hit = readq(k->regs + COSIM_EP_CNT_ATC_HIT);
 	c->atc_miss = readq(k->regs + COSIM_EP_CNT_ATC_MISS);
+	c->inv_req = readq(k->regs + COSIM_EP_CNT_INV_REQ);
 	c->faults = readq(k->regs + COSIM_EP_CNT_FAULTS);
 }
 
 /*
- * Record a (tag, 0, label) marker in the model's trace. Each case is bracketed by test-begin
- * and test-end, so the trace analyser bounds the previous test's attach windows there and
- * the kdma DMA shows up under the case's name.
+ * Record a (tag, value, label) marker in the model's trace. Each case is bracketed by
+ * test-begin and test-end, so the trace analyser bounds the previous test's attach windows
+ * there and the case's DMA shows up under its name; a kswitch case also brackets each of its
+ * domain switches by attach-begin/attach-end (value: the switch's number).
  */
-static void marker(struct kdma *k, u32 tag, const char *label)
+static void marker_value(struct kdma *k, u32 tag, u64 value, const char *label)
 {
 	char buf[COSIM_EP_MARKER_LABEL_BYTES] = { 0 };
 	u32 word;
@@ -83,7 +92,12 @@ static void marker(struct kdma *k, u32 tag, const char *label)
 		writel(word, k->regs + COSIM_EP_MARKER_LABEL + 4 * i);
 	}
 	writel(tag, k->regs + COSIM_EP_MARKER_TAG);
-	writeq(0, k->regs + COSIM_EP_MARKER_VALUE);
+	writeq(value, k->regs + COSIM_EP_MARKER_VALUE);
+}
+
+static void marker(struct kdma *k, u32 tag, const char *label)
+{
+	marker_value(k, tag, 0, label);
 }
 
 /* Run one copy descriptor; returns DMA_STATUS (0 with -ETIMEDOUT when never done). */
@@ -342,6 +356,464 @@ static int copy_streaming_ats_show(struct seq_file *m, void *v)
 }
 DEFINE_SHOW_ATTRIBUTE(copy_streaming_ats);
 
+/*
+ * kswitch: the driver switches its own device between domains while the endpoint's traffic
+ * generator runs, each switch bracketed by attach markers:
+ *   dmaswitch_*       the group's default DMA domain <-> an unmanaged paging domain that
+ *                     maps the traffic buffer's IOVAs to the same pages;
+ *   identityswitch_*  the default identity domain (the test sets the group's type before
+ *                     binding) <-> an unmanaged paging domain mapping IOVA == PA for the
+ *                     buffer, so both translate the traffic.
+ * The paging domain comes in with iommu_attach_device() and goes with
+ * iommu_detach_device() (the group's default domain back). *_ats runs the generator with
+ * ATS: the switches then toggle ATS Enable (identity) or invalidate the ATC (DMA), and a
+ * driver that orders ATS Enable and STE.EATS wrongly (IHI 0070 3.9.2) makes the device's ATS
+ * requests meet an STE that refuses them inside the switch, at an address both domains map.
+ *
+ * After each switch returns the new state must hold: no translation failure or abort is
+ * counted from the return on; records land in their slots (or, ATS traffic under identity,
+ * where the driver keeps ATS Enable clear, every record is refused by the device itself:
+ * TG_ATS_ERR only); and one DMA-engine copy inside the buffer lands. Failures inside the
+ * switch call are counted and reported, not judged: which of them break an invariant is the
+ * trace analysis's to say.
+ */
+static unsigned int switch_count = 100;
+module_param(switch_count, uint, 0644);
+MODULE_PARM_DESC(switch_count, "kswitch: domain switches each way per case");
+static unsigned int switch_settle = 8;
+module_param(switch_settle, uint, 0644);
+MODULE_PARM_DESC(switch_settle, "kswitch: generator records to wait for after a switch");
+
+#define KSW_TG_PAGES 4                        /* the generator's window */
+#define KSW_LEN ((KSW_TG_PAGES + 2) * PAGE_SIZE) /* + one source, one destination page */
+#define KSW_TG_LEN (KSW_TG_PAGES * PAGE_SIZE)
+#define KSW_STRIDE 64
+#define KSW_RATE 4
+#define KSW_WAIT_US 2000000
+
+/* iommu_paging_domain_alloc() is Linux 6.11's; iommu_map() takes a gfp since 6.3. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+#define KSW_SUPPORTED 1
+#else
+#define KSW_SUPPORTED 0
+#endif
+
+struct tg_cnt {
+	u64 seq, writes, xlate_fail, aborts, ats_err;
+};
+
+/* Before an operation: TG_SEQ first, the outcome counters as close to it as possible. */
+static void tg_read(struct kdma *k, struct tg_cnt *c)
+{
+	c->seq = readq(k->regs + COSIM_EP_TG_SEQ);
+	c->writes = readq(k->regs + COSIM_EP_TG_WRITES);
+	c->xlate_fail = readq(k->regs + COSIM_EP_TG_XLATE_FAIL);
+	c->aborts = readq(k->regs + COSIM_EP_TG_ABORTS);
+	c->ats_err = readq(k->regs + COSIM_EP_TG_ATS_ERR);
+}
+
+/* After an operation returned: outcomes first, TG_SEQ last, so every record numbered >= seq
+ * was issued after the return. */
+static void tg_read_ret(struct kdma *k, struct tg_cnt *c)
+{
+	c->writes = readq(k->regs + COSIM_EP_TG_WRITES);
+	c->xlate_fail = readq(k->regs + COSIM_EP_TG_XLATE_FAIL);
+	c->aborts = readq(k->regs + COSIM_EP_TG_ABORTS);
+	c->ats_err = readq(k->regs + COSIM_EP_TG_ATS_ERR);
+	c->seq = readq(k->regs + COSIM_EP_TG_SEQ);
+}
+
+/* Translation failures and aborts: what the SMMU refused (ATS_ERR is the device's own). */
+static u64 tg_refused(const struct tg_cnt *c)
+{
+	return c->xlate_fail + c->aborts;
+}
+
+struct ksw {
+	struct kdma *k;
+	struct seq_file *m;
+	const char *name;
+	/* The trace label of the case: its family (the TAP name's first word, which tells the
+	 * DMA cases from the identity ones in the analysis) and " ats" for ATS traffic. */
+	char label[COSIM_EP_MARKER_LABEL_BYTES];
+	bool ats, identity;
+	struct iommu_domain *def, *paging;
+	bool attached;          /* the paging domain is the device's */
+	u8 *buf;                /* KSW_LEN bytes, dma_alloc_coherent */
+	dma_addr_t iova;
+	struct tg_cnt ret;      /* at the last switch's return (the state's start) */
+	u64 during_refused, during_ats_err, landed, dropped;
+	int ats_paging, ats_default; /* ATS Control.Enable seen in each state, -1 unseen */
+	bool drops;             /* the current state's ATS traffic is refused by the device */
+	bool failed;
+};
+
+static __printf(2, 3) void ksw_fail(struct ksw *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (s->failed)
+		return;
+	s->failed = true;
+	seq_printf(s->m, "fail %s ", s->name);
+	va_start(ap, fmt);
+	seq_vprintf(s->m, fmt, ap);
+	va_end(ap);
+}
+
+/* ATS Control.Enable as the function's config space holds it (-1: no ATS capability). */
+static int ats_enable(struct pci_dev *pdev)
+{
+	int pos = pci_find_ext_capability(pdev, PCI_EXT_CAP_ID_ATS);
+	u16 ctrl = 0;
+
+	if (!pos)
+		return -1;
+	pci_read_config_word(pdev, pos + PCI_ATS_CTRL, &ctrl);
+	return !!(ctrl & PCI_ATS_CTRL_ENABLE);
+}
+
+struct tg_rec {
+	u64 magic, seq, iova, tag;
+};
+
+/* The device may be writing the slot while it is read: read until two reads agree. */
+static void read_rec(const u8 *slot, struct tg_rec *r)
+{
+	const u64 *q = (const u64 *)slot;
+	struct tg_rec again;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		r->magic = READ_ONCE(q[0]);
+		r->seq = READ_ONCE(q[1]);
+		r->iova = READ_ONCE(q[2]);
+		r->tag = READ_ONCE(q[3]);
+		again.magic = READ_ONCE(q[0]);
+		again.seq = READ_ONCE(q[1]);
+		again.iova = READ_ONCE(q[2]);
+		again.tag = READ_ONCE(q[3]);
+		if (!memcmp(r, &again, sizeof(again)))
+			return;
+	}
+}
+
+/* Records numbered >= from in the window; *misplaced counts those not in their own slot. */
+static unsigned int records_since(struct ksw *s, u64 from, unsigned int *misplaced)
+{
+	unsigned int n = 0;
+	size_t off;
+	struct tg_rec r;
+
+	*misplaced = 0;
+	for (off = 0; off + COSIM_EP_TG_RECORD_SIZE <= KSW_TG_LEN; off += KSW_STRIDE) {
+		read_rec(s->buf + off, &r);
+		if (r.magic != COSIM_EP_TG_RECORD_MAGIC || r.seq < from)
+			continue;
+		n++;
+		if (r.iova != s->iova + off)
+			(*misplaced)++;
+	}
+	return n;
+}
+
+/* Wait until the generator has issued `more` records since the state began. */
+static int wait_records(struct ksw *s, u64 more, struct tg_cnt *now)
+{
+	ktime_t end = ktime_add_us(ktime_get(), KSW_WAIT_US);
+
+	for (;;) {
+		tg_read(s->k, now);
+		if (now->seq >= s->ret.seq + more)
+			return 0;
+		if (ktime_after(ktime_get(), end) || fatal_signal_pending(current))
+			return -ETIMEDOUT;
+		usleep_range(50, 100);
+	}
+}
+
+/* Between the state's start (the last return) and `to`: nothing refused by the SMMU, and no
+ * ATS error unless the state is one where the device itself refuses its ATS traffic. */
+static void judge_window(struct ksw *s, unsigned int i, const char *state,
+			 const struct tg_cnt *to, bool drops)
+{
+	u64 refused = tg_refused(to) - tg_refused(&s->ret);
+	u64 ats_err = to->ats_err - s->ret.ats_err;
+
+	if (refused || (ats_err && !drops))
+		ksw_fail(s, "%u %s: after the switch returned, TG_XLATE_FAIL +%llu TG_ABORTS +%llu"
+			 " TG_ATS_ERR +%llu (TG_SEQ %llu -> %llu)", i, state,
+			 to->xlate_fail - s->ret.xlate_fail, to->aborts - s->ret.aborts, ats_err,
+			 s->ret.seq, to->seq);
+}
+
+/* One DMA-engine copy inside the buffer, src page -> dst page, judged byte for byte. */
+static void engine_copy(struct ksw *s, unsigned int i, const char *state, bool ats)
+{
+	u8 *src = s->buf + KSW_TG_LEN, *dst = src + PAGE_SIZE;
+	u32 status = 0;
+	u64 result = 0;
+	int ret;
+
+	fill_pattern(src, PAGE_SIZE, 0x3c00 + i);
+	memset(dst, 0, PAGE_SIZE);
+	ret = run_copy(s->k, s->iova + KSW_TG_LEN, s->iova + KSW_TG_LEN + PAGE_SIZE, PAGE_SIZE,
+		       ats ? COSIM_EP_DMA_FLAG_ATS : 0, &status, &result);
+	if (ret || (status & COSIM_EP_DMA_STATUS_ERROR))
+		ksw_fail(s, "%u %s: engine copy (%s) DMA_STATUS 0x%x error code %u after %llu bytes",
+			 i, state, ats ? "ATS" : "untranslated", status,
+			 (status >> COSIM_EP_DMA_STATUS_ERR_SHIFT) & COSIM_EP_DMA_STATUS_ERR_MASK,
+			 result);
+	else if (memcmp(src, dst, PAGE_SIZE))
+		ksw_fail(s, "%u %s: engine copy (%s) done but the destination differs from the "
+			 "source", i, state, ats ? "ATS" : "untranslated");
+}
+
+/*
+ * The state the device is in since the last switch returned (s->ret): ATS Enable as the
+ * driver must leave it (set for a paging domain, clear for identity), generator records
+ * landing in their slots or, for ATS traffic under identity, refused by the device, and an
+ * engine copy that lands.
+ */
+static void judge_state(struct ksw *s, unsigned int i, bool paging)
+{
+	const char *state = paging ? "paging" : (s->identity ? "identity" : "DMA");
+	int ats_on = ats_enable(s->k->pdev);
+	bool want_ats = paging || !s->identity;
+	bool drops = s->ats && !ats_on;
+	unsigned int n, misplaced;
+	struct tg_cnt now;
+
+	s->drops = drops;
+	if (paging)
+		s->ats_paging = ats_on;
+	else
+		s->ats_default = ats_on;
+	if (ats_on >= 0 && ats_on != want_ats) {
+		ksw_fail(s, "%u %s: ATS Control.Enable is %d, expected %d", i, state, ats_on,
+			 want_ats);
+		return;
+	}
+	if (wait_records(s, switch_settle, &now)) {
+		ksw_fail(s, "%u %s: the generator stalled at TG_SEQ %llu (waiting for %llu)", i,
+			 state, now.seq, s->ret.seq + switch_settle);
+		return;
+	}
+	judge_window(s, i, state, &now, drops);
+	if (s->failed)
+		return;
+	n = records_since(s, s->ret.seq, &misplaced);
+	if (drops) {
+		if (n || now.writes != s->ret.writes)
+			ksw_fail(s, "%u %s: ATS Enable is clear, yet %u records (TG_WRITES +%llu) "
+				 "landed after the switch returned", i, state, n,
+				 now.writes - s->ret.writes);
+		else if (now.ats_err == s->ret.ats_err)
+			ksw_fail(s, "%u %s: %u ATS records issued with ATS Enable clear but no "
+				 "TG_ATS_ERR counted", i, state, switch_settle);
+		s->dropped += now.ats_err - s->ret.ats_err;
+	} else if (!n) {
+		ksw_fail(s, "%u %s: no record numbered >= %llu landed (TG_SEQ %llu, TG_WRITES "
+			 "+%llu)", i, state, s->ret.seq, now.seq, now.writes - s->ret.writes);
+	} else if (misplaced) {
+		ksw_fail(s, "%u %s: %u of %u records are not in their own slot", i, state,
+			 misplaced, n);
+	} else {
+		s->landed += n;
+	}
+	if (!s->failed)
+		engine_copy(s, i, state, s->ats && ats_on > 0);
+}
+
+/* One switch under markers; the window before it (the previous state) is judged first. */
+static void do_switch(struct ksw *s, unsigned int i, bool to_paging)
+{
+	struct device *dev = &s->k->pdev->dev;
+	const char *label = to_paging ? (s->identity ? "identity->paging" : "DMA->paging")
+				      : (s->identity ? "paging->identity" : "paging->DMA");
+	struct tg_cnt before, ret;
+	int rc = 0;
+
+	/* The records' tag tells which switch they followed. */
+	writeq(i, s->k->regs + COSIM_EP_TG_TAG);
+	tg_read(s->k, &before);
+	judge_window(s, i, to_paging ? "default state" : "paging state", &before, s->drops);
+	if (s->failed)
+		return;
+	marker_value(s->k, COSIM_EP_MARKER_TAG_ATTACH_BEGIN, i, label);
+	if (to_paging)
+		rc = iommu_attach_device(s->paging, dev);
+	else
+		iommu_detach_device(s->paging, dev);
+	tg_read_ret(s->k, &ret);
+	marker_value(s->k, COSIM_EP_MARKER_TAG_ATTACH_END, i, label);
+	if (rc) {
+		ksw_fail(s, "%u %s: iommu_attach_device() returned %d", i, label, rc);
+		return;
+	}
+	s->attached = to_paging;
+	if (iommu_get_domain_for_dev(dev) != (to_paging ? s->paging : s->def)) {
+		ksw_fail(s, "%u %s: the device's domain is %s afterwards", i, label,
+			 domain_type(iommu_get_domain_for_dev(dev)));
+		return;
+	}
+	s->during_refused += tg_refused(&ret) - tg_refused(&before);
+	s->during_ats_err += ret.ats_err - before.ats_err;
+	s->ret = ret;
+}
+
+/* Map the buffer into the paging domain: each page at its IOVA, to the page the default
+ * domain gives for it (identity: IOVA == PA), with the attributes iommu-dma would use. */
+static int map_buffer(struct ksw *s)
+{
+	struct device *dev = &s->k->pdev->dev;
+	int prot = IOMMU_READ | IOMMU_WRITE | (dev_is_dma_coherent(dev) ? IOMMU_CACHE : 0);
+	size_t off;
+	int rc;
+
+	for (off = 0; off < KSW_LEN; off += PAGE_SIZE) {
+		phys_addr_t pa = cpu_pa(s->buf + off);
+		phys_addr_t walk = s->identity ? s->iova + off
+					       : iommu_iova_to_phys(s->def, s->iova + off);
+
+		if (walk != pa) {
+			ksw_fail(s, "the default domain gives PA %pa for IOVA %pad + 0x%zx, the CPU "
+				 "has the page at %pa", &walk, &s->iova, off, &pa);
+			return -EINVAL;
+		}
+		rc = iommu_map(s->paging, s->iova + off, pa, PAGE_SIZE, prot, GFP_KERNEL);
+		if (rc) {
+			ksw_fail(s, "iommu_map(IOVA %pad + 0x%zx -> %pa) returned %d", &s->iova, off,
+				 &pa, rc);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static struct iommu_domain *paging_domain_alloc(struct device *dev)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)
+	struct iommu_domain *d = iommu_paging_domain_alloc(dev);
+
+	return IS_ERR(d) ? NULL : d;
+#else
+	return iommu_domain_alloc(dev->bus);
+#endif
+}
+
+static void kswitch_run(struct ksw *s)
+{
+	struct device *dev = &s->k->pdev->dev;
+	const char *want = s->identity ? "identity" : "DMA";
+	struct tg_cnt end;
+	unsigned int i;
+	u32 ctrl = COSIM_EP_TG_CTRL_RUN | (s->ats ? COSIM_EP_TG_CTRL_ATS : 0);
+
+	s->def = iommu_get_domain_for_dev(dev);
+	if (!s->def || (s->identity ? s->def->type != IOMMU_DOMAIN_IDENTITY
+				    : !iommu_is_dma_domain(s->def))) {
+		ksw_fail(s, "the device's default domain is %s; the case needs %s (the test sets "
+			 "the group's type before binding)", domain_type(s->def), want);
+		return;
+	}
+	s->buf = dma_alloc_coherent(dev, KSW_LEN, &s->iova, GFP_KERNEL);
+	if (!s->buf) {
+		ksw_fail(s, "dma_alloc_coherent(%lu) returned NULL", KSW_LEN);
+		return;
+	}
+	memset(s->buf, 0, KSW_LEN);
+	s->paging = paging_domain_alloc(dev);
+	if (!s->paging) {
+		ksw_fail(s, "no unmanaged paging domain for the device");
+		return;
+	}
+	if (map_buffer(s))
+		return;
+
+	marker_value(s->k, COSIM_EP_MARKER_TAG_TEST_BEGIN, switch_count, s->label);
+	writeq(s->iova, s->k->regs + COSIM_EP_TG_BASE);
+	writeq(KSW_TG_LEN, s->k->regs + COSIM_EP_TG_SIZE);
+	writel(KSW_STRIDE, s->k->regs + COSIM_EP_TG_STRIDE);
+	writel(KSW_RATE, s->k->regs + COSIM_EP_TG_RATE);
+	writeq(0, s->k->regs + COSIM_EP_TG_TAG);
+	writel(ctrl, s->k->regs + COSIM_EP_TG_CTRL);
+	tg_read_ret(s->k, &s->ret);
+	judge_state(s, 0, false);
+	for (i = 1; i <= switch_count && !s->failed; i++) {
+		if (fatal_signal_pending(current)) {
+			ksw_fail(s, "%u: interrupted", i);
+			break;
+		}
+		do_switch(s, i, true);
+		if (!s->failed)
+			judge_state(s, i, true);
+		if (!s->failed)
+			do_switch(s, i, false);
+		if (!s->failed)
+			judge_state(s, i, false);
+	}
+	if (!s->failed) {
+		tg_read(s->k, &end);
+		judge_window(s, switch_count, "last state", &end, s->drops);
+	}
+	writel(0, s->k->regs + COSIM_EP_TG_CTRL);
+	/* Whatever failed, the device leaves in its default domain, visibly. */
+	if (s->attached) {
+		marker_value(s->k, COSIM_EP_MARKER_TAG_ATTACH_BEGIN, 0, "cleanup: detach");
+		iommu_detach_device(s->paging, dev);
+		marker_value(s->k, COSIM_EP_MARKER_TAG_ATTACH_END, 0, "cleanup: detach");
+		s->attached = false;
+	}
+	marker_value(s->k, COSIM_EP_MARKER_TAG_TEST_END, switch_count, s->label);
+}
+
+static int kswitch(struct seq_file *m, const char *name, bool identity, bool ats)
+{
+	struct kdma *k = m->private;
+	struct device *dev = &k->pdev->dev;
+	struct ksw s = { .k = k, .m = m, .name = name, .ats = ats, .identity = identity,
+			 .ats_paging = -1, .ats_default = -1 };
+	struct ep_cnt before, after;
+
+	snprintf(s.label, sizeof(s.label), "%s%s", identity ? "identityswitch" : "dmaswitch",
+		 ats ? " ats" : "");
+	if (!KSW_SUPPORTED) {
+		seq_printf(m, "unsupported %s iommu_map() with a gfp argument (Linux 6.3)\n", name);
+		return 0;
+	}
+	mutex_lock(&k->lock);
+	cnt_read(k, &before);
+	kswitch_run(&s);
+	cnt_read(k, &after);
+	if (s.paging)
+		iommu_domain_free(s.paging);
+	if (s.buf)
+		dma_free_coherent(dev, KSW_LEN, s.buf, s.iova);
+	if (!s.failed)
+		seq_printf(m, "ok %s", name);
+	seq_printf(m, " switches=%u default=%s ats_default=%d ats_paging=%d iova=%pad landed=%llu"
+		   " dropped=%llu during_refused=%llu during_ats_err=%llu ats_req=%llu atc_hit=%llu"
+		   " inv_req=%llu faults=%llu\n", switch_count, domain_type(s.def), s.ats_default,
+		   s.ats_paging, &s.iova, s.landed, s.dropped, s.during_refused, s.during_ats_err,
+		   after.ats_req - before.ats_req, after.atc_hit - before.atc_hit,
+		   after.inv_req - before.inv_req, after.faults - before.faults);
+	mutex_unlock(&k->lock);
+	return 0;
+}
+
+#define KSWITCH_CASE(fn, identity, ats)                                                  \
+	static int fn##_show(struct seq_file *m, void *v)                                \
+	{                                                                                \
+		return kswitch(m, #fn, identity, ats);                                   \
+	}                                                                                \
+	DEFINE_SHOW_ATTRIBUTE(fn)
+
+KSWITCH_CASE(dmaswitch_untranslated, false, false);
+KSWITCH_CASE(dmaswitch_ats, false, true);
+KSWITCH_CASE(identityswitch_untranslated, true, false);
+KSWITCH_CASE(identityswitch_ats, true, true);
+
 static int kdma_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
 	struct kdma *k;
@@ -382,6 +854,14 @@ static int kdma_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	debugfs_create_file("copy_streaming_untranslated", 0400, k->dir, k,
 			    &copy_streaming_untranslated_fops);
 	debugfs_create_file("copy_streaming_ats", 0400, k->dir, k, &copy_streaming_ats_fops);
+	debugfs_create_file("dmaswitch_untranslated", 0400, k->dir, k,
+			    &dmaswitch_untranslated_fops);
+	debugfs_create_file("dmaswitch_ats", 0400, k->dir, k,
+			    &dmaswitch_ats_fops);
+	debugfs_create_file("identityswitch_untranslated", 0400, k->dir, k,
+			    &identityswitch_untranslated_fops);
+	debugfs_create_file("identityswitch_ats", 0400, k->dir, k,
+			    &identityswitch_ats_fops);
 	dev_info(&pdev->dev, "bound; iommu domain %s; debugfs " DRV_NAME "/%s\n",
 		 domain_type(iommu_get_domain_for_dev(&pdev->dev)), pci_name(pdev));
 	return 0;

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Guest userland: busybox-static (arm64, Debian trixie) + guest/init + guest-tests binaries
 # built against the kernel's uapi headers, packed into a gzip'd cpio.
-# Usage: initramfs.sh KERNEL_DIR   Prints "INITRAMFS=<file>" last.
+# Usage: initramfs.sh KERNEL_DIR [KMOD_DIR] [--key]   Prints "INITRAMFS=<file>" last.
+# KMOD_DIR is kmod.sh's product for that kernel (its extra/*.ko), when it has one.
 source "$(dirname "$0")/common.sh"
 
-KDIR="${1:?usage: initramfs.sh KERNEL_DIR}"
+KEY_ONLY=""; ARGS=()
+for a in "$@"; do if [ "$a" = "--key" ]; then KEY_ONLY=1; else ARGS+=("$a"); fi; done
+KDIR="${ARGS[0]:?usage: initramfs.sh KERNEL_DIR [KMOD_DIR] [--key]}"
+KMOD_DIR="${ARGS[1]:-}"
 [ -f "$KDIR/Image" ] || die "$KDIR holds no kernel Image"
 apt_private_setup
 BB_DEB=$(apt_p download --print-uris "busybox-static:arm64/trixie" 2>/dev/null | awk '{print $2}' | head -1)
@@ -20,14 +24,16 @@ MODS=""; [ -d "$KDIR/modules" ] && MODS="$KDIR/modules"
 # driver and VFIO with its type1 backend and vfio-pci. Built-in ones are skipped; their
 # dependencies come along from the kernel's modules.dep. Order is load order.
 WANT_MODS="arm_smmu_v3 vfio vfio_iommu_type1 vfio_pci"
-# The guest-kmod/ modules, when kernel.sh built them for this kernel; they go to /lib/cosim/:
-# init loads cosim_drv_probe.ko, the kdma test loads cosim_ep_dma.ko.
-KMODS="$KDIR/extra"; KMOD_KEY="$KMODS"; [ -d "$KMODS" ] || KMOD_KEY="no guest-kmod modules"
+# The guest-kmod/ modules, when kmod.sh built them for this kernel; they go to /lib/cosim/:
+# init loads cosim_drv_probe.ko, the kdma and kswitch tests load cosim_ep_dma.ko. Keyed by
+# their contents: rebuilt modules that came out the same leave the initramfs cached.
+KMODS="${KMOD_DIR:+$KMOD_DIR/extra}"; KMOD_KEY="$KMODS"
+[ -n "$KMODS" ] && [ -d "$KMODS" ] || { KMODS=""; KMOD_KEY="no guest-kmod modules"; }
 KEY=$(hash_inputs "$BB_DEB" "$COSIM_ROOT/guest" "$COSIM_ROOT/guest-tests" "$KHDR/linux/version.h" \
       "$KHDR/linux/iommufd.h" "$KHDR/linux/vfio.h" "mods:$MODS" "modset v2:$WANT_MODS unxz depmod" \
       "$KMOD_KEY" "initramfs v2")
 OUT="$COSIM_CACHE/initramfs/$KEY"
-if [ "${2:-}" = "--key" ]; then echo "KEY=$KEY"; exit 0; fi
+if [ -n "$KEY_ONLY" ]; then echo "KEY=$KEY"; exit 0; fi
 take_lock initramfs
 if [ -f "$OUT/initramfs.cpio.gz" ]; then
     step_cached "initramfs (busybox + guest-tests)" "$OUT"
@@ -102,7 +108,7 @@ fi
 if [ -n "$MODS" ]; then
     ship_modules "$MODS" "$R"
 fi
-if [ -d "$KMODS" ]; then
+if [ -n "$KMODS" ]; then
     mkdir -p "$R/lib/cosim"; cp "$KMODS"/*.ko "$R/lib/cosim/"
 fi
 (cd "$R" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0) \

@@ -5,8 +5,9 @@
 #   debian-6.12-bin   Debian trixie's stock arm64 binary kernel (no iommufd, modules in initramfs)
 #   PATH/TO/Image     an arm64 Image you built
 #   PATH/TO/linux     a kernel source tree, built out of tree with the repo's fragment
-# Prints "KERNEL_DIR=<dir>" last: the dir holds Image, .config, uapi headers (include/),
-# and modules/ for the stock binary kernel.
+# Prints "KERNEL_DIR=<dir>" last: the dir holds Image, config, uapi headers (include/),
+# SOURCE (the source tree's path) for a kernel built from source, and modules/ for the stock
+# binary kernel. The guest-kmod/ modules are scripts/kmod.sh's product.
 source "$(dirname "$0")/common.sh"
 
 CHOICE="${1:-debian-6.12}"
@@ -15,35 +16,12 @@ FRAG="$COSIM_ROOT/kernel/cosim.config"
 CROSS=aarch64-linux-gnu-
 KMAKE=(make -s ARCH=arm64 CROSS_COMPILE=$CROSS -j"$(nproc)")
 # Bump when build_tree changes what it produces: it is part of the cache key.
-BUILD_RECIPE="allnoconfig+fragment Image headers_install guest-kmod v3 (every .ko)"
-# The guest's kernel modules (extra/*.ko: the kdma test driver, the driver-event probes) and
-# the generated register headers they include.
-KMOD_SRC="$COSIM_ROOT/guest-kmod"
-KMOD_HDR="$COSIM_ROOT/guest-tests/include"
+# The guest-kmod/ modules are not built here: scripts/kmod.sh builds them as their own product,
+# so a module change does not rebuild the kernel.
+BUILD_RECIPE="allnoconfig+fragment Image headers_install v4 (SOURCE, no modules)"
 
-# build_kmod SRC OUT: guest-kmod/ as external modules of the tree just built in OUT/build,
-# into OUT/extra/*.ko. Built from a copy: with O= kbuild writes an external
-# module's objects into M=, and the source dir must stay clean (it is hashed into the key).
-# A failure is a note, not fatal: the kernel is still usable and the kdma test then says the
-# kernel has no module (a recorded "pass" expectation turns that into a visible mismatch).
-build_kmod() {
-    local src="$1" out="$2"
-    rm -rf "$out/extra" "$out/build/guest-kmod"
-    cp -r "$KMOD_SRC" "$out/build/guest-kmod"
-    # The tree's own "modules" (none: the fragment sets no =m) writes Module.symvers, which
-    # an external module links against; "Image" alone leaves only vmlinux.symvers.
-    if (cd "$src" && "${KMAKE[@]}" O="$out/build" modules \
-            && "${KMAKE[@]}" O="$out/build" M="$out/build/guest-kmod" \
-            COSIM_EP_INCLUDE="$KMOD_HDR" modules) >"$out/kmod.log" 2>&1; then
-        mkdir -p "$out/extra"
-        cp "$out"/build/guest-kmod/*.ko "$out/extra/"
-    else
-        grep -E 'error|Error' "$out/kmod.log" | head -10 >&2 || true
-        echo "    note: guest-kmod/ did not build against this tree (log: $out/kmod.log)"
-    fi
-}
-
-# build_tree SRC OUT: allnoconfig + fragment, Image, uapi headers, test module, into OUT.
+# build_tree SRC OUT: allnoconfig + fragment, Image, uapi headers into OUT, and OUT/SOURCE
+# naming the source tree (kmod.sh builds guest-kmod/ against it with OUT/config).
 build_tree() {
     local src="$1" out="$2"
     mkdir -p "$out/build"
@@ -68,7 +46,8 @@ build_tree() {
     cp "$out/build/arch/arm64/boot/Image" "$out/Image"
     cp "$out/build/.config" "$out/config"
     rm -rf "$out/include"; cp -r "$out/hdr/include" "$out/include"
-    build_kmod "$src" "$out"
+    rm -rf "$out/extra" "$out/kmod.log"  # what a v3 build of an incremental tree left
+    echo "$src" >"$out/SOURCE"
 }
 
 debian_source() {  # debian_source PKG SUITE
@@ -77,7 +56,7 @@ debian_source() {  # debian_source PKG SUITE
     deb=$(apt_p download --print-uris "$pkg/$suite" 2>/dev/null | awk '{print $2}' | head -1)
     [ -n "$deb" ] || die "$pkg not found in Debian $suite"
     ver=${deb#"${pkg}_"}; ver=${ver%_all.deb}
-    KEY=$(hash_inputs "$pkg $ver" "$FRAG" "$BUILD_RECIPE" "$KMOD_SRC" "$KMOD_HDR")
+    KEY=$(hash_inputs "$pkg $ver" "$FRAG" "$BUILD_RECIPE")
     OUT="$COSIM_CACHE/kernel/$pkg-$KEY"
     if [ -n "$KEY_ONLY" ]; then echo "KEY=$KEY"; exit 0; fi
     take_lock "$pkg"

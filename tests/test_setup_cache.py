@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _copy_repo(dst: Path) -> Path:
-    for part in ("scripts", "qemu-patches", "guest-tests", "guest", "kernel"):
+    for part in ("scripts", "qemu-patches", "guest-tests", "guest", "guest-kmod", "kernel"):
         src = ROOT / part
         if src.exists():
             shutil.copytree(src, dst / part, ignore=shutil.ignore_patterns("out", "*.o"))
@@ -64,3 +64,67 @@ def test_changed_config_fragment_changes_kernel_key(repo: Path) -> None:
     with open(repo / "kernel" / "cosim.config", "a") as f:
         f.write("CONFIG_PRINTK_CALLER=y\n")
     assert _key(repo, "scripts/kernel.sh", "debian-6.12", "--key") != k0
+
+
+def _fake_source_kernel_dir(tmp: Path) -> Path:
+    """A kernel product as kernel.sh leaves one for a source build: Image, config, SOURCE."""
+    k = _fake_kernel_dir(tmp)
+    src = tmp / "linux"
+    src.mkdir()
+    (src / "Makefile").write_text("# a kernel tree\n")
+    (k / "config").write_text("CONFIG_MODULES=y\n")
+    (k / "SOURCE").write_text(f"{src}\n")
+    return k
+
+
+def test_changed_guest_kmod_changes_only_kmod_key(repo: Path, tmp_path: Path) -> None:
+    kdir = _fake_source_kernel_dir(tmp_path)
+    k0 = _key(repo, "scripts/kernel.sh", "debian-6.12", "--key")
+    m0 = _key(repo, "scripts/kmod.sh", str(kdir), "--key")
+    assert m0 == _key(repo, "scripts/kmod.sh", str(kdir), "--key"), "key must be stable"
+    i0 = _key(repo, "scripts/initramfs.sh", str(kdir), "--key")
+    with open(repo / "guest-kmod" / "cosim_ep_dma.c", "a") as f:
+        f.write("/* a change to the test driver */\n")
+    assert _key(repo, "scripts/kmod.sh", str(kdir), "--key") != m0
+    assert _key(repo, "scripts/kernel.sh", "debian-6.12", "--key") == k0
+    # Without a module product the initramfs does not depend on guest-kmod/ sources at all.
+    assert _key(repo, "scripts/initramfs.sh", str(kdir), "--key") == i0
+
+
+def test_changed_register_header_changes_kmod_key_not_kernel_key(repo: Path,
+                                                                  tmp_path: Path) -> None:
+    kdir = _fake_source_kernel_dir(tmp_path)
+    k0 = _key(repo, "scripts/kernel.sh", "debian-6.12", "--key")
+    m0 = _key(repo, "scripts/kmod.sh", str(kdir), "--key")
+    with open(repo / "guest-tests" / "include" / "cosim_ep.h", "a") as f:
+        f.write("/* a new register */\n")
+    assert _key(repo, "scripts/kmod.sh", str(kdir), "--key") != m0
+    assert _key(repo, "scripts/kernel.sh", "debian-6.12", "--key") == k0
+
+
+def test_rebuilt_kernel_changes_kmod_key(repo: Path, tmp_path: Path) -> None:
+    # An incremental source-tree build keeps its product directory: the Image tells.
+    kdir = _fake_source_kernel_dir(tmp_path)
+    m0 = _key(repo, "scripts/kmod.sh", str(kdir), "--key")
+    (kdir / "Image").write_bytes(b"\1" * 64)
+    assert _key(repo, "scripts/kmod.sh", str(kdir), "--key") != m0
+
+
+def test_kmod_products_change_initramfs_key(repo: Path, tmp_path: Path) -> None:
+    kdir = _fake_kernel_dir(tmp_path)
+    kmod = tmp_path / "kmod"
+    (kmod / "extra").mkdir(parents=True)
+    (kmod / "extra" / "cosim_ep_dma.ko").write_bytes(b"ko v1")
+    without = _key(repo, "scripts/initramfs.sh", str(kdir), "--key")
+    i0 = _key(repo, "scripts/initramfs.sh", str(kdir), str(kmod), "--key")
+    assert i0 != without
+    (kmod / "extra" / "cosim_ep_dma.ko").write_bytes(b"ko v2")
+    assert _key(repo, "scripts/initramfs.sh", str(kdir), str(kmod), "--key") != i0
+
+
+def test_kmod_refuses_a_kernel_without_source(repo: Path, tmp_path: Path) -> None:
+    kdir = _fake_kernel_dir(tmp_path)
+    out = subprocess.run(["bash", "scripts/kmod.sh", str(kdir), "--key"], cwd=repo,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "not built from source" in out.stderr

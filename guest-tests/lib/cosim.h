@@ -12,6 +12,7 @@
  *   ep.h       cosim-pcie-ep: open/close, registers, markers, attaches undone after the case
  *   dma.h      its DMA engine
  *   tg.h       its traffic generator, counters and records in memory
+ *   kmod.h     the guest-kmod test driver bound to it: load, bind, cases, result lines
  */
 #ifndef COSIM_H
 #define COSIM_H
@@ -26,5 +27,6 @@
 #include "ep.h"
 #include "dma.h"
 #include "tg.h"
+#include "kmod.h"
 
 #endif /* COSIM_H */

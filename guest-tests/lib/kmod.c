@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: MIT
+/* The guest-kmod test driver: load, bind, give back, its cases and their result lines. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "kmod.h"
+#include "sysfs.h"
+
+#define KMOD_SYSFS "/sys/module/" KMOD_NAME
+#define KMOD_DEBUGFS "/sys/kernel/debug/" KMOD_NAME
+
+bool kmod_present(void)
+{
+	return path_exists(KMOD_PATH);
+}
+
+static int load_module(void)
+{
+	int fd;
+
+	if (path_exists(KMOD_SYSFS))
+		return EP_OK;
+	if (!path_exists("/proc/modules"))
+		return ep_set_err(EP_UNSUP, "loadable modules (no /proc/modules: CONFIG_MODULES)");
+	fd = open(KMOD_PATH, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ep_set_err(EP_ERR, "open %s: %s (errno %d)", KMOD_PATH, strerror(errno),
+				  errno);
+	if (syscall(SYS_finit_module, fd, "", 0)) {
+		int e = errno;
+
+		close(fd);
+		return ep_set_err(EP_ERR, "finit_module(%s): %s (errno %d)", KMOD_PATH,
+				  strerror(e), e);
+	}
+	close(fd);
+	return EP_OK;
+}
+
+static int unload_module(void)
+{
+	if (!path_exists(KMOD_SYSFS))
+		return EP_OK;
+	if (syscall(SYS_delete_module, KMOD_NAME, O_NONBLOCK))
+		return ep_set_err(EP_ERR, "delete_module(%s): %s (errno %d)", KMOD_NAME,
+				  strerror(errno), errno);
+	return EP_OK;
+}
+
+/* Bind driver `drv` ("" for none) through driver_override = `override`. */
+static int bind_override(struct ep *ep, const char *override, const char *drv)
+{
+	char path[300], now[64];
+
+	snprintf(path, sizeof(path), "%s/driver_override", ep->pci.sysdir);
+	/* An empty write clears the override. */
+	if (sysfs_write(path, strcmp(override, KMOD_NO_OVERRIDE) ? override : "\n"))
+		return EP_ERR;
+	if (!*drv)
+		return EP_OK;
+	if (sysfs_write("/sys/bus/pci/drivers_probe", ep->pci.bdf))
+		return EP_ERR;
+	if (strcmp(pci_driver(&ep->pci, now, sizeof(now)), drv))
+		return ep_set_err(EP_ERR, "%s bound to '%s' after drivers_probe, wanted %s",
+				  ep->pci.bdf, now, drv);
+	return EP_OK;
+}
+
+int kmod_take(struct ep *ep, struct kmod_saved *sv)
+{
+	char path[300];
+	int rc;
+
+	pci_driver(&ep->pci, sv->driver, sizeof(sv->driver));
+	snprintf(path, sizeof(path), "%s/driver_override", ep->pci.sysdir);
+	if (sysfs_read(path, sv->override, sizeof(sv->override)))
+		return EP_ERR;
+	diag("endpoint %s: driver '%s', driver_override '%s'", ep->pci.bdf, sv->driver,
+	     sv->override);
+	if ((rc = load_module()) || (rc = pci_unbind_driver(&ep->pci)) || (rc = kmod_bind(ep)))
+		return rc;
+	return EP_OK;
+}
+
+int kmod_give_back(struct ep *ep, const struct kmod_saved *sv)
+{
+	int rc = pci_unbind_driver(&ep->pci);
+
+	if (!rc)
+		rc = unload_module();
+	if (!rc)
+		rc = bind_override(ep, sv->override, sv->driver);
+	return rc;
+}
+
+int kmod_unbind(struct ep *ep)
+{
+	return pci_unbind_driver(&ep->pci);
+}
+
+int kmod_bind(struct ep *ep)
+{
+	int rc = bind_override(ep, KMOD_NAME, KMOD_NAME);
+
+	/* With DT the group exists from the first driver bind. */
+	if (!rc)
+		pci_read_group(&ep->pci);
+	return rc;
+}
+
+int kmod_param(const char *name, unsigned val)
+{
+	char path[200], v[24];
+
+	snprintf(path, sizeof(path), KMOD_SYSFS "/parameters/%s", name);
+	if (!path_exists(path))
+		return ep_set_err(EP_ERR, "the module has no parameter %s (no %s)", name, path);
+	snprintf(v, sizeof(v), "%u", val);
+	return sysfs_write(path, v);
+}
+
+int kmod_run_case(struct ep *ep, const char *name, char *line, size_t len)
+{
+	char path[400];
+
+	snprintf(path, sizeof(path), KMOD_DEBUGFS "/%s/%s", ep->pci.bdf, name);
+	if (!path_exists(path))
+		return ep_set_err(EP_ERR, "the module has no case %s (no %s)", name, path);
+	return sysfs_read(path, line, len);
+}
+
+bool kmod_field(const char *line, const char *key, char *val, size_t len)
+{
+	size_t klen = strlen(key);
+
+	for (const char *p = line; (p = strstr(p, key)); p += klen) {
+		if ((p == line || p[-1] == ' ') && p[klen] == '=') {
+			size_t n = strcspn(p + klen + 1, " \n");
+
+			snprintf(val, len, "%.*s", (int)(n < len ? n : len - 1), p + klen + 1);
+			return true;
+		}
+	}
+	return false;
+}
+
+uint64_t kmod_num(const char *line, const char *key, bool *ok)
+{
+	char v[40];
+	char *end;
+	uint64_t x;
+
+	if (!kmod_field(line, key, v, sizeof(v))) {
+		*ok = false;
+		return 0;
+	}
+	errno = 0;
+	x = strtoull(v, &end, 0);
+	if (errno || *end || end == v)
+		*ok = false;
+	return x;
+}

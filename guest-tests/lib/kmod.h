@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The guest-kmod test driver, cosim_ep_dma.ko (kmod.c): loaded from /lib/cosim, bound to the
+ * endpoint with driver_override (it has no ID table, so it never takes the device by itself)
+ * and the device given back to the driver it had; its cases, each a debugfs file whose read
+ * runs the case and returns one result line; the key=value fields of that line.
+ */
+#ifndef COSIM_KMOD_H
+#define COSIM_KMOD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+#include "ep.h"
+
+#define KMOD_NAME "cosim_ep_dma"
+#define KMOD_PATH "/lib/cosim/" KMOD_NAME ".ko"
+/* sysfs driver_override reads this when no override is set. */
+#define KMOD_NO_OVERRIDE "(null)"
+
+/* The device as the test found it, to give it back to the later areas unchanged. */
+struct kmod_saved {
+	char driver[64];
+	char override[64];
+};
+
+/* Only the kernels built from source carry the module (scripts/kmod.sh). */
+bool kmod_present(void);
+/* Note the device's driver and override in sv, load the module, bind it to the device. */
+int kmod_take(struct ep *ep, struct kmod_saved *sv);
+/* Unbind the module's driver, unload it, rebind the driver the device had. */
+int kmod_give_back(struct ep *ep, const struct kmod_saved *sv);
+/* Unbind / bind the module's driver alone (the group's type changes with no driver bound). */
+int kmod_unbind(struct ep *ep);
+int kmod_bind(struct ep *ep);
+/* Set a module parameter (/sys/module/cosim_ep_dma/parameters/<name>). */
+int kmod_param(const char *name, unsigned val);
+/* Run the case: read its debugfs file into line. */
+int kmod_run_case(struct ep *ep, const char *name, char *line, size_t len);
+
+/* The value of `key=` in a result line, copied into val; false when absent. */
+bool kmod_field(const char *line, const char *key, char *val, size_t len);
+/* The number (any C base) of `key=`; *ok cleared when absent or not a number. */
+uint64_t kmod_num(const char *line, const char *key, bool *ok);
+
+#endif /* COSIM_KMOD_H */

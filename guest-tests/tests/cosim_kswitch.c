@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Area kswitch: a kernel driver switches its own device between domains under traffic. The
+ * guest-kmod test driver (cosim_ep_dma.ko) binds the endpoint and, in one debugfs case,
+ * starts the traffic generator and switches the device --count times each way between the
+ * group's default domain and an unmanaged paging domain of its own, with
+ * iommu_attach_device() / iommu_detach_device():
+ *   dmaswitch_*       default DMA domain <-> paging domain mapping the same IOVAs to the
+ *                     same pages (a CD replace: both are stage 1);
+ *   identityswitch_*  default identity domain (this test writes "identity" to the group's
+ *                     type before binding, and puts the type back) <-> paging domain
+ *                     mapping IOVA == PA, so both translate the traffic (an STE bypass <->
+ *                     translate switch, ATS Enable toggled with it).
+ * The module judges each state from the switch's return on (no failure counted, records and
+ * an engine copy landing; ATS traffic under identity refused by the device since ATS Enable
+ * is clear) and brackets every switch by attach markers; failures inside the switch calls
+ * are reported (during_refused) and left to the trace analysis. This test loads and binds
+ * the module, sets the group type and the module's parameters, runs the case, judges its
+ * line, and gives the device back as it found it, also when the case is killed.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cosim.h"
+
+/* The device and group as the case found them, put back by a teardown hook whatever
+ * happened; static because the hook runs after the case's stack is gone. */
+static struct restore {
+	struct ep ep;
+	struct kmod_saved sv;
+	bool taken;
+	char type_path[128];
+	char type[32];   /* the group's type to put back; "" when the case did not change it */
+} restore;
+
+static int set_type(struct restore *r, const char *type)
+{
+	char now[32] = "";
+
+	if (sysfs_write(r->type_path, type))
+		return EP_ERR;
+	if (sysfs_read(r->type_path, now, sizeof(now)))
+		return EP_ERR;
+	/* "auto" reads back as what the kernel chose. */
+	if (strcmp(type, "auto") && strcmp(now, type))
+		return ep_set_err(EP_ERR, "group type reads '%s' after writing '%s'", now, type);
+	return EP_OK;
+}
+
+static void give_back(void *p)
+{
+	struct restore *r = p;
+	int rc = EP_OK;
+
+	if (*r->type) {
+		/* The type changes with no driver bound. */
+		rc = kmod_unbind(&r->ep);
+		if (!rc)
+			rc = set_type(r, r->type);
+		if (rc)
+			diag("restoring group type '%s' failed: %s", r->type, ep_err);
+		else
+			*r->type = '\0';
+	}
+	if (r->taken && kmod_give_back(&r->ep, &r->sv))
+		diag("giving the device back to '%s' failed: %s",
+		     *r->sv.driver ? r->sv.driver : "(none)", ep_err);
+	else
+		r->taken = false;
+}
+
+/* Unbind the module, write "identity" to the group's type (noting the old one), rebind. */
+static int go_identity(struct restore *r)
+{
+	char orig[32] = "";
+	int rc;
+
+	snprintf(r->type_path, sizeof(r->type_path), "/sys/kernel/iommu_groups/%d/type",
+		 r->ep.pci.group);
+	if (r->ep.pci.group < 0)
+		return ep_set_err(EP_ERR, "%s has no IOMMU group", r->ep.pci.bdf);
+	if (!path_exists(r->type_path))
+		return ep_set_err(EP_UNSUP, "iommu group type switching (no %s)", r->type_path);
+	if ((rc = sysfs_read(r->type_path, orig, sizeof(orig))))
+		return rc;
+	if ((rc = kmod_unbind(&r->ep)))
+		return rc;
+	/* From here the hook puts the type back, also when the write below fails half way. */
+	if (strcmp(orig, "DMA") && strcmp(orig, "DMA-FQ") && strcmp(orig, "identity"))
+		snprintf(orig, sizeof(orig), "auto");
+	snprintf(r->type, sizeof(r->type), "%s", orig);
+	if ((rc = set_type(r, "identity")) || (rc = kmod_bind(&r->ep)))
+		return rc;
+	diag("group %d type '%s' -> 'identity' for the case", r->ep.pci.group, orig);
+	return EP_OK;
+}
+
+/*
+ * Judge the module's line: "ok <name> switches=<count> default=<type> ..." with the default
+ * domain the one the case asked for, ATS Enable as the driver must leave it in each state,
+ * records landing, and for ATS traffic ATS actually used.
+ */
+static enum result judge(const struct opts *o, const char *name, const char *line,
+			 bool identity, bool ats)
+{
+	char word[16] = "", got[64] = "", def[32] = "";
+	uint64_t switches, landed, ats_req, atc_hit, during, dropped;
+	int64_t ats_default, ats_paging;
+	bool ok = true;
+
+	sscanf(line, "%15s %63s", word, got);
+	if (!strcmp(word, "unsupported"))
+		return unsupported("%s", line + strlen(word) + strlen(got) + 2);
+	EXPECT(!strcmp(got, name), "the module answered for case '%s', expected '%s'", got, name);
+	EXPECT(!strcmp(word, "ok"), "the module reports a failure: %s", line);
+	kmod_field(line, "default", def, sizeof(def));
+	switches = kmod_num(line, "switches", &ok);
+	landed = kmod_num(line, "landed", &ok);
+	dropped = kmod_num(line, "dropped", &ok);
+	during = kmod_num(line, "during_refused", &ok);
+	ats_req = kmod_num(line, "ats_req", &ok);
+	atc_hit = kmod_num(line, "atc_hit", &ok);
+	ats_default = (int64_t)kmod_num(line, "ats_default", &ok);
+	ats_paging = (int64_t)kmod_num(line, "ats_paging", &ok);
+	EXPECT(ok, "cannot parse the numbers in: %s", line);
+	diag("%llu switches each way; %llu records landed after returns, %llu ATS records "
+	     "refused by the device under identity; %llu translation failures or aborts inside "
+	     "the switch calls (for the analysis to judge)", (unsigned long long)switches,
+	     (unsigned long long)landed, (unsigned long long)dropped,
+	     (unsigned long long)during);
+	EXPECT(switches == o->count, "the module ran %llu switches, asked for %u",
+	       (unsigned long long)switches, o->count);
+	if (identity)
+		EXPECT(!strcmp(def, "identity"), "the default domain was '%s', not identity", def);
+	else
+		EXPECT(!strcmp(def, "DMA") || !strcmp(def, "DMA-FQ"),
+		       "the default domain was '%s', not a DMA domain", def);
+	EXPECT(ats_paging == 1, "ATS Control.Enable under the paging domain read %lld",
+	       (long long)ats_paging);
+	EXPECT(ats_default == (identity ? 0 : 1),
+	       "ATS Control.Enable under the default domain read %lld, expected %d",
+	       (long long)ats_default, identity ? 0 : 1);
+	EXPECT(landed > 0, "no record landed after any switch: %s", line);
+	if (ats)
+		EXPECT(ats_req + atc_hit > 0, "ATS traffic with no ATS request and no ATC hit: %s",
+		       line);
+	if (ats && identity)
+		EXPECT(dropped > 0, "ATS traffic under identity (ATS Enable clear) was never "
+		       "refused by the device: %s", line);
+	return R_PASS;
+}
+
+static enum result run_case(const struct opts *o, const char *name, bool identity, bool ats)
+{
+	struct restore *r = &restore;
+	char line[1024] = "", type[32] = "?";
+	char path[300];
+	bool ats_on = false;
+
+	if (ats && !o->ats)
+		return skip("--no-ats");
+	if (!kmod_present())
+		return unsupported("no " KMOD_NAME " module built for it (no " KMOD_PATH ")");
+	memset(r, 0, sizeof(*r));
+	snprintf(r->sv.override, sizeof(r->sv.override), KMOD_NO_OVERRIDE);
+	TRY("find endpoint", ep_find(&r->ep, o->bdf));
+	EXPECT(!tap_on_teardown(give_back, r), "cannot register the device's give-back");
+	r->taken = true;
+	TRY("bind " KMOD_NAME, kmod_take(&r->ep, &r->sv));
+	if (identity)
+		TRY("default domain identity (group type, no driver bound)", go_identity(r));
+	snprintf(path, sizeof(path), "%s/iommu_group/type", r->ep.pci.sysdir);
+	sysfs_read(path, type, sizeof(type));
+	pci_ats_enabled(&r->ep.pci, &ats_on);
+	diag("bound to " KMOD_NAME ": iommu group type %s, ATS Control.Enable %d", type, ats_on);
+	TRY("module parameter switch_count", kmod_param("switch_count", o->count));
+	TRY("module parameter switch_settle", kmod_param("switch_settle", o->settle));
+	TRY("run the case (read its debugfs file)",
+	    kmod_run_case(&r->ep, name, line, sizeof(line)));
+	diag("%s", line);
+	return judge(o, name, line, identity, ats);
+}
+
+static enum result dmaswitch_untranslated(const struct opts *o)
+{
+	return run_case(o, "dmaswitch_untranslated", false, false);
+}
+
+static enum result dmaswitch_ats(const struct opts *o)
+{
+	return run_case(o, "dmaswitch_ats", false, true);
+}
+
+static enum result identityswitch_untranslated(const struct opts *o)
+{
+	return run_case(o, "identityswitch_untranslated", true, false);
+}
+
+static enum result identityswitch_ats(const struct opts *o)
+{
+	return run_case(o, "identityswitch_ats", true, true);
+}
+
+static const struct tcase cases[] = {
+	TCASE(dmaswitch_untranslated,
+	      "default DMA domain <-> unmanaged paging domain (same IOVAs, same pages) under "
+	      "untranslated traffic"),
+	TCASE(dmaswitch_ats, "the same with ATS traffic"),
+	TCASE(identityswitch_untranslated,
+	      "default identity domain <-> unmanaged paging domain (IOVA == PA) under "
+	      "untranslated traffic"),
+	TCASE(identityswitch_ats,
+	      "the same with ATS traffic: ATS Enable toggles with every switch"),
+};
+
+COSIM_SUITE(cosim_kswitch, cases,
+	    .summary = "A kernel driver switches its device between its default domain (DMA or "
+		       "identity) and unmanaged paging domains under traffic (cosim_ep_dma "
+		       "module, iommu_attach_device/iommu_detach_device).",
+	    .params = "--count --settle --no-ats --bdf --only",
+	    .defaults = { .count = 100, .settle = 8, .timeout_ms = 5000, .rate = 4, .stride = 64,
+			  .pasid = 1, .case_timeout_s = 240, .size = 0x10000, .ats = true });
