@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from cosim import mutate  # not its names: pytest would collect tests_by_line
+from cosim import launcher, mutate  # not their names: pytest would collect tests_by_line
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +35,7 @@ def test_kswitch_area_on_612(products_612, tmp_path: Path) -> None:
         t = statuses.get(f"kswitch/{case}")
         assert t is not None, sorted(statuses)
         assert t["status"] == "pass", (case, t.get("reason"), t.get("output", [])[-12:])
-    trace = runs / "latest" / "trace.jsonl"
+    trace = launcher.trace_of(runs / "latest")
     facts = mutate.facts_from_summary(summary, mutate.tests_by_line(trace))
     # The driver probes were loaded: the windows are the driver's own, not inferred.
     assert facts.verdict in ("clean", "violations"), facts.verdict

@@ -36,7 +36,7 @@ def test_every_recorded_finding_has_a_page() -> None:
 def test_the_page_has_what_the_mailing_list_needs() -> None:
     (f,) = [f for f in findings.load_all() if f.id == FINDING]
     assert [k.kernel for k in f.kernels] == ["debian-6.12", "debian-7.2"]
-    assert sorted(f.rules) == sorted(FINDING_RULES) and f.areas == ["replace"]
+    assert sorted(f.rules) == sorted(FINDING_RULES) and sorted(f.areas) == ["kswitch", "replace"]
     page = findings.render(f)
     for heading in ("## What happens", "## Kernels", "## Why", "### The driver",
                     "### The architecture", "## Trace excerpt", "## Reproducer",
@@ -44,7 +44,7 @@ def test_the_page_has_what_the_mailing_list_needs() -> None:
         assert f"\n{heading}\n" in page, heading
     for kernel, version in (("debian-6.12", "6.12.117"), ("debian-7.2", "7.2.13")):
         assert f"| {kernel} ({version}) | `replace/replace_ats`" in page
-        assert f"cosim run --kernel {kernel} --tests replace\n" in page
+        assert f"cosim run --kernel {kernel} --tests replace" in page
     # Each kernel's own driver lines and trace, from its file.
     for k in f.kernels:
         assert k.kernel_source in page and k.evidence in page
