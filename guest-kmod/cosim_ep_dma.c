@@ -384,10 +384,15 @@ static unsigned int switch_settle = 8;
 module_param(switch_settle, uint, 0644);
 MODULE_PARM_DESC(switch_settle, "kswitch: generator records to wait for after a switch");
 
-#define KSW_TG_PAGES 4                        /* the generator's window */
-#define KSW_LEN ((KSW_TG_PAGES + 2) * PAGE_SIZE) /* + one source, one destination page */
-#define KSW_TG_LEN (KSW_TG_PAGES * PAGE_SIZE)
-#define KSW_STRIDE 64
+/*
+ * The generator writes one record per page over twice as many pages as the device's ATC
+ * holds (ATC_SIZE), so with ATS every record misses and sends a Translation Request: a switch
+ * window then always meets fresh ATS requests, not only hits on entries cached before it
+ * (an STE that refuses ATS shows in UR completions, whatever the ATC held).
+ */
+#define KSW_TG_PAGES_MIN 8
+#define KSW_TG_PAGES_MAX 256
+#define KSW_STRIDE PAGE_SIZE
 #define KSW_RATE 4
 #define KSW_WAIT_US 2000000
 
@@ -439,7 +444,9 @@ struct ksw {
 	bool ats, identity;
 	struct iommu_domain *def, *paging;
 	bool attached;          /* the paging domain is the device's */
-	u8 *buf;                /* KSW_LEN bytes, dma_alloc_coherent */
+	unsigned int tg_pages;  /* the generator's window; then one source, one destination page */
+	size_t tg_len, len;
+	u8 *buf;                /* len bytes, dma_alloc_coherent */
 	dma_addr_t iova;
 	struct tg_cnt ret;      /* at the last switch's return (the state's start) */
 	u64 during_refused, during_ats_err, landed, dropped;
@@ -506,7 +513,7 @@ static unsigned int records_since(struct ksw *s, u64 from, unsigned int *misplac
 	struct tg_rec r;
 
 	*misplaced = 0;
-	for (off = 0; off + COSIM_EP_TG_RECORD_SIZE <= KSW_TG_LEN; off += KSW_STRIDE) {
+	for (off = 0; off + COSIM_EP_TG_RECORD_SIZE <= s->tg_len; off += KSW_STRIDE) {
 		read_rec(s->buf + off, &r);
 		if (r.magic != COSIM_EP_TG_RECORD_MAGIC || r.seq < from)
 			continue;
@@ -550,14 +557,14 @@ static void judge_window(struct ksw *s, unsigned int i, const char *state,
 /* One DMA-engine copy inside the buffer, src page -> dst page, judged byte for byte. */
 static void engine_copy(struct ksw *s, unsigned int i, const char *state, bool ats)
 {
-	u8 *src = s->buf + KSW_TG_LEN, *dst = src + PAGE_SIZE;
+	u8 *src = s->buf + s->tg_len, *dst = src + PAGE_SIZE;
 	u32 status = 0;
 	u64 result = 0;
 	int ret;
 
 	fill_pattern(src, PAGE_SIZE, 0x3c00 + i);
 	memset(dst, 0, PAGE_SIZE);
-	ret = run_copy(s->k, s->iova + KSW_TG_LEN, s->iova + KSW_TG_LEN + PAGE_SIZE, PAGE_SIZE,
+	ret = run_copy(s->k, s->iova + s->tg_len, s->iova + s->tg_len + PAGE_SIZE, PAGE_SIZE,
 		       ats ? COSIM_EP_DMA_FLAG_ATS : 0, &status, &result);
 	if (ret || (status & COSIM_EP_DMA_STATUS_ERROR))
 		ksw_fail(s, "%u %s: engine copy (%s) DMA_STATUS 0x%x error code %u after %llu bytes",
@@ -671,7 +678,7 @@ static int map_buffer(struct ksw *s)
 	size_t off;
 	int rc;
 
-	for (off = 0; off < KSW_LEN; off += PAGE_SIZE) {
+	for (off = 0; off < s->len; off += PAGE_SIZE) {
 		phys_addr_t pa = cpu_pa(s->buf + off);
 		phys_addr_t walk = s->identity ? s->iova + off
 					       : iommu_iova_to_phys(s->def, s->iova + off);
@@ -717,12 +724,16 @@ static void kswitch_run(struct ksw *s)
 			 "the group's type before binding)", domain_type(s->def), want);
 		return;
 	}
-	s->buf = dma_alloc_coherent(dev, KSW_LEN, &s->iova, GFP_KERNEL);
+	s->tg_pages = clamp_t(unsigned int, 2 * readl(s->k->regs + COSIM_EP_ATC_SIZE),
+			      KSW_TG_PAGES_MIN, KSW_TG_PAGES_MAX);
+	s->tg_len = s->tg_pages * PAGE_SIZE;
+	s->len = s->tg_len + 2 * PAGE_SIZE;
+	s->buf = dma_alloc_coherent(dev, s->len, &s->iova, GFP_KERNEL);
 	if (!s->buf) {
-		ksw_fail(s, "dma_alloc_coherent(%lu) returned NULL", KSW_LEN);
+		ksw_fail(s, "dma_alloc_coherent(%zu) returned NULL", s->len);
 		return;
 	}
-	memset(s->buf, 0, KSW_LEN);
+	memset(s->buf, 0, s->len);
 	s->paging = paging_domain_alloc(dev);
 	if (!s->paging) {
 		ksw_fail(s, "no unmanaged paging domain for the device");
@@ -733,7 +744,7 @@ static void kswitch_run(struct ksw *s)
 
 	marker_value(s->k, COSIM_EP_MARKER_TAG_TEST_BEGIN, switch_count, s->label);
 	writeq(s->iova, s->k->regs + COSIM_EP_TG_BASE);
-	writeq(KSW_TG_LEN, s->k->regs + COSIM_EP_TG_SIZE);
+	writeq(s->tg_len, s->k->regs + COSIM_EP_TG_SIZE);
 	writel(KSW_STRIDE, s->k->regs + COSIM_EP_TG_STRIDE);
 	writel(KSW_RATE, s->k->regs + COSIM_EP_TG_RATE);
 	writeq(0, s->k->regs + COSIM_EP_TG_TAG);
@@ -789,12 +800,14 @@ static int kswitch(struct seq_file *m, const char *name, bool identity, bool ats
 	if (s.paging)
 		iommu_domain_free(s.paging);
 	if (s.buf)
-		dma_free_coherent(dev, KSW_LEN, s.buf, s.iova);
+		dma_free_coherent(dev, s.len, s.buf, s.iova);
 	if (!s.failed)
 		seq_printf(m, "ok %s", name);
-	seq_printf(m, " switches=%u default=%s ats_default=%d ats_paging=%d iova=%pad landed=%llu"
+	seq_printf(m, " switches=%u window_pages=%u default=%s ats_default=%d ats_paging=%d"
+		   " iova=%pad landed=%llu"
 		   " dropped=%llu during_refused=%llu during_ats_err=%llu ats_req=%llu atc_hit=%llu"
-		   " inv_req=%llu faults=%llu\n", switch_count, domain_type(s.def), s.ats_default,
+		   " inv_req=%llu faults=%llu\n", switch_count, s.tg_pages, domain_type(s.def),
+		   s.ats_default,
 		   s.ats_paging, &s.iova, s.landed, s.dropped, s.during_refused, s.during_ats_err,
 		   after.ats_req - before.ats_req, after.atc_hit - before.atc_hit,
 		   after.inv_req - before.inv_req, after.faults - before.faults);
