@@ -262,8 +262,10 @@ class Run:
         assert self.qemu is not None
         token = f"{PROMPT_MARK}-{time.monotonic_ns()}"
         self.qemu.sendline(f"{command}; echo {token} $?")
-        # The echo of our own command line also contains the token, followed by ' $?'.
-        pattern = token + r" (\d+)\r*\n"
+        # The echo of our own command line also contains the token, followed by ' $?'. The
+        # status ends at the first non-digit, not at a newline: kernel messages on the same
+        # console may follow it on its line ("... 0[   55.36] arm-smmu-v3: event ...").
+        pattern = token + r" (\d+)\D"
         idx = self.qemu.expect([pattern, *PANIC_PATTERNS, pexpect.EOF, pexpect.TIMEOUT],
                                timeout=min(timeout, self._remaining()))
         out = self.qemu.before or ""
