@@ -27,6 +27,7 @@
 #include <linux/module.h>
 #include <linux/of.h>
 #include <linux/of_address.h>
+#include <linux/uaccess.h>
 
 /* The driver's own header (Kbuild adds its directory): struct arm_smmu_domain's stage and tags. */
 #include "arm-smmu-v3.h"
@@ -92,12 +93,24 @@ static u64 event_word(const struct probe_spec *ps, u32 sid, bool ssv, u32 ssid)
 static int domain_inv_entry(const struct probe_spec *ps, struct call *c, struct pt_regs *regs)
 {
 	struct arm_smmu_domain *d = (struct arm_smmu_domain *)regs->regs[0];
-	bool s2 = d->stage == ARM_SMMU_DOMAIN_S2;
+	enum arm_smmu_domain_stage stage;
+	u16 vmid, asid;
+	bool s2;
 
+	/*
+	 * A probe must never be what crashes the kernel: the domain is read without faulting,
+	 * and a pointer that cannot be read is reported by the driver's own access, not ours.
+	 */
+	if (get_kernel_nofault(stage, &d->stage) || get_kernel_nofault(vmid, &d->s2_cfg.vmid) ||
+	    get_kernel_nofault(asid, &d->cd.asid)) {
+		pr_warn_ratelimited(DRV_NAME ": %s(%px): domain not readable\n", ps->sym, d);
+		return 1;	/* no return handler for this call */
+	}
+	s2 = stage == ARM_SMMU_DOMAIN_S2;
 	c->word = COSIM_DRV_FIELD(COSIM_DRV_EVENT_OP, ps->op) |
 		  COSIM_DRV_FIELD(COSIM_DRV_EVENT_TARGET,
 				  s2 ? COSIM_DRV_TARGET_STAGE2 : COSIM_DRV_TARGET_PAGING) |
-		  COSIM_DRV_FIELD(COSIM_DRV_EVENT_SSID, s2 ? d->s2_cfg.vmid : d->cd.asid);
+		  COSIM_DRV_FIELD(COSIM_DRV_EVENT_SSID, s2 ? vmid : asid);
 	writeq(regs->regs[1], impdef + (COSIM_DRV_ARG0_OFFSET - COSIM_DRV_EVENT_OFFSET));
 	writeq(regs->regs[2], impdef + (COSIM_DRV_ARG1_OFFSET - COSIM_DRV_EVENT_OFFSET));
 	writeq(c->word | COSIM_DRV_FIELD(COSIM_DRV_EVENT_PHASE, COSIM_DRV_PHASE_BEGIN), impdef);
