@@ -107,23 +107,20 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
         if inside:
             hitless.traffic(i, r, k, key, dom)
 
-    def xlate(i: int, r: dict[str, Any]) -> None:
-        on_traffic(i, r, "xlate")
-        if caching:
-            dom_inv.translation(i, r, "xlate")
-        if inside:
-            hitless.failure(i, r, "xlate")
-        if caching:
-            stale.translation(i, r, "xlate")
+    def translation(k: str) -> Handler:
+        """The handler of a translation the SMMU served (`xlate` untranslated, `ats` for an
+        ATS Translation Request): both feed the same trackers and rules."""
+        def handle(i: int, r: dict[str, Any]) -> None:
+            on_traffic(i, r, k)
+            if caching:
+                dom_inv.translation(i, r, k)
+            if inside:
+                hitless.failure(i, r, k)
+            if caching:
+                stale.translation(i, r, k)
+        return handle
 
-    def ats(i: int, r: dict[str, Any]) -> None:
-        on_traffic(i, r, "ats")
-        if caching:
-            dom_inv.translation(i, r, "ats")
-        if inside:
-            hitless.failure(i, r, "ats")
-        if caching:
-            stale.translation(i, r, "ats")
+    xlate, ats = translation("xlate"), translation("ats")
 
     def dma(i: int, r: dict[str, Any]) -> None:
         on_traffic(i, r, "dma")
