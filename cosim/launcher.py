@@ -32,7 +32,7 @@ PANIC_PATTERNS = [re.escape("Kernel panic - not syncing"), re.escape("---[ end K
 # Guest test names -> binaries in /tests; "kunit" is read from the boot log instead.
 TRACE_NAME = "trace.cst"          # the model's trace in a run directory (binary, docs/trace.md)
 OLD_TRACE_NAME = "trace.jsonl"    # what runs before the binary format wrote
-AREAS = ["probe", "dma", "replace", "blocked", "unmap", "pasid", "kdma", "kswitch", "kunit"]
+AREAS = ["probe", "dma", "replace", "blocked", "unmap", "pasid", "kdma", "kswitch", "sva", "kunit"]
 
 
 class RunError(Exception):
@@ -133,7 +133,11 @@ class Run:
     # -- processes ---------------------------------------------------------------------------
     def qemu_cmdline(self) -> list[str]:
         p = self.cfg.products
-        append = "console=ttyAMA0 earlycon rdinit=/init panic=-1 " + self.cfg.append
+        # arm64.nolva: 48-bit VAs, no LPA2 (sanitised PARange 48). With -cpu max's 52-bit VAs
+        # 6.12 builds an LPA2-format SVA CD the model (no DS) cannot take and 7.2 refuses SVA
+        # (../shared/BRIEF.md §6, docs/conformance.md); 48 bits is what the SVA area needs.
+        append = ("console=ttyAMA0 earlycon rdinit=/init panic=-1 arm64.nolva "
+                  + self.cfg.append)
         cmd = [str(p.qemu), "-M", "virt,gic-version=3", "-cpu", "max", "-accel", "tcg,thread=multi",
                "-smp", str(self.cfg.smp), "-nodefaults", "-display", "none", "-serial", "stdio",
                "-monitor", "none", "-no-reboot", "-kernel", str(p.image),

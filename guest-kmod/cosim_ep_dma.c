@@ -27,18 +27,22 @@
 #include <linux/iopoll.h>
 #include <linux/ktime.h>
 #include <linux/module.h>
+#include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/pci.h>
 #include <linux/sched/signal.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/string.h>
+#include <linux/uaccess.h>
 #include <linux/version.h>
 #include <linux/vmalloc.h>
 
 /* Register map: generated from cosim/endpoint/regs.py (docs/endpoint.md). Kbuild adds
  * guest-tests/include to the include path. */
 #include "cosim_ep.h"
+/* The "sva" file's ioctls, shared with the guest tests. */
+#include "cosim_kmod.h"
 
 #define DRV_NAME "cosim_ep_dma"
 
@@ -436,8 +440,8 @@ static u64 tg_refused(const struct tg_cnt *c)
 
 struct ksw {
 	struct kdma *k;
-	struct seq_file *m;
 	const char *name;
+	char msg[512];          /* why the case failed (ksw_fail) */
 	/* The trace label of the case: its family (the TAP name's first word, which tells the
 	 * DMA cases from the identity ones in the analysis) and " ats" for ATS traffic. */
 	char label[COSIM_EP_MARKER_LABEL_BYTES];
@@ -448,6 +452,14 @@ struct ksw {
 	size_t tg_len, len;
 	u8 *buf;                /* len bytes, dma_alloc_coherent */
 	dma_addr_t iova;
+	/* The generator's window as the CPU reads it and as the device addresses it: the first
+	 * tg_len bytes of buf at iova, or (sva) a process's pinned pages at their VA through
+	 * the bound PASID; the engine's two pages follow at buf + eng_off. */
+	const u8 *tg_view;
+	u64 tg_addr;
+	size_t eng_off;
+	bool sva;
+	u32 pasid;
 	struct tg_cnt ret;      /* at the last switch's return (the state's start) */
 	u64 during_refused, during_ats_err, landed, dropped;
 	int ats_paging, ats_default; /* ATS Control.Enable seen in each state, -1 unseen */
@@ -462,9 +474,8 @@ static __printf(2, 3) void ksw_fail(struct ksw *s, const char *fmt, ...)
 	if (s->failed)
 		return;
 	s->failed = true;
-	seq_printf(s->m, "fail %s ", s->name);
 	va_start(ap, fmt);
-	seq_vprintf(s->m, fmt, ap);
+	vscnprintf(s->msg, sizeof(s->msg), fmt, ap);
 	va_end(ap);
 }
 
@@ -514,11 +525,11 @@ static unsigned int records_since(struct ksw *s, u64 from, unsigned int *misplac
 
 	*misplaced = 0;
 	for (off = 0; off + COSIM_EP_TG_RECORD_SIZE <= s->tg_len; off += KSW_STRIDE) {
-		read_rec(s->buf + off, &r);
+		read_rec(s->tg_view + off, &r);
 		if (r.magic != COSIM_EP_TG_RECORD_MAGIC || r.seq < from)
 			continue;
 		n++;
-		if (r.iova != s->iova + off)
+		if (r.iova != s->tg_addr + off)
 			(*misplaced)++;
 	}
 	return n;
@@ -557,14 +568,14 @@ static void judge_window(struct ksw *s, unsigned int i, const char *state,
 /* One DMA-engine copy inside the buffer, src page -> dst page, judged byte for byte. */
 static void engine_copy(struct ksw *s, unsigned int i, const char *state, bool ats)
 {
-	u8 *src = s->buf + s->tg_len, *dst = src + PAGE_SIZE;
+	u8 *src = s->buf + s->eng_off, *dst = src + PAGE_SIZE;
 	u32 status = 0;
 	u64 result = 0;
 	int ret;
 
 	fill_pattern(src, PAGE_SIZE, 0x3c00 + i);
 	memset(dst, 0, PAGE_SIZE);
-	ret = run_copy(s->k, s->iova + s->tg_len, s->iova + s->tg_len + PAGE_SIZE, PAGE_SIZE,
+	ret = run_copy(s->k, s->iova + s->eng_off, s->iova + s->eng_off + PAGE_SIZE, PAGE_SIZE,
 		       ats ? COSIM_EP_DMA_FLAG_ATS : 0, &status, &result);
 	if (ret || (status & COSIM_EP_DMA_STATUS_ERROR))
 		ksw_fail(s, "%u %s: engine copy (%s) DMA_STATUS 0x%x error code %u after %llu bytes",
@@ -586,7 +597,8 @@ static void judge_state(struct ksw *s, unsigned int i, bool paging)
 {
 	const char *state = paging ? "paging" : (s->identity ? "identity" : "DMA");
 	int ats_on = ats_enable(s->k->pdev);
-	bool want_ats = paging || !s->identity;
+	/* A bound SVA PASID relies on ATS: the driver must keep it on under identity too. */
+	bool want_ats = paging || !s->identity || s->sva;
 	bool drops = s->ats && !ats_on;
 	unsigned int n, misplaced;
 	struct tg_cnt now;
@@ -724,10 +736,13 @@ static void kswitch_run(struct ksw *s)
 			 "the group's type before binding)", domain_type(s->def), want);
 		return;
 	}
-	s->tg_pages = clamp_t(unsigned int, 2 * readl(s->k->regs + COSIM_EP_ATC_SIZE),
-			      KSW_TG_PAGES_MIN, KSW_TG_PAGES_MAX);
-	s->tg_len = s->tg_pages * PAGE_SIZE;
-	s->len = s->tg_len + 2 * PAGE_SIZE;
+	if (!s->sva) {
+		s->tg_pages = clamp_t(unsigned int, 2 * readl(s->k->regs + COSIM_EP_ATC_SIZE),
+				      KSW_TG_PAGES_MIN, KSW_TG_PAGES_MAX);
+		s->tg_len = s->tg_pages * PAGE_SIZE;
+		s->eng_off = s->tg_len;
+	}
+	s->len = s->eng_off + 2 * PAGE_SIZE;
 	s->buf = dma_alloc_coherent(dev, s->len, &s->iova, GFP_KERNEL);
 	if (!s->buf) {
 		ksw_fail(s, "dma_alloc_coherent(%zu) returned NULL", s->len);
@@ -741,9 +756,16 @@ static void kswitch_run(struct ksw *s)
 	}
 	if (map_buffer(s))
 		return;
+	if (!s->sva) {
+		s->tg_view = s->buf;
+		s->tg_addr = s->iova;
+	} else {
+		ctrl |= COSIM_EP_TG_CTRL_PASID;
+		writel(s->pasid, s->k->regs + COSIM_EP_TG_PASID);
+	}
 
 	marker_value(s->k, COSIM_EP_MARKER_TAG_TEST_BEGIN, switch_count, s->label);
-	writeq(s->iova, s->k->regs + COSIM_EP_TG_BASE);
+	writeq(s->tg_addr, s->k->regs + COSIM_EP_TG_BASE);
 	writeq(s->tg_len, s->k->regs + COSIM_EP_TG_SIZE);
 	writel(KSW_STRIDE, s->k->regs + COSIM_EP_TG_STRIDE);
 	writel(KSW_RATE, s->k->regs + COSIM_EP_TG_RATE);
@@ -779,39 +801,62 @@ static void kswitch_run(struct ksw *s)
 	marker_value(s->k, COSIM_EP_MARKER_TAG_TEST_END, switch_count, s->label);
 }
 
+/* Run the case (k->lock held) and print its result line into out. */
+static void kswitch_line(struct ksw *s, char *out, size_t len)
+{
+	struct device *dev = &s->k->pdev->dev;
+	struct ep_cnt before, after;
+	size_t n = 0;
+
+	snprintf(s->label, sizeof(s->label), "%s%s%s", s->sva ? "sva" : "",
+		 s->identity ? "identityswitch" : "dmaswitch", s->ats ? " ats" : "");
+	cnt_read(s->k, &before);
+	kswitch_run(s);
+	cnt_read(s->k, &after);
+	if (s->paging)
+		iommu_domain_free(s->paging);
+	if (s->buf)
+		dma_free_coherent(dev, s->len, s->buf, s->iova);
+	if (s->failed)
+		n = scnprintf(out, len, "fail %s %s", s->name, s->msg);
+	else
+		n = scnprintf(out, len, "ok %s", s->name);
+	scnprintf(out + n, len - n,
+		  " switches=%u window_pages=%u default=%s ats_default=%d ats_paging=%d"
+		  " iova=%pad landed=%llu"
+		  " dropped=%llu during_refused=%llu during_ats_err=%llu ats_req=%llu atc_hit=%llu"
+		  " inv_req=%llu faults=%llu\n", switch_count, s->tg_pages, domain_type(s->def),
+		  s->ats_default,
+		  s->ats_paging, &s->iova, s->landed, s->dropped, s->during_refused,
+		  s->during_ats_err, after.ats_req - before.ats_req, after.atc_hit - before.atc_hit,
+		  after.inv_req - before.inv_req, after.faults - before.faults);
+}
+
 static int kswitch(struct seq_file *m, const char *name, bool identity, bool ats)
 {
 	struct kdma *k = m->private;
-	struct device *dev = &k->pdev->dev;
-	struct ksw s = { .k = k, .m = m, .name = name, .ats = ats, .identity = identity,
-			 .ats_paging = -1, .ats_default = -1 };
-	struct ep_cnt before, after;
+	struct ksw *s;
+	char *line;
 
-	snprintf(s.label, sizeof(s.label), "%s%s", identity ? "identityswitch" : "dmaswitch",
-		 ats ? " ats" : "");
 	if (!KSW_SUPPORTED) {
 		seq_printf(m, "unsupported %s iommu_map() with a gfp argument (Linux 6.3)\n", name);
 		return 0;
 	}
+	s = kzalloc(sizeof(*s), GFP_KERNEL);
+	line = kzalloc(COSIM_KMOD_LINE_BYTES, GFP_KERNEL);
+	if (!s || !line) {
+		kfree(s);
+		kfree(line);
+		return -ENOMEM;
+	}
+	*s = (struct ksw){ .k = k, .name = name, .ats = ats, .identity = identity,
+			   .ats_paging = -1, .ats_default = -1 };
 	mutex_lock(&k->lock);
-	cnt_read(k, &before);
-	kswitch_run(&s);
-	cnt_read(k, &after);
-	if (s.paging)
-		iommu_domain_free(s.paging);
-	if (s.buf)
-		dma_free_coherent(dev, s.len, s.buf, s.iova);
-	if (!s.failed)
-		seq_printf(m, "ok %s", name);
-	seq_printf(m, " switches=%u window_pages=%u default=%s ats_default=%d ats_paging=%d"
-		   " iova=%pad landed=%llu"
-		   " dropped=%llu during_refused=%llu during_ats_err=%llu ats_req=%llu atc_hit=%llu"
-		   " inv_req=%llu faults=%llu\n", switch_count, s.tg_pages, domain_type(s.def),
-		   s.ats_default,
-		   s.ats_paging, &s.iova, s.landed, s.dropped, s.during_refused, s.during_ats_err,
-		   after.ats_req - before.ats_req, after.atc_hit - before.atc_hit,
-		   after.inv_req - before.inv_req, after.faults - before.faults);
+	kswitch_line(s, line, COSIM_KMOD_LINE_BYTES);
 	mutex_unlock(&k->lock);
+	seq_puts(m, line);
+	kfree(line);
+	kfree(s);
 	return 0;
 }
 
@@ -826,6 +871,199 @@ KSWITCH_CASE(dmaswitch_untranslated, false, false);
 KSWITCH_CASE(dmaswitch_ats, false, true);
 KSWITCH_CASE(identityswitch_untranslated, true, false);
 KSWITCH_CASE(identityswitch_ats, true, true);
+
+/*
+ * sva: shared virtual addressing for the calling process (cosim_kmod.h). The process binds
+ * its address space, gets the PASID, and drives the endpoint with it and its own virtual
+ * addresses (through BAR0, mapped by sysfs); SWITCH runs a kswitch case whose generator
+ * sweeps the process's buffer through that PASID while the RID's domain changes under it:
+ * the seed's scenario, in which turning ATS off for the RID's change would break the PASID.
+ * The buffer's pages are pinned and mapped into the kernel for the case only, to read the
+ * records the device wrote; the device reaches them through the process's page tables.
+ */
+/* iommu_dev_enable_feature(IOMMU_DEV_FEAT_SVA) is required before a bind up to Linux 6.15;
+ * 6.16 dropped the feature API (the driver enables SVA on bind). */
+#define SVA_FEATURE_API (LINUX_VERSION_CODE < KERNEL_VERSION(6, 16, 0))
+#define SVA_PAGES_MAX 512
+
+struct sva_file {
+	struct kdma *k;
+	struct mutex lock;       /* one operation of this bond at a time */
+	struct iommu_sva *handle;
+	u32 pasid;
+	bool feature;            /* this file enabled the SVA feature */
+};
+
+static int sva_open(struct inode *inode, struct file *f)
+{
+	struct sva_file *sf = kzalloc(sizeof(*sf), GFP_KERNEL);
+
+	if (!sf)
+		return -ENOMEM;
+	sf->k = inode->i_private;
+	mutex_init(&sf->lock);
+	f->private_data = sf;
+	return 0;
+}
+
+/* The unbind under PASID markers (the bind has none: its PASID is known only once it
+ * returned; the driver-event probe brackets both). */
+static void sva_unbind(struct sva_file *sf)
+{
+	if (sf->handle) {
+		marker_value(sf->k, COSIM_EP_MARKER_TAG_PASID_ATTACH_BEGIN, sf->pasid,
+			     "sva unbind");
+		iommu_sva_unbind_device(sf->handle);
+		marker_value(sf->k, COSIM_EP_MARKER_TAG_PASID_ATTACH_END, sf->pasid,
+			     "sva unbind");
+		sf->handle = NULL;
+	}
+#if SVA_FEATURE_API
+	if (sf->feature)
+		iommu_dev_disable_feature(&sf->k->pdev->dev, IOMMU_DEV_FEAT_SVA);
+#endif
+	sf->feature = false;
+}
+
+static long sva_bind(struct sva_file *sf, void __user *arg)
+{
+	struct device *dev = &sf->k->pdev->dev;
+	struct cosim_sva_bind b = { 0 };
+	struct iommu_sva *h;
+	int ret;
+
+	if (sf->handle)
+		return -EBUSY;
+#if SVA_FEATURE_API
+	ret = iommu_dev_enable_feature(dev, IOMMU_DEV_FEAT_SVA);
+	if (ret) {
+		dev_warn(dev, "sva: iommu_dev_enable_feature(SVA) returned %d\n", ret);
+		return ret;
+	}
+	sf->feature = true;
+#endif
+	h = iommu_sva_bind_device(dev, current->mm);
+	if (IS_ERR(h)) {
+		ret = PTR_ERR(h);
+		dev_warn(dev, "sva: iommu_sva_bind_device() returned %d\n", ret);
+		sva_unbind(sf);
+		return ret;
+	}
+	sf->handle = h;
+	sf->pasid = iommu_sva_get_pasid(h);
+	b.pasid = sf->pasid;
+	dev_info(dev, "sva: bound pid %d, PASID %u\n", task_pid_nr(current), sf->pasid);
+	return copy_to_user(arg, &b, sizeof(b)) ? -EFAULT : 0;
+}
+
+static long sva_switch(struct sva_file *sf, void __user *arg)
+{
+	struct cosim_sva_switch *a;
+	struct page **pages = NULL;
+	struct ksw *s = NULL;
+	void *view = NULL;
+	unsigned int n = 0;
+	long pinned = 0, ret = 0;
+
+	if (!sf->handle)
+		return -ENXIO;
+	a = kzalloc(sizeof(*a), GFP_KERNEL);
+	s = kzalloc(sizeof(*s), GFP_KERNEL);
+	if (!a || !s) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (copy_from_user(a, arg, sizeof(*a))) {
+		ret = -EFAULT;
+		goto out;
+	}
+	n = a->size >> PAGE_SHIFT;
+	if (!PAGE_ALIGNED(a->base) || !PAGE_ALIGNED(a->size) || n < KSW_TG_PAGES_MIN ||
+	    n > SVA_PAGES_MAX) {
+		ret = -EINVAL;
+		goto out;
+	}
+	pages = kvcalloc(n, sizeof(*pages), GFP_KERNEL);
+	if (!pages) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	pinned = pin_user_pages_fast(a->base, n, FOLL_WRITE | FOLL_LONGTERM, pages);
+	if (pinned != n) {
+		ret = pinned < 0 ? pinned : -EFAULT;
+		goto out;
+	}
+	view = vmap(pages, n, VM_MAP, PAGE_KERNEL);
+	if (!view) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	*s = (struct ksw){ .k = sf->k, .ats = a->flags & COSIM_SVA_SWITCH_ATS,
+			   .identity = a->flags & COSIM_SVA_SWITCH_IDENTITY, .sva = true,
+			   .pasid = sf->pasid, .tg_view = view, .tg_addr = a->base,
+			   .tg_len = a->size, .tg_pages = n, .ats_paging = -1, .ats_default = -1 };
+	s->name = s->identity ? (s->ats ? "svaswitch_identity_ats" : "svaswitch_identity_untranslated")
+			      : (s->ats ? "svaswitch_dma_ats" : "svaswitch_dma_untranslated");
+	if (!KSW_SUPPORTED) {
+		scnprintf(a->line, sizeof(a->line), "unsupported %s iommu_map() with a gfp argument"
+			  " (Linux 6.3)\n", s->name);
+	} else {
+		mutex_lock(&sf->k->lock);
+		kswitch_line(s, a->line, sizeof(a->line));
+		mutex_unlock(&sf->k->lock);
+	}
+	if (copy_to_user(arg, a, sizeof(*a)))
+		ret = -EFAULT;
+out:
+	if (view)
+		vunmap(view);
+	if (pinned > 0)
+		unpin_user_pages(pages, pinned);
+	kvfree(pages);
+	kfree(s);
+	kfree(a);
+	return ret;
+}
+
+static long sva_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
+{
+	struct sva_file *sf = f->private_data;
+	long ret;
+
+	mutex_lock(&sf->lock);
+	switch (cmd) {
+	case COSIM_SVA_BIND:
+		ret = sva_bind(sf, (void __user *)arg);
+		break;
+	case COSIM_SVA_UNBIND:
+		ret = sf->handle ? 0 : -ENXIO;
+		sva_unbind(sf);
+		break;
+	case COSIM_SVA_SWITCH:
+		ret = sva_switch(sf, (void __user *)arg);
+		break;
+	default:
+		ret = -ENOTTY;
+	}
+	mutex_unlock(&sf->lock);
+	return ret;
+}
+
+static int sva_release(struct inode *inode, struct file *f)
+{
+	struct sva_file *sf = f->private_data;
+
+	sva_unbind(sf);
+	kfree(sf);
+	return 0;
+}
+
+static const struct file_operations sva_fops = {
+	.owner = THIS_MODULE,
+	.open = sva_open,
+	.unlocked_ioctl = sva_ioctl,
+	.release = sva_release,
+};
 
 static int kdma_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
@@ -875,6 +1113,7 @@ static int kdma_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 			    &identityswitch_untranslated_fops);
 	debugfs_create_file("identityswitch_ats", 0400, k->dir, k,
 			    &identityswitch_ats_fops);
+	debugfs_create_file("sva", 0600, k->dir, k, &sva_fops);
 	dev_info(&pdev->dev, "bound; iommu domain %s; debugfs " DRV_NAME "/%s\n",
 		 domain_type(iommu_get_domain_for_dev(&pdev->dev)), pci_name(pdev));
 	return 0;

@@ -158,6 +158,13 @@ int ep_open_sysfs(struct ep *ep, const char *bdf)
 	return EP_OK;
 }
 
+int ep_map_bar(struct ep *ep)
+{
+	int rc = pci_map_resource(&ep->pci, 0, &ep->bar, &ep->bar_size);
+
+	return rc ? rc : check_id(ep);
+}
+
 void ep_close(struct ep *ep)
 {
 	if (ep->td) {

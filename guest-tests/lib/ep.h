@@ -47,6 +47,9 @@ int ep_open_vfio(struct ep *ep, const char *bdf);
 /* ep_find + unbind any driver + map BAR0 through sysfs resource0 (no DMA ownership taken). */
 int ep_open_sysfs(struct ep *ep, const char *bdf);
 void ep_close(struct ep *ep);
+/* Map BAR0 (sysfs resource0) of a device a kernel driver owns, such as the guest-kmod test
+ * driver: no driver change, no reset; ep_find first. */
+int ep_map_bar(struct ep *ep);
 
 /* Attach the RID to a HWPT/IOAS; a second call replaces the domain (hitless path). */
 int ep_attach(struct ep *ep, uint32_t pt_id);

@@ -10,6 +10,7 @@
 
 #include "kmod.h"
 #include "sysfs.h"
+#include "tap.h"
 
 #define KMOD_SYSFS "/sys/module/" KMOD_NAME
 #define KMOD_DEBUGFS "/sys/kernel/debug/" KMOD_NAME
@@ -164,4 +165,99 @@ uint64_t kmod_num(const char *line, const char *key, bool *ok)
 	if (errno || *end || end == v)
 		*ok = false;
 	return x;
+}
+
+int kmod_open(struct ep *ep, const char *name, int flags)
+{
+	char path[400];
+	int fd;
+
+	snprintf(path, sizeof(path), KMOD_DEBUGFS "/%s/%s", ep->pci.bdf, name);
+	if (!path_exists(path))
+		return ep_set_err(EP_ERR, "the module has no file %s (no %s)", name, path), -1;
+	fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0)
+		return ep_set_err(EP_ERR, "open %s: %s (errno %d)", path, strerror(errno), errno),
+		       -1;
+	return fd;
+}
+
+static int set_type(struct kmod_restore *r, const char *type)
+{
+	char now[32] = "";
+
+	if (sysfs_write(r->type_path, type))
+		return EP_ERR;
+	if (sysfs_read(r->type_path, now, sizeof(now)))
+		return EP_ERR;
+	/* "auto" reads back as what the kernel chose. */
+	if (strcmp(type, "auto") && strcmp(now, type))
+		return ep_set_err(EP_ERR, "group type reads '%s' after writing '%s'", now, type);
+	return EP_OK;
+}
+
+void kmod_restore(void *p)
+{
+	struct kmod_restore *r = p;
+
+	if (*r->type) {
+		/* The type changes with no driver bound. */
+		int rc = kmod_unbind(&r->ep);
+
+		if (!rc)
+			rc = set_type(r, r->type);
+		if (rc)
+			diag("restoring group type '%s' failed: %s", r->type, ep_err);
+		else
+			*r->type = '\0';
+	}
+	if (r->taken && kmod_give_back(&r->ep, &r->sv))
+		diag("giving the device back to '%s' failed: %s",
+		     *r->sv.driver ? r->sv.driver : "(none)", ep_err);
+	else
+		r->taken = false;
+}
+
+/* Unbind the module, write "identity" to the group's type (noting the old one), rebind. */
+static int go_identity(struct kmod_restore *r)
+{
+	char orig[32] = "";
+	int rc;
+
+	snprintf(r->type_path, sizeof(r->type_path), "/sys/kernel/iommu_groups/%d/type",
+		 r->ep.pci.group);
+	if (r->ep.pci.group < 0)
+		return ep_set_err(EP_ERR, "%s has no IOMMU group", r->ep.pci.bdf);
+	if (!path_exists(r->type_path))
+		return ep_set_err(EP_UNSUP, "iommu group type switching (no %s)", r->type_path);
+	if ((rc = sysfs_read(r->type_path, orig, sizeof(orig))))
+		return rc;
+	if ((rc = kmod_unbind(&r->ep)))
+		return rc;
+	/* From here the hook puts the type back, also when the write below fails half way. */
+	if (strcmp(orig, "DMA") && strcmp(orig, "DMA-FQ") && strcmp(orig, "identity"))
+		snprintf(orig, sizeof(orig), "auto");
+	snprintf(r->type, sizeof(r->type), "%s", orig);
+	if ((rc = set_type(r, "identity")) || (rc = kmod_bind(&r->ep)))
+		return rc;
+	diag("group %d type '%s' -> 'identity' for the case", r->ep.pci.group, orig);
+	return EP_OK;
+}
+
+int kmod_setup(struct kmod_restore *r, const char *bdf, bool identity)
+{
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->sv.override, sizeof(r->sv.override), KMOD_NO_OVERRIDE);
+	if ((rc = ep_find(&r->ep, bdf)))
+		return rc;
+	if (tap_on_teardown(kmod_restore, r))
+		return ep_set_err(EP_ERR, "cannot register the device's give-back");
+	r->taken = true;
+	if ((rc = kmod_take(&r->ep, &r->sv)))
+		return rc;
+	if (identity && (rc = go_identity(r)))
+		return rc;
+	return EP_OK;
 }

@@ -37,6 +37,25 @@ int kmod_unbind(struct ep *ep);
 int kmod_bind(struct ep *ep);
 /* Set a module parameter (/sys/module/cosim_ep_dma/parameters/<name>). */
 int kmod_param(const char *name, unsigned val);
+/*
+ * A case's hold on the device: what kmod_restore() puts back (registered as a teardown hook
+ * by kmod_setup(), so it runs also when the case is killed; static storage, since the hook
+ * runs after the case's stack is gone).
+ */
+struct kmod_restore {
+	struct ep ep;
+	struct kmod_saved sv;
+	bool taken;
+	char type_path[128];
+	char type[32];   /* the group's type to put back; "" when the case did not change it */
+};
+/* Find the endpoint, register the give-back, bind the module; with identity, make the
+ * group's default domain identity first (unbind, write the type, rebind). */
+int kmod_setup(struct kmod_restore *r, const char *bdf, bool identity);
+/* The teardown hook: the group type back, the device back to the driver it had. */
+void kmod_restore(void *r);
+/* Open one of the module's debugfs files for the device (fd, or -1 with ep_err set). */
+int kmod_open(struct ep *ep, const char *name, int flags);
 /* Run the case: read its debugfs file into line. */
 int kmod_run_case(struct ep *ep, const char *name, char *line, size_t len);
 

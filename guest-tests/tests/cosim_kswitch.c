@@ -23,77 +23,8 @@
 
 #include "cosim.h"
 
-/* The device and group as the case found them, put back by a teardown hook whatever
- * happened; static because the hook runs after the case's stack is gone. */
-static struct restore {
-	struct ep ep;
-	struct kmod_saved sv;
-	bool taken;
-	char type_path[128];
-	char type[32];   /* the group's type to put back; "" when the case did not change it */
-} restore;
-
-static int set_type(struct restore *r, const char *type)
-{
-	char now[32] = "";
-
-	if (sysfs_write(r->type_path, type))
-		return EP_ERR;
-	if (sysfs_read(r->type_path, now, sizeof(now)))
-		return EP_ERR;
-	/* "auto" reads back as what the kernel chose. */
-	if (strcmp(type, "auto") && strcmp(now, type))
-		return ep_set_err(EP_ERR, "group type reads '%s' after writing '%s'", now, type);
-	return EP_OK;
-}
-
-static void give_back(void *p)
-{
-	struct restore *r = p;
-	int rc = EP_OK;
-
-	if (*r->type) {
-		/* The type changes with no driver bound. */
-		rc = kmod_unbind(&r->ep);
-		if (!rc)
-			rc = set_type(r, r->type);
-		if (rc)
-			diag("restoring group type '%s' failed: %s", r->type, ep_err);
-		else
-			*r->type = '\0';
-	}
-	if (r->taken && kmod_give_back(&r->ep, &r->sv))
-		diag("giving the device back to '%s' failed: %s",
-		     *r->sv.driver ? r->sv.driver : "(none)", ep_err);
-	else
-		r->taken = false;
-}
-
-/* Unbind the module, write "identity" to the group's type (noting the old one), rebind. */
-static int go_identity(struct restore *r)
-{
-	char orig[32] = "";
-	int rc;
-
-	snprintf(r->type_path, sizeof(r->type_path), "/sys/kernel/iommu_groups/%d/type",
-		 r->ep.pci.group);
-	if (r->ep.pci.group < 0)
-		return ep_set_err(EP_ERR, "%s has no IOMMU group", r->ep.pci.bdf);
-	if (!path_exists(r->type_path))
-		return ep_set_err(EP_UNSUP, "iommu group type switching (no %s)", r->type_path);
-	if ((rc = sysfs_read(r->type_path, orig, sizeof(orig))))
-		return rc;
-	if ((rc = kmod_unbind(&r->ep)))
-		return rc;
-	/* From here the hook puts the type back, also when the write below fails half way. */
-	if (strcmp(orig, "DMA") && strcmp(orig, "DMA-FQ") && strcmp(orig, "identity"))
-		snprintf(orig, sizeof(orig), "auto");
-	snprintf(r->type, sizeof(r->type), "%s", orig);
-	if ((rc = set_type(r, "identity")) || (rc = kmod_bind(&r->ep)))
-		return rc;
-	diag("group %d type '%s' -> 'identity' for the case", r->ep.pci.group, orig);
-	return EP_OK;
-}
+/* The device and group as the case found them (kmod_restore puts them back). */
+static struct kmod_restore restore;
 
 /*
  * Judge the module's line: "ok <name> switches=<count> default=<type> ..." with the default
@@ -152,7 +83,7 @@ static enum result judge(const struct opts *o, const char *name, const char *lin
 
 static enum result run_case(const struct opts *o, const char *name, bool identity, bool ats)
 {
-	struct restore *r = &restore;
+	struct kmod_restore *r = &restore;
 	char line[1024] = "", type[32] = "?";
 	char path[300];
 	bool ats_on = false;
@@ -161,14 +92,8 @@ static enum result run_case(const struct opts *o, const char *name, bool identit
 		return skip("--no-ats");
 	if (!kmod_present())
 		return unsupported("no " KMOD_NAME " module built for it (no " KMOD_PATH ")");
-	memset(r, 0, sizeof(*r));
-	snprintf(r->sv.override, sizeof(r->sv.override), KMOD_NO_OVERRIDE);
-	TRY("find endpoint", ep_find(&r->ep, o->bdf));
-	EXPECT(!tap_on_teardown(give_back, r), "cannot register the device's give-back");
-	r->taken = true;
-	TRY("bind " KMOD_NAME, kmod_take(&r->ep, &r->sv));
-	if (identity)
-		TRY("default domain identity (group type, no driver bound)", go_identity(r));
+	TRY(identity ? "bind " KMOD_NAME ", default domain identity (group type, no driver bound)"
+		     : "bind " KMOD_NAME, kmod_setup(r, o->bdf, identity));
 	snprintf(path, sizeof(path), "%s/iommu_group/type", r->ep.pci.sysdir);
 	sysfs_read(path, type, sizeof(type));
 	pci_ats_enabled(&r->ep.pci, &ats_on);
