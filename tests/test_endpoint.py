@@ -257,7 +257,9 @@ def test_bus_master_off_drops() -> None:
     rig = mapped_rig(bme=False)
     st, _ = rig.dma(int(regs.DmaOp.FILL), dst=0x10000, length=8)
     assert err_code(st) == regs.DmaErr.BME and rig.r("CNT_BM_DROP") == 1
-    assert rig.trace.of("drop") == [{"k": "drop", "dev": 1, "why": "bme"}]
+    # The record names the stream and the address it refused (the FILL writes 0x10000).
+    assert rig.trace.of("drop") == [{"k": "drop", "dev": 1, "why": "bme", "sid": RID,
+                                     "ssid": None, "iova": 0x10000, "rw": "w"}]
     assert not rig.trace.of("dma") and not rig.mem.writes
 
 
@@ -315,7 +317,8 @@ def test_ats_disabled_drops() -> None:
     rig = mapped_rig(ats=False)
     st, _ = rig.dma(int(regs.DmaOp.FILL), dst=0x10000, length=8, flags=ATS_FLAG)
     assert err_code(st) == regs.DmaErr.ATS_OFF and rig.r("CNT_ATS_DROP") == 1
-    assert rig.trace.of("drop") == [{"k": "drop", "dev": 1, "why": "ats"}]
+    assert rig.trace.of("drop") == [{"k": "drop", "dev": 1, "why": "ats", "sid": RID,
+                                     "ssid": None, "iova": 0x10000, "rw": "w"}]
     assert rig.r("CNT_ATS_REQ") == 0
 
 

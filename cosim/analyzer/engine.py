@@ -32,6 +32,7 @@ from .rule_domain_invalidation import DomainInvalidation
 from .rule_entry_update import EntryUpdate
 from .rule_hitless_abort import HitlessAbort
 from .rule_old_domain import OldDomain
+from .rule_other_stream import OtherStream
 from .rule_protocol import Protocol
 from .rule_stale_cache import StaleCache
 from .view import (
@@ -77,11 +78,12 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
     atc_inv = AtcInvalidation(ctx)
     dom_inv = DomainInvalidation(ctx)
     hitless = HitlessAbort(ctx)
+    other = OtherStream(ctx)
     entry = EntryUpdate(ctx)
     protocol = Protocol(ctx)
     stale = StaleCache(ctx)
     caching = stale.on
-    rules = (old_domain, atc_inv, dom_inv, hitless, entry, protocol, stale)
+    rules = (old_domain, atc_inv, dom_inv, hitless, other, entry, protocol, stale)
     guessed = facts is None
     mode_broken = False
     kinds: dict[str, int] = {}
@@ -116,6 +118,7 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
                 dom_inv.translation(i, r, k)
             if inside:
                 hitless.failure(i, r, k)
+                other.failure(i, r, k)
             if caching:
                 stale.translation(i, r, k)
         return handle
@@ -127,6 +130,7 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
         atc_inv.used(i, r, "dma")
         if inside:
             hitless.failure(i, r, "dma")
+            other.failure(i, r, "dma")
             stats.dma(i, r)
 
     def atc_hit(i: int, r: dict[str, Any]) -> None:
@@ -136,7 +140,12 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
     def event(i: int, r: dict[str, Any]) -> None:
         if inside:
             hitless.failure(i, r, "event")
+            other.failure(i, r, "event")
             stats.event(i, r)
+
+    def drop(i: int, r: dict[str, Any]) -> None:
+        if inside:
+            other.failure(i, r, "drop")
 
     def atc_insert(i: int, r: dict[str, Any]) -> None:
         atc.apply(i, r, "atc_insert")
@@ -243,7 +252,7 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
         "atc_inv": atc_inv_rec, "cfgi": cfgi, "tlbi": tlbi, "cmd": cmd, "sync": sync,
         "atc_inv_sync": atc_inv_sync, "ste_fetch": ste_fetch, "cd_fetch": cd_fetch,
         "drv": drv, "drv_armed": drv_armed, "marker": marker, "drv_inv": dom_inv.drv_inv,
-        "link": link,
+        "link": link, "drop": drop,
     }
     get = handlers.get
     i = -1

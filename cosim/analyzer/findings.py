@@ -20,6 +20,10 @@ RULES = {
                                       "the old and the new domain map"),
     "inv3-neither-domain": ("c", "during an attach, the device got a translation from a domain "
                                  "that is neither the old nor the new one (a torn mix)"),
+    "inv3-other-stream": ("c", "during an attach that changes one stream's domain, another "
+                               "stream of the device (a PASID relying on ATS) failed at an "
+                               "address its own domain maps, or had ATS Enable cleared under "
+                               "it"),
     "entry-update": ("d", "the SMMU fetched an STE/CD state during an update that is illegal or "
                           "matches neither the old nor the new entry in a bit it uses"),
     "protocol-cfgi": ("f", "the driver's attach returned with an STE/CD the SMMU had fetched "

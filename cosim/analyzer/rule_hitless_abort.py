@@ -26,7 +26,7 @@ NEITHER = "inv3-neither-domain"
 WALK_FAULTS = frozenset(TRANSLATION_FAULTS)
 
 
-def _failure(r: Record) -> tuple[int | None, str, str | None] | None:
+def failure_of(r: Record) -> tuple[int | None, str, str | None] | None:
     """(address, access letters, fault name) of a failed request, else None."""
     k = r.get("k")
     if k == "xlate" and r.get("ok") is False:
@@ -42,7 +42,7 @@ def _failure(r: Record) -> tuple[int | None, str, str | None] | None:
     return None
 
 
-def _explained_dom(k: str, dom: Domain | None, fault: str | None, old: Domain | None,
+def explained_by(k: str, dom: Domain | None, fault: str | None, old: Domain | None,
                    new: Domain | None) -> bool:
     """A failure the old or new domain's own tables explain (the page really was absent)."""
     if dom not in (old, new) or not is_paging(dom):
@@ -105,7 +105,7 @@ class HitlessAbort:
         inside = self.ctx.attaches.inside
         if not inside:
             return
-        f = _failure(r)
+        f = failure_of(r)
         if f is None or not isinstance(f[0], int):
             return
         key = (r.get("sid"), ssid_of(r))
@@ -158,7 +158,7 @@ class HitlessAbort:
         explained_pages: set[int] = set()
         for j, k, addr, acc, fault, dom in failures:
             page = addr & ~(PAGE - 1)
-            if _explained_dom(k, dom, fault, old, new):
+            if explained_by(k, dom, fault, old, new):
                 explained_pages.add(page)
                 continue
             if k == "event" and fault in WALK_FAULTS and page in explained_pages:

@@ -102,19 +102,23 @@ class Requester:
               seq: int | None = None, msi: bool = False) -> Outcome:
         return self._transfer(iova, len(data), data, pasid, ats, src, seq, msi)
 
-    def gate(self, ats: bool) -> Outcome | None:
+    def gate(self, ats: bool, iova: int, pasid: int | None, write: bool) -> Outcome | None:
         """The failure when the function may not issue this traffic at all, else None.
 
         Bus Master Enable clear forbids every memory request (MSIs included); ATS Enable clear
-        forbids ATS requests and translated requests (PCIe ATS §5.1.3, ATS Control).
+        forbids ATS requests and translated requests (PCIe ATS §5.1.3, ATS Control). The
+        record names the stream and address, so the analysis can tell whose traffic the
+        function refused (a PASID relying on ATS while the RID's domain changes).
         """
         if not self.config.bus_master:
             self.counters["CNT_BM_DROP"] += 1
-            self.trace.emit("drop", dev=self.dev, why="bme")
+            self.trace.emit("drop", dev=self.dev, why="bme", sid=self.rid, ssid=pasid,
+                            iova=iova, rw="w" if write else "r")
             return Outcome(False, 0, err=DmaErr.BME, kind="drop")
         if ats and not self.config.ats_enabled:
             self.counters["CNT_ATS_DROP"] += 1
-            self.trace.emit("drop", dev=self.dev, why="ats")
+            self.trace.emit("drop", dev=self.dev, why="ats", sid=self.rid, ssid=pasid,
+                            iova=iova, rw="w" if write else "r")
             return Outcome(False, 0, err=DmaErr.ATS_OFF, kind="ats_err")
         return None
 
@@ -122,7 +126,7 @@ class Requester:
 
     def _transfer(self, iova: int, length: int, data: bytes | None, pasid: int | None,
                   ats: bool, src: Source, seq: int | None, msi: bool = False) -> Outcome:
-        blocked = self.gate(ats)
+        blocked = self.gate(ats, iova, pasid, data is not None)
         if blocked is not None:
             return blocked
         out = bytearray()

@@ -566,6 +566,10 @@ KINDS: tuple[Kind, ...] = (
     Kind("drop", "endpoint", "a request not issued", (
         _DEV,
         F("why", Enum("bme", "ats"), "Bus Master Enable clear, or ATS disabled"),
+        F("sid", UINT, "StreamID of the request", required=False),
+        F("ssid", OPT_UINT, "its SubstreamID (PASID), null without one", required=False),
+        F("iova", UINT, "its address", required=False),
+        F("rw", Enum("r", "w"), "read or write", required=False),
     )),
     # -- link (cosim/transport.py, cosim/backend.py) ---------------------------------------
     Kind("link", "link", "QEMU link lifecycle", (

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Area 6: a PASID-tagged DMA stream while the RID's domain is replaced.
+ * Area 6: a PASID-tagged DMA stream while the RID's domain is replaced, and while the
+ * PASID's own domain is (pasid_self_replace_*, below).
  *
  * Three IOAS map the same IOVA window to buffers P, A and B. PASID --pasid is attached to a
  * HWPT over P; the RID is attached to A and then replaced A<->B --count times while the
@@ -186,12 +187,122 @@ static enum result pasid_replace_untranslated(const struct opts *o)
 	return pasid_replace(o, false);
 }
 
+/*
+ * The PASID's own domain replaced under its own traffic: a second VFIO_DEVICE_ATTACH_PASID
+ * replaces the PASID's HWPT (P <-> Q, both mapping the window to buffers of their own),
+ * --count times each way, while the generator writes through that PASID. After each return
+ * the new domain receives the records (seq >= TG_SEQ at the return), the old one none of them
+ * (invariant 1 for the PASID), nothing fails, and the RID's domain never sees PASID traffic.
+ * Failures inside the replace calls are reported, not judged: the trace analysis says which
+ * of them break invariant 3.
+ */
+static enum result pasid_self_replace(const struct opts *o, bool ats)
+{
+	struct pctx c;
+	struct domain q;
+	struct tg_counters before, ret, tc;
+	struct ep_counters k;
+	struct tg_cfg cfg = { .base = IOVA_BASE, .size = o->size, .stride = o->stride,
+			      .rate = o->rate, .ats = ats, .use_pasid = true, .pasid = o->pasid };
+	const struct domain *pd[2];
+	uint64_t during = 0, during_calls = 0;
+	unsigned cur = 0;
+	enum result res;
+	int rc;
+
+	if ((res = setup(&c, o)) != R_PASS)
+		return res;
+	TRY("domain Q (PASID)", ep_domain(&c.ep, &q, IOVA_BASE, o->size,
+					  vfio_hwpt_pasid_flag()));
+	pd[0] = &c.p;
+	pd[1] = &q;
+	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_TEST_BEGIN, o->count,
+		  ats ? "pasid self replace ats" : "pasid self replace");
+	ep_tg_start(&c.ep, &cfg);
+	TRY("generator warm-up", ep_tg_wait_seq(&c.ep, o->settle, o->timeout_ms, &tc));
+	if (tg_failures(&tc)) {
+		tg_diag("warm-up", &tc);
+		return fail("the PASID stream failed before any replace");
+	}
+	for (unsigned i = 1; i <= 2 * o->count; i++) {
+		unsigned nxt = cur ^ 1;
+		const char *label = nxt ? "PASID P->Q" : "PASID Q->P";
+		struct tg_scan sn, so, sa, sb;
+
+		ep_wr64(&c.ep, COSIM_EP_TG_TAG, i);
+		ep_tg_read(&c.ep, &before);
+		ep_marker(&c.ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_BEGIN, o->pasid, label);
+		rc = ep_attach_pasid(&c.ep, o->pasid, pd[nxt]->hwpt);
+		ep_tg_read_ret(&c.ep, &ret);
+		ep_marker(&c.ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_END, o->pasid, label);
+		if (rc)
+			return lib_result(rc, "replace the PASID's HWPT under its traffic");
+		if (tg_failures(&ret) > tg_failures(&before)) {
+			during += tg_failures(&ret) - tg_failures(&before);
+			during_calls++;
+		}
+		TRY("generator progress", ep_tg_wait_seq(&c.ep, ret.seq + o->settle, o->timeout_ms,
+							 &tc));
+		if (tg_failures(&tc) > tg_failures(&ret)) {
+			tg_diag("counters", &tc);
+			return fail("%u %s: the PASID stream failed after the replace returned", i,
+				    label);
+		}
+		tg_scan(pd[nxt]->buf, pd[nxt]->len, pd[nxt]->iova, o->stride, &sn);
+		tg_scan(pd[cur]->buf, pd[cur]->len, pd[cur]->iova, o->stride, &so);
+		tg_scan(c.a.buf, c.a.len, c.a.iova, o->stride, &sa);
+		tg_scan(c.b.buf, c.b.len, c.b.iova, o->stride, &sb);
+		EXPECT(sn.records && sn.max_seq >= ret.seq, "%u %s: the new domain got no record "
+		       "numbered >= %llu (%llu records, max seq %llu)", i, label,
+		       (unsigned long long)ret.seq, (unsigned long long)sn.records,
+		       (unsigned long long)sn.max_seq);
+		EXPECT(!so.records || so.max_seq < ret.seq, "%u %s: record seq %llu (tag %llu) "
+		       "landed in the old domain after the replace returned with TG_SEQ %llu", i,
+		       label, (unsigned long long)so.max_seq, (unsigned long long)so.max_seq_tag,
+		       (unsigned long long)ret.seq);
+		EXPECT(!sa.records && !sb.records, "%u %s: PASID records reached the RID's domains "
+		       "(A %llu, B %llu)", i, label, (unsigned long long)sa.records,
+		       (unsigned long long)sb.records);
+		EXPECT(!sn.misplaced, "%u %s: %llu records at the wrong slot", i, label,
+		       (unsigned long long)sn.misplaced);
+		cur = nxt;
+	}
+	ep_tg_stop(&c.ep);
+	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_TEST_END, o->count, NULL);
+	ep_counters_read(&c.ep, &k);
+	counters_diag("final", &k);
+	diag("%u of %u PASID replaces saw %llu translation failures or aborts DURING the call "
+	     "(for the trace analysis to judge)", (unsigned)during_calls, 2 * o->count,
+	     (unsigned long long)during);
+	if (ats)
+		EXPECT(k.ats_req > 0, "PASID stream with ATS but CNT_ATS_REQ is 0");
+	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_BEGIN, o->pasid, "pasid detach");
+	rc = ep_detach_pasid(&c.ep, o->pasid);
+	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_END, o->pasid, "pasid detach");
+	TRY("detach PASID", rc);
+	return R_PASS;
+}
+
+static enum result pasid_self_replace_ats(const struct opts *o)
+{
+	return o->ats ? pasid_self_replace(o, true) : skip("--no-ats");
+}
+
+static enum result pasid_self_replace_untranslated(const struct opts *o)
+{
+	return pasid_self_replace(o, false);
+}
+
 static const struct tcase cases[] = {
 	TCASE(pasid_dma, "PASID-tagged DMA copy uses the PASID's domain, not the RID's"),
 	TCASE(pasid_replace_ats,
 	      "PASID ATS stream fault-free while the RID's domain is replaced --count times"),
 	TCASE(pasid_replace_untranslated,
 	      "the same with an untranslated PASID stream"),
+	TCASE(pasid_self_replace_ats,
+	      "the PASID's own domain replaced 2 x --count times under its ATS traffic"),
+	TCASE(pasid_self_replace_untranslated,
+	      "the same with untranslated PASID traffic"),
 };
 
 COSIM_SUITE(cosim_pasid, cases,
