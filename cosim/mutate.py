@@ -22,7 +22,9 @@ exit path (Ctrl-C included), and a later run reverts a mutant an earlier, killed
 from __future__ import annotations
 
 import datetime as _dt
+import fcntl
 import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -425,9 +427,32 @@ def _areas(m: Mutant, opts: Options) -> list[str]:
     return areas + ([] if "kunit" in areas else ["kunit"])
 
 
+@contextmanager
+def tree_lock(kernel: str, say: Callable[[str], None] = print) -> Iterator[None]:
+    """One `cosim mutate` per kernel tree at a time: two would apply, build and revert mutants
+    in the same work tree under each other (and make the pristine copy twice)."""
+    key = kernel if kernel in SOURCE_PKG else str(Path(kernel).expanduser().resolve())
+    locks = cache_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(key.encode()).hexdigest()[:16]
+    with open(locks / f"mutate-{name}.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"==> mutate: waiting for another cosim mutate on {kernel} to finish")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 def execute(opts: Options, say: Callable[[str], None] = print) -> tuple[list[Row], Path]:
     """Run the catalogue; returns the rows and the directory the table was written to."""
     mutants = load_catalogue(opts.kernel, opts.mutants)
+    with tree_lock(opts.kernel, say):
+        return _execute(opts, mutants, say)
+
+
+def _execute(opts: Options, mutants: list[Mutant],
+             say: Callable[[str], None]) -> tuple[list[Row], Path]:
     tree = resolve_tree(opts.kernel, say)
     ensure_clean(tree, say)
     check_applies(tree, mutants)

@@ -154,6 +154,8 @@ user_tree() {  # a kernel source tree: out-of-tree build, incremental on the nex
     [ ! -f "$src/.config" ] || die "$1 has an in-tree .config; run 'make mrproper' there (we build out of tree)"
     # Keyed by the tree's path: kbuild itself decides what a change rebuilds.
     OUT="$COSIM_CACHE/kernel/tree-$(hash_inputs "tree $src")"
+    # Two builds of one tree (two runs, or a run beside `cosim mutate`) share its output dir.
+    take_lock "$(basename "$OUT")"
     step_begin "kernel: building source tree $src (incremental)"
     build_tree "$src" "$OUT"
     echo "tree $src $(cd "$src" && git describe --always --dirty 2>/dev/null || true)" >"$OUT/VERSION"

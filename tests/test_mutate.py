@@ -394,3 +394,38 @@ def test_reanalyze_judges_earlier_runs_with_the_analysis_of_today(tmp_path: Path
     (out / "mutate.json").write_text("{")
     with pytest.raises(MutateError, match="not a cosim mutate result"):
         mutate.reanalyze(out, "debian-6.12", say=lambda s: None)
+
+
+def test_a_second_run_on_the_same_tree_waits_for_the_first(tmp_path: Path, monkeypatch) -> None:
+    """Two `cosim mutate` on one tree would apply and revert mutants under each other: the
+    second waits, saying so, until the first has let go of the tree."""
+    import threading
+
+    monkeypatch.setenv("COSIM_CACHE", str(tmp_path))
+    said: list[str] = []
+    entered = threading.Event()
+    release = threading.Event()
+
+    def first() -> None:
+        with mutate.tree_lock("debian-6.12"):
+            entered.set()
+            release.wait(5)
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert entered.wait(5)
+    got: list[str] = []
+
+    def second() -> None:
+        with mutate.tree_lock("debian-6.12", said.append):
+            got.append("in")
+
+    t2 = threading.Thread(target=second)
+    t2.start()
+    t2.join(0.3)
+    assert t2.is_alive() and not got
+    assert said == ["==> mutate: waiting for another cosim mutate on debian-6.12 to finish"]
+    release.set()
+    t2.join(5)
+    t.join(5)
+    assert got == ["in"]
