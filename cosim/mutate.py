@@ -263,6 +263,10 @@ class RunFacts:
     findings: dict[str, str] = field(default_factory=dict)  # "rule@test" -> evidence line
     failed: list[str] = field(default_factory=list)         # TAP names that failed / errored
     verdict: str = ""                                       # the analysis verdict
+    # Per area, whether any of its tests ran (passed or failed), and why the first one that
+    # did not run was left out: a mutant whose areas ran nothing is not "missed".
+    ran: dict[str, bool] = field(default_factory=dict)
+    not_run: dict[str, str] = field(default_factory=dict)
 
 
 def tests_by_line(trace: Path) -> list[tuple[int, str]]:
@@ -302,6 +306,12 @@ def facts_from_summary(summary: dict, begins: list[tuple[int, str]]) -> RunFacts
             facts.findings[key] = _evidence(v)
     facts.failed = [t["name"] for t in summary.get("tests", [])
                     if t.get("status") in ("fail", "error")]
+    for t in summary.get("tests", []):
+        area = str(t.get("area") or str(t.get("name", "")).split("/")[0])
+        ran = t.get("status") in ("pass", "fail")
+        facts.ran[area] = facts.ran.get(area, False) or ran
+        if not ran and area not in facts.not_run:
+            facts.not_run[area] = f"{t.get('name')}: {t.get('status')} {t.get('reason', '')}"
     return facts
 
 
@@ -340,6 +350,13 @@ def classify(m: Mutant, facts: RunFacts | None, baseline: RunFacts | None,
     and the kernel's `recorded` findings)."""
     if facts is None or baseline is None:
         return Row(m.name, m.statement, list(m.areas), "error", [], [], "", note=error)
+    idle = [a for a in m.areas if a in facts.ran and not facts.ran[a]]
+    if idle and len(idle) == len([a for a in m.areas if a in facts.ran]):
+        # Nothing of the mutant's areas ran (a module that did not build, an unsupported
+        # uAPI): the mutant was never exercised, which says nothing about the analysis.
+        why = "; ".join(facts.not_run[a].strip() for a in idle)
+        return Row(m.name, m.statement, list(m.areas), "error", [], [], "", facts.run_dir,
+                   note=f"its areas ran no test on this kernel: {why}")
     new = {k: e for k, e in facts.findings.items()
            if k not in baseline.findings and k not in recorded}
     rules = sorted({k.split("@", 1)[0] for k in new})

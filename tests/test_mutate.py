@@ -429,3 +429,20 @@ def test_a_second_run_on_the_same_tree_waits_for_the_first(tmp_path: Path, monke
     t2.join(5)
     t.join(5)
     assert got == ["in"]
+
+
+def test_a_mutant_whose_areas_ran_nothing_is_an_error_not_missed() -> None:
+    """The guest-kmod module did not build for the mutated tree: every sva test reports
+    unsupported. The mutant was never exercised; calling it missed would blame the analysis."""
+    m = Mutant("15-x", Path("15-x.patch"), "ATS off", "invariant 3; IHI 0070 3.9.1", ("sva",))
+    summary = {"run_dir": "r", "guest": "booted", "analysis": {"verdict": "clean"},
+               "tests": [{"name": "sva/sva_dma_ats", "area": "sva", "status": "unsupported",
+                          "reason": "no cosim_ep_dma module built for it"},
+                         {"name": "kunit/x", "area": "kunit", "status": "pass"}]}
+    facts = mutate.facts_from_summary(summary, [])
+    row = mutate.classify(m, facts, facts)
+    assert row.verdict == "error", row
+    assert "no cosim_ep_dma module built for it" in row.note
+    summary["tests"][0]["status"] = "pass"
+    facts = mutate.facts_from_summary(summary, [])
+    assert mutate.classify(m, facts, facts).verdict == "missed"
