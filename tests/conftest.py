@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +57,17 @@ def cosim_processes(marker: str) -> list[str]:
         if marker in cmd and "pytest" not in cmd:
             found.append(f"{pid}: {cmd}")
     return found
+
+
+def run_areas(kernel: str, tests: str, runs: Path, *extra: str) -> dict:
+    """`cosim run` of some areas on a kernel (built first, so a build failure names itself);
+    the run's summary.json, asserted to exist with the guest booted."""
+    products_for(kernel)
+    r = subprocess.run([sys.executable, "-m", "cosim", "run", "--quiet-setup", "--kernel", kernel,
+                        "--tests", tests, "--runs-dir", str(runs), *extra],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    f = runs / "latest" / "summary.json"
+    assert f.exists(), r.stdout[-4000:] + r.stderr[-4000:]
+    summary = json.loads(f.read_text())
+    assert summary["guest"] == "booted", r.stdout[-4000:]
+    return summary

@@ -5,13 +5,10 @@ recorded findings (tests/expectations/debian-6.12.toml)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import run_areas
 
 from cosim import launcher, mutate  # not their names: pytest would collect tests_by_line
 
@@ -23,13 +20,7 @@ CASES = ["dmaswitch_untranslated", "dmaswitch_ats", "identityswitch_untranslated
 
 def test_kswitch_area_on_612(products_612, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    r = subprocess.run([sys.executable, "-m", "cosim", "run", "--quiet-setup", "--kernel",
-                        "debian-6.12", "--tests", "kswitch", "--runs-dir", str(runs)],
-                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    f = runs / "latest" / "summary.json"
-    assert f.exists(), r.stdout[-4000:] + r.stderr[-4000:]
-    summary = json.loads(f.read_text())
-    assert summary["guest"] == "booted", r.stdout[-4000:]
+    summary = run_areas("debian-6.12", "kswitch", runs)
     statuses = {t["name"]: t for t in summary["tests"]}
     for case in CASES:
         t = statuses.get(f"kswitch/{case}")

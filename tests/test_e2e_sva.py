@@ -12,13 +12,10 @@ and the analysis finds nothing beyond each kernel's recorded findings.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, products_for
+from conftest import run_areas
 
 from cosim import launcher, mutate
 from cosim.trace import TraceReader
@@ -63,16 +60,8 @@ def _trace_facts(trace: Path) -> dict[str, int]:
 
 @pytest.mark.parametrize("kernel", ["debian-6.12", "debian-7.2"])
 def test_sva_area_strict(kernel: str, tmp_path: Path) -> None:
-    products_for(kernel)
     runs = tmp_path / "runs"
-    r = subprocess.run([sys.executable, "-m", "cosim", "run", "--quiet-setup", "--kernel", kernel,
-                        "--tests", "sva", "--runs-dir", str(runs),
-                        "--model-arg=--cache-mode=strict"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    f = runs / "latest" / "summary.json"
-    assert f.exists(), r.stdout[-4000:] + r.stderr[-4000:]
-    summary = json.loads(f.read_text())
-    assert summary["guest"] == "booted", r.stdout[-4000:]
+    summary = run_areas(kernel, "sva", runs, "--model-arg=--cache-mode=strict")
     statuses = {t["name"]: t for t in summary["tests"]}
     for case in CASES:
         t = statuses.get(f"sva/{case}")

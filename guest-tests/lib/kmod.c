@@ -261,3 +261,47 @@ int kmod_setup(struct kmod_restore *r, const char *bdf, bool identity)
 		return rc;
 	return EP_OK;
 }
+
+bool kmod_switch_parse(const char *line, struct kmod_switch *s)
+{
+	bool ok = true;
+	size_t skip;
+
+	memset(s, 0, sizeof(*s));
+	sscanf(line, "%15s %63s", s->word, s->name);
+	skip = strlen(s->word) + strlen(s->name) + 2;
+	s->rest = strlen(line) >= skip ? line + skip : "";
+	kmod_field(line, "default", s->def, sizeof(s->def));
+	s->switches = kmod_num(line, "switches", &ok);
+	s->landed = kmod_num(line, "landed", &ok);
+	s->dropped = kmod_num(line, "dropped", &ok);
+	s->during = kmod_num(line, "during_refused", &ok);
+	s->during_ats = kmod_num(line, "during_ats_err", &ok);
+	s->ats_req = kmod_num(line, "ats_req", &ok);
+	s->atc_hit = kmod_num(line, "atc_hit", &ok);
+	s->ats_default = (int64_t)kmod_num(line, "ats_default", &ok);
+	s->ats_paging = (int64_t)kmod_num(line, "ats_paging", &ok);
+	return ok;
+}
+
+enum result kmod_switch_judge(const char *line, const char *name, unsigned count,
+			      bool identity, struct kmod_switch *s)
+{
+	bool ok = kmod_switch_parse(line, s);
+
+	if (!strcmp(s->word, "unsupported"))
+		return unsupported("%s", s->rest);
+	EXPECT(!strcmp(s->name, name), "the module answered for case '%s', expected '%s'",
+	       s->name, name);
+	EXPECT(!strcmp(s->word, "ok"), "the module reports a failure: %s", line);
+	EXPECT(ok, "cannot parse the numbers in: %s", line);
+	EXPECT(s->switches == count, "the module ran %llu switches, asked for %u",
+	       (unsigned long long)s->switches, count);
+	if (identity)
+		EXPECT(!strcmp(s->def, "identity"), "the default domain was '%s', not identity",
+		       s->def);
+	else
+		EXPECT(!strcmp(s->def, "DMA") || !strcmp(s->def, "DMA-FQ"),
+		       "the default domain was '%s', not a DMA domain", s->def);
+	return R_PASS;
+}

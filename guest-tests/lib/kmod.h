@@ -59,6 +59,24 @@ int kmod_open(struct ep *ep, const char *name, int flags);
 /* Run the case: read its debugfs file into line. */
 int kmod_run_case(struct ep *ep, const char *name, char *line, size_t len);
 
+/* A kswitch-style result line ("ok <case> switches=... default=... ats_default=..."), as
+ * the module's switch cases print it (guest-kmod/cosim_ep_dma.c, kswitch_line()). */
+struct kmod_switch {
+	char word[16];           /* ok | fail | unsupported */
+	char name[64];           /* the case the module answered for */
+	char def[32];            /* the default domain's type */
+	const char *rest;        /* the line after "<word> <name> " (for "unsupported") */
+	uint64_t switches, landed, dropped, during, during_ats, ats_req, atc_hit;
+	int64_t ats_default, ats_paging;
+};
+/* Parse line into s; false when a number is missing (the word and name are always set). */
+bool kmod_switch_parse(const char *line, struct kmod_switch *s);
+/* What every switch case's line must show: the module answered for `name` with "ok", the
+ * numbers parse, it ran `count` switches each way from the default domain asked for (identity,
+ * else DMA). R_PASS with s filled, or the case's result (unsupported, fail). */
+enum result kmod_switch_judge(const char *line, const char *name, unsigned count,
+			      bool identity, struct kmod_switch *s);
+
 /* The value of `key=` in a result line, copied into val; false when absent. */
 bool kmod_field(const char *line, const char *key, char *val, size_t len);
 /* The number (any C base) of `key=`; *ok cleared when absent or not a number. */

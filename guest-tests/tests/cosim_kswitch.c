@@ -34,49 +34,27 @@ static struct kmod_restore restore;
 static enum result judge(const struct opts *o, const char *name, const char *line,
 			 bool identity, bool ats)
 {
-	char word[16] = "", got[64] = "", def[32] = "";
-	uint64_t switches, landed, ats_req, atc_hit, during, dropped;
-	int64_t ats_default, ats_paging;
-	bool ok = true;
+	struct kmod_switch k;
+	enum result res = kmod_switch_judge(line, name, o->count, identity, &k);
 
-	sscanf(line, "%15s %63s", word, got);
-	if (!strcmp(word, "unsupported"))
-		return unsupported("%s", line + strlen(word) + strlen(got) + 2);
-	EXPECT(!strcmp(got, name), "the module answered for case '%s', expected '%s'", got, name);
-	EXPECT(!strcmp(word, "ok"), "the module reports a failure: %s", line);
-	kmod_field(line, "default", def, sizeof(def));
-	switches = kmod_num(line, "switches", &ok);
-	landed = kmod_num(line, "landed", &ok);
-	dropped = kmod_num(line, "dropped", &ok);
-	during = kmod_num(line, "during_refused", &ok);
-	ats_req = kmod_num(line, "ats_req", &ok);
-	atc_hit = kmod_num(line, "atc_hit", &ok);
-	ats_default = (int64_t)kmod_num(line, "ats_default", &ok);
-	ats_paging = (int64_t)kmod_num(line, "ats_paging", &ok);
-	EXPECT(ok, "cannot parse the numbers in: %s", line);
+	if (res != R_PASS)
+		return res;
 	diag("%llu switches each way; %llu records landed after returns, %llu ATS records "
 	     "refused by the device under identity; %llu translation failures or aborts inside "
-	     "the switch calls (for the analysis to judge)", (unsigned long long)switches,
-	     (unsigned long long)landed, (unsigned long long)dropped,
-	     (unsigned long long)during);
-	EXPECT(switches == o->count, "the module ran %llu switches, asked for %u",
-	       (unsigned long long)switches, o->count);
-	if (identity)
-		EXPECT(!strcmp(def, "identity"), "the default domain was '%s', not identity", def);
-	else
-		EXPECT(!strcmp(def, "DMA") || !strcmp(def, "DMA-FQ"),
-		       "the default domain was '%s', not a DMA domain", def);
-	EXPECT(ats_paging == 1, "ATS Control.Enable under the paging domain read %lld",
-	       (long long)ats_paging);
-	EXPECT(ats_default == (identity ? 0 : 1),
+	     "the switch calls (for the analysis to judge)", (unsigned long long)k.switches,
+	     (unsigned long long)k.landed, (unsigned long long)k.dropped,
+	     (unsigned long long)k.during);
+	EXPECT(k.ats_paging == 1, "ATS Control.Enable under the paging domain read %lld",
+	       (long long)k.ats_paging);
+	EXPECT(k.ats_default == (identity ? 0 : 1),
 	       "ATS Control.Enable under the default domain read %lld, expected %d",
-	       (long long)ats_default, identity ? 0 : 1);
-	EXPECT(landed > 0, "no record landed after any switch: %s", line);
+	       (long long)k.ats_default, identity ? 0 : 1);
+	EXPECT(k.landed > 0, "no record landed after any switch: %s", line);
 	if (ats)
-		EXPECT(ats_req + atc_hit > 0, "ATS traffic with no ATS request and no ATC hit: %s",
-		       line);
+		EXPECT(k.ats_req + k.atc_hit > 0, "ATS traffic with no ATS request and no ATC "
+		       "hit: %s", line);
 	if (ats && identity)
-		EXPECT(dropped > 0, "ATS traffic under identity (ATS Enable clear) was never "
+		EXPECT(k.dropped > 0, "ATS traffic under identity (ATS Enable clear) was never "
 		       "refused by the device: %s", line);
 	return R_PASS;
 }

@@ -122,11 +122,33 @@ static enum result check_buffers(struct pctx *c, const struct opts *o, unsigned 
 	return R_PASS;
 }
 
+/* The end of a PASID stream case: the generator stopped, the final counters (ATS really
+ * used when asked for), and the PASID detached under markers. */
+static enum result stream_done(struct pctx *c, const struct opts *o, bool ats)
+{
+	struct tg_counters tc;
+	struct ep_counters k;
+	int rc;
+
+	ep_tg_stop(&c->ep);
+	ep_marker(&c->ep, COSIM_EP_MARKER_TAG_TEST_END, o->count, NULL);
+	ep_tg_read(&c->ep, &tc);
+	ep_counters_read(&c->ep, &k);
+	tg_diag("final", &tc);
+	counters_diag("final", &k);
+	if (ats)
+		EXPECT(k.ats_req > 0, "PASID stream with ATS but CNT_ATS_REQ is 0");
+	ep_marker(&c->ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_BEGIN, o->pasid, "pasid detach");
+	rc = ep_detach_pasid(&c->ep, o->pasid);
+	ep_marker(&c->ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_END, o->pasid, "pasid detach");
+	TRY("detach PASID", rc);
+	return R_PASS;
+}
+
 static enum result pasid_replace(const struct opts *o, bool ats)
 {
 	struct pctx c;
 	struct tg_counters tc, ret;
-	struct ep_counters k;
 	struct tg_cfg cfg = { .base = IOVA_BASE, .size = o->size, .stride = o->stride,
 			      .rate = o->rate, .ats = ats, .use_pasid = true, .pasid = o->pasid };
 	const struct domain *rid[2];
@@ -162,19 +184,7 @@ static enum result pasid_replace(const struct opts *o, bool ats)
 			return res;
 		cur = nxt;
 	}
-	ep_tg_stop(&c.ep);
-	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_TEST_END, o->count, NULL);
-	ep_tg_read(&c.ep, &tc);
-	ep_counters_read(&c.ep, &k);
-	tg_diag("final", &tc);
-	counters_diag("final", &k);
-	if (ats)
-		EXPECT(k.ats_req > 0, "PASID stream with ATS but CNT_ATS_REQ is 0");
-	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_BEGIN, o->pasid, "pasid detach");
-	rc = ep_detach_pasid(&c.ep, o->pasid);
-	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_END, o->pasid, "pasid detach");
-	TRY("detach PASID", rc);
-	return R_PASS;
+	return stream_done(&c, o, ats);
 }
 
 static enum result pasid_replace_ats(const struct opts *o)
@@ -201,7 +211,6 @@ static enum result pasid_self_replace(const struct opts *o, bool ats)
 	struct pctx c;
 	struct domain q;
 	struct tg_counters before, ret, tc;
-	struct ep_counters k;
 	struct tg_cfg cfg = { .base = IOVA_BASE, .size = o->size, .stride = o->stride,
 			      .rate = o->rate, .ats = ats, .use_pasid = true, .pasid = o->pasid };
 	const struct domain *pd[2];
@@ -267,20 +276,10 @@ static enum result pasid_self_replace(const struct opts *o, bool ats)
 		       (unsigned long long)sn.misplaced);
 		cur = nxt;
 	}
-	ep_tg_stop(&c.ep);
-	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_TEST_END, o->count, NULL);
-	ep_counters_read(&c.ep, &k);
-	counters_diag("final", &k);
 	diag("%u of %u PASID replaces saw %llu translation failures or aborts DURING the call "
 	     "(for the trace analysis to judge)", (unsigned)during_calls, 2 * o->count,
 	     (unsigned long long)during);
-	if (ats)
-		EXPECT(k.ats_req > 0, "PASID stream with ATS but CNT_ATS_REQ is 0");
-	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_BEGIN, o->pasid, "pasid detach");
-	rc = ep_detach_pasid(&c.ep, o->pasid);
-	ep_marker(&c.ep, COSIM_EP_MARKER_TAG_PASID_ATTACH_END, o->pasid, "pasid detach");
-	TRY("detach PASID", rc);
-	return R_PASS;
+	return stream_done(&c, o, ats);
 }
 
 static enum result pasid_self_replace_ats(const struct opts *o)

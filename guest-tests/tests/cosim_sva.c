@@ -338,44 +338,21 @@ static enum result sva_unbind_ats(const struct opts *o)
 static enum result judge_switch(const struct opts *o, const char *name, const char *line,
 				bool identity, bool ats)
 {
-	char word[16] = "", got[64] = "", def[32] = "";
-	uint64_t switches, landed, during, during_ats, dropped, ats_req, atc_hit;
-	int64_t ats_default, ats_paging;
-	bool ok = true;
+	struct kmod_switch k;
+	enum result res = kmod_switch_judge(line, name, o->count, identity, &k);
 
-	sscanf(line, "%15s %63s", word, got);
-	if (!strcmp(word, "unsupported"))
-		return unsupported("%s", line + strlen(word) + strlen(got) + 2);
-	EXPECT(!strcmp(got, name), "the module answered for case '%s', expected '%s'", got, name);
-	EXPECT(!strcmp(word, "ok"), "the module reports a failure: %s", line);
-	kmod_field(line, "default", def, sizeof(def));
-	switches = kmod_num(line, "switches", &ok);
-	landed = kmod_num(line, "landed", &ok);
-	dropped = kmod_num(line, "dropped", &ok);
-	during = kmod_num(line, "during_refused", &ok);
-	during_ats = kmod_num(line, "during_ats_err", &ok);
-	ats_req = kmod_num(line, "ats_req", &ok);
-	atc_hit = kmod_num(line, "atc_hit", &ok);
-	ats_default = (int64_t)kmod_num(line, "ats_default", &ok);
-	ats_paging = (int64_t)kmod_num(line, "ats_paging", &ok);
-	EXPECT(ok, "cannot parse the numbers in: %s", line);
-	EXPECT(switches == o->count, "the module ran %llu switches, asked for %u",
-	       (unsigned long long)switches, o->count);
-	if (identity)
-		EXPECT(!strcmp(def, "identity"), "the default domain was '%s', not identity", def);
-	else
-		EXPECT(!strcmp(def, "DMA") || !strcmp(def, "DMA-FQ"),
-		       "the default domain was '%s', not a DMA domain", def);
-	EXPECT(ats_paging == 1 && ats_default == 1, "ATS Control.Enable read %lld under the "
+	if (res != R_PASS)
+		return res;
+	EXPECT(k.ats_paging == 1 && k.ats_default == 1, "ATS Control.Enable read %lld under the "
 	       "paging domain and %lld under the default one, with an SVA PASID bound",
-	       (long long)ats_paging, (long long)ats_default);
-	EXPECT(landed > 0 && !dropped, "PASID records: %llu landed, %llu refused by the device",
-	       (unsigned long long)landed, (unsigned long long)dropped);
-	EXPECT(!during && !during_ats, "the SVA PASID's traffic met %llu translation failures or "
-	       "aborts and %llu ATS errors inside the RID's switch calls",
-	       (unsigned long long)during, (unsigned long long)during_ats);
+	       (long long)k.ats_paging, (long long)k.ats_default);
+	EXPECT(k.landed > 0 && !k.dropped, "PASID records: %llu landed, %llu refused by the "
+	       "device", (unsigned long long)k.landed, (unsigned long long)k.dropped);
+	EXPECT(!k.during && !k.during_ats, "the SVA PASID's traffic met %llu translation failures "
+	       "or aborts and %llu ATS errors inside the RID's switch calls",
+	       (unsigned long long)k.during, (unsigned long long)k.during_ats);
 	if (ats)
-		EXPECT(ats_req + atc_hit > 0, "ATS traffic with no ATS request and no ATC hit");
+		EXPECT(k.ats_req + k.atc_hit > 0, "ATS traffic with no ATS request and no ATC hit");
 	return R_PASS;
 }
 
