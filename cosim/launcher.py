@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ PANIC_PATTERNS = [re.escape("Kernel panic - not syncing"), re.escape("---[ end K
 # Guest test names -> binaries in /tests; "kunit" is read from the boot log instead.
 TRACE_NAME = "trace.cst"          # the model's trace in a run directory (binary, docs/trace.md)
 OLD_TRACE_NAME = "trace.jsonl"    # what runs before the binary format wrote
+PROGRESS_SECONDS = 5.0            # the analysis of a large trace reports this often
 AREAS = ["probe", "dma", "replace", "blocked", "unmap", "pasid", "kdma", "kswitch", "sva", "kunit"]
 
 
@@ -315,7 +317,7 @@ def trace_of(run_dir: Path) -> Path:
         else run_dir / OLD_TRACE_NAME
 
 
-def _analyze(run_dir: Path) -> dict | None:
+def _analyze(run_dir: Path, say: Callable[[str], None] = print) -> dict | None:
     trace = trace_of(run_dir)
     if not trace.exists():
         return None
@@ -323,8 +325,19 @@ def _analyze(run_dir: Path) -> dict | None:
         from .analyzer import analyze_path  # type: ignore[attr-defined]
     except ImportError:
         return {"verdict": "unavailable", "why": "cosim.analyzer is not installed"}
+    start = last = time.monotonic()
+
+    def progress(n: int) -> None:
+        # A large trace (the strict mode writes tens of millions of records) takes minutes:
+        # say how far it got, every few seconds, rather than sit silent.
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PROGRESS_SECONDS:
+            last = now
+            say(f"    analysis: {n / 1e6:.0f}M records read ({now - start:.0f} s)")
+
     try:
-        return analyze_path(trace, report_path=run_dir / "report.txt")
+        return analyze_path(trace, report_path=run_dir / "report.txt", progress=progress)
     except Exception as e:  # noqa: BLE001 - a broken analysis must not lose the run's results
         return {"verdict": "error", "why": f"{type(e).__name__}: {e}"}
 
@@ -374,7 +387,10 @@ def execute(cfg: RunConfig) -> RunOutcome:
 
     if "kunit" in cfg.tests and guest != "not-started":
         results += _kunit_results(run)
-    analysis = _analyze(run.dir) if cfg.smmu == "cosim" else None
+    if cfg.smmu == "cosim" and trace_of(run.dir).exists():
+        say(f"==> analysis: {trace_of(run.dir)} "
+            f"({trace_of(run.dir).stat().st_size / 1e6:.0f} MB)")
+    analysis = _analyze(run.dir, say) if cfg.smmu == "cosim" else None
     failed = [r for r in results if r.status in ("fail", "error")]
     exit_code = 130 if interrupted else (1 if failed or guest != "booted" else 0)
     if analysis and analysis.get("verdict") == "violations":

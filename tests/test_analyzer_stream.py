@@ -12,7 +12,7 @@ from synth import DEV, DOM_A, DOM_B, SID, Synth  # noqa: E402
 
 from cosim.analyzer import analyze_file  # noqa: E402
 from cosim.analyzer.engine import Facts, analyze_pass  # noqa: E402
-from cosim.trace import TraceReader  # noqa: E402
+from cosim.trace import TraceReader, TraceWriter  # noqa: E402
 from cosim.trace.schema import matches, problem  # noqa: E402
 
 PAGE = 0x1000
@@ -138,3 +138,17 @@ def test_the_fast_schema_check_agrees_with_problem(tmp_path: Path) -> None:
                 assert matches(bad) == (problem(bad) is None), (bad, problem(bad))
                 checked += 1
     assert checked > 500
+
+
+def test_progress_is_told_every_million_records(tmp_path: Path) -> None:
+    """A large trace's analysis says how far it got (the launcher prints it)."""
+    from cosim.analyzer.engine import PROGRESS_EVERY, analyze
+
+    path = tmp_path / "t.jsonl"
+    w = TraceWriter(path)
+    for i in range(PROGRESS_EVERY + 10):
+        w.emit("marker", dev=1, tag="label", value=i, label="")
+    w.close()
+    told: list[int] = []
+    analyze(path, told.append)
+    assert told == [0, PROGRESS_EVERY]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .attaches import Attach
-from .engine import analyze
+from .engine import Progress, analyze
 from .findings import RULES, Violation
 from .view import TraceView
 
@@ -56,9 +56,10 @@ class Analysis:
         return self.view.notes + [f"attach #{a.n}: {n}" for a in self.attaches for n in a.notes]
 
 
-def run(path: str | os.PathLike[str]) -> Analysis:
-    """Analyze the trace at `path` (raises cosim.trace.TraceError if it is not one)."""
-    p = analyze(path)
+def run(path: str | os.PathLike[str], progress: Progress | None = None) -> Analysis:
+    """Analyze the trace at `path` (raises cosim.trace.TraceError if it is not one);
+    `progress` is told how many records were read, every million."""
+    p = analyze(path, progress)
     view, attaches = p.ctx.view, p.ctx.attaches.attaches
     violations = sorted(p.ctx.out.items, key=lambda v: (v.index, v.order))
     _attribute(attaches, violations)

@@ -9,19 +9,21 @@ from cosim.trace import TraceError
 
 from . import report
 from .analysis import Analysis, run
+from .engine import Progress
 
 
-def analyze_file(path: str | os.PathLike[str]) -> Analysis:
+def analyze_file(path: str | os.PathLike[str], progress: Progress | None = None) -> Analysis:
     """Analyze one trace file; raises TraceError when it cannot be read as a trace."""
-    return run(path)
+    return run(path, progress)
 
 
 def analyze_path(path: str | os.PathLike[str],
-                 report_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+                 report_path: str | os.PathLike[str] | None = None,
+                 progress: Progress | None = None) -> dict[str, Any]:
     """The JSON summary of a trace (verdict 'unreadable' with `why` if it is not one); writes
     the text report to report_path when given."""
     try:
-        an = analyze_file(path)
+        an = analyze_file(path, progress)
     except TraceError as e:
         return {"verdict": "unreadable", "why": str(e)}
     if an.view.problems:

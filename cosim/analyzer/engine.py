@@ -62,7 +62,12 @@ class Pass:
     facts: Facts
 
 
-def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
+Progress = Callable[[int], None]   # told the number of records read, every PROGRESS_EVERY
+PROGRESS_EVERY = 1 << 20
+
+
+def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
+                 progress: Progress | None = None) -> Pass:
     reader = TraceReader(path)
     view = TraceView(os.fspath(path), reader.header)
     sids = DeviceSids(reader.header)
@@ -261,6 +266,7 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
     last_sid: int | None = None
     last_dev_sid: tuple[int, int] | None = None
     view._skipped_lines = reader.skipped_lines  # grows as the reader goes: line_of stays right
+    tell = progress is not None
     try:
         for rec in reader:
             i += 1
@@ -286,6 +292,8 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None) -> Pass:
             h = get(k)
             if h is not None:
                 h(i, rec)
+            if tell and not i & (PROGRESS_EVERY - 1):
+                progress(i)  # type: ignore[misc]
     finally:
         reader.close()
     n = view.count = i + 1
@@ -314,9 +322,9 @@ def _guesses_hold(tracker: AttachTracker, facts: Facts) -> bool:
     return True
 
 
-def analyze(path: str | os.PathLike[str]) -> Pass:
+def analyze(path: str | os.PathLike[str], progress: Progress | None = None) -> Pass:
     """One pass, and a second one only when the first pass's guesses did not hold."""
-    p = analyze_pass(path, None)
+    p = analyze_pass(path, None, progress)
     if not p.guess_ok:
-        p = analyze_pass(path, p.facts)
+        p = analyze_pass(path, p.facts, progress)
     return p
