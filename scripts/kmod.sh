@@ -51,6 +51,9 @@ build_kmod() {
     cp -r "$KMOD_SRC" "$work/guest-kmod"
     if [ -f "$KDIR/build/.config" ]; then
         obj="$KDIR/build"
+        # The Image build does not make what external modules link with (scripts/module.lds,
+        # modpost): a cold tree build has none of it until modules_prepare runs there.
+        (cd "$SRC" && "${KMAKE[@]}" O="$obj" modules_prepare) || return 1
     else
         obj="$work/obj"; mkdir -p "$obj"; cp "$KDIR/config" "$obj/.config"
         (cd "$SRC" && "${KMAKE[@]}" O="$obj" olddefconfig && "${KMAKE[@]}" O="$obj" modules_prepare) \
