@@ -325,6 +325,7 @@ def _analyze(run_dir: Path, say: Callable[[str], None] = print) -> dict | None:
         from .analyzer import analyze_path  # type: ignore[attr-defined]
     except ImportError:
         return {"verdict": "unavailable", "why": "cosim.analyzer is not installed"}
+    say(f"==> analysis: {trace} ({trace.stat().st_size / 1e6:.0f} MB)")
     start = last = time.monotonic()
 
     def progress(n: int) -> None:
@@ -387,9 +388,6 @@ def execute(cfg: RunConfig) -> RunOutcome:
 
     if "kunit" in cfg.tests and guest != "not-started":
         results += _kunit_results(run)
-    if cfg.smmu == "cosim" and trace_of(run.dir).exists():
-        say(f"==> analysis: {trace_of(run.dir)} "
-            f"({trace_of(run.dir).stat().st_size / 1e6:.0f} MB)")
     analysis = _analyze(run.dir, say) if cfg.smmu == "cosim" else None
     failed = [r for r in results if r.status in ("fail", "error")]
     exit_code = 130 if interrupted else (1 if failed or guest != "booted" else 0)

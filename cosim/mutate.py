@@ -350,11 +350,11 @@ def classify(m: Mutant, facts: RunFacts | None, baseline: RunFacts | None,
     and the kernel's `recorded` findings)."""
     if facts is None or baseline is None:
         return Row(m.name, m.statement, list(m.areas), "error", [], [], "", note=error)
-    idle = [a for a in m.areas if a in facts.ran and not facts.ran[a]]
-    if idle and len(idle) == len([a for a in m.areas if a in facts.ran]):
+    present = [a for a in m.areas if a in facts.ran]
+    if present and not any(facts.ran[a] for a in present):
         # Nothing of the mutant's areas ran (a module that did not build, an unsupported
         # uAPI): the mutant was never exercised, which says nothing about the analysis.
-        why = "; ".join(facts.not_run[a].strip() for a in idle)
+        why = "; ".join(facts.not_run[a].strip() for a in present)
         return Row(m.name, m.statement, list(m.areas), "error", [], [], "", facts.run_dir,
                    note=f"its areas ran no test on this kernel: {why}")
     new = {k: e for k, e in facts.findings.items()

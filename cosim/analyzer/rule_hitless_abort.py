@@ -52,7 +52,7 @@ def explained_by(k: str, dom: Domain | None, fault: str | None, old: Domain | No
     return fault in WALK_FAULTS or (fault or "").startswith("ats:")
 
 
-class _Page:
+class PageOffences:
     """The offences at one (address, access) of one window: judged at the end of the trace,
     when what each domain maps is known."""
 
@@ -92,7 +92,7 @@ class HitlessAbort:
         # failures inside a window, until its new domain is known: (n, key) -> in order
         self._failures: dict[tuple[int, Key], list[Failure]] = {}
         # judged pages, until the end of the trace: (n, key) -> (addr, acc) -> offences
-        self._pages: dict[tuple[int, Key], dict[tuple[int, str], _Page]] = {}
+        self._pages: dict[tuple[int, Key], dict[tuple[int, str], PageOffences]] = {}
         # per (n, key): served (xlate, ats) and used (dma, atc_hit) records apart, as the
         # report lists them
         self._others: dict[tuple[int, Key], tuple[dict[Domain, _Other],
@@ -154,7 +154,7 @@ class HitlessAbort:
         old, new = a.old.get(key), a.new.get(key)
         if not failures or old is None or new is None:
             return
-        pages: dict[tuple[int, str], _Page] = {}
+        pages: dict[tuple[int, str], PageOffences] = {}
         explained_pages: set[int] = set()
         for j, k, addr, acc, fault, dom in failures:
             page = addr & ~(PAGE - 1)
@@ -165,7 +165,7 @@ class HitlessAbort:
                 continue
             p = pages.get((addr, acc))
             if p is None:
-                p = pages[(addr, acc)] = _Page(j, k, fault)
+                p = pages[(addr, acc)] = PageOffences(j, k, fault)
             p.add(j, k)
         if pages:
             self._pages[(a.n, key)] = pages

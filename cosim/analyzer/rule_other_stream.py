@@ -22,7 +22,7 @@ from cosim.arch.domain import Domain
 from .context import Context
 from .domains import acc_letters, dom_of, label
 from .findings import MAX_LISTED, Violation
-from .rule_hitless_abort import explained_by, failure_of
+from .rule_hitless_abort import PageOffences, explained_by, failure_of
 from .view import Key, Record, ssid_of
 
 RULE = "inv3-other-stream"
@@ -30,23 +30,19 @@ RANK = 3
 
 
 class _Offences:
-    """One stream's failures inside one window, by (address, access)."""
+    """One stream's failures inside one window, by (address, access), and its domain."""
 
     __slots__ = ("dom", "pages")
 
     def __init__(self, dom: Domain) -> None:
         self.dom = dom
-        # (addr, acc) -> [first index, count, listed indices, kinds: kind -> count]
-        self.pages: dict[tuple[int, str], list] = {}
+        self.pages: dict[tuple[int, str], PageOffences] = {}
 
-    def add(self, j: int, addr: int, acc: str, what: str) -> None:
+    def add(self, j: int, addr: int, acc: str, k: str, fault: str | None) -> None:
         p = self.pages.get((addr, acc))
         if p is None:
-            p = self.pages[(addr, acc)] = [j, 0, [], {}]
-        p[1] += 1
-        if len(p[2]) < MAX_LISTED:
-            p[2].append(j)
-        p[3][what] = p[3].get(what, 0) + 1
+            p = self.pages[(addr, acc)] = PageOffences(j, k, fault)
+        p.add(j, k)
 
 
 class OtherStream:
@@ -67,13 +63,11 @@ class OtherStream:
             if r.get("why") != "ats" or type(r.get("iova")) is not int:
                 return
             addr, acc, fault = r["iova"], acc_letters(r.get("rw")), "ATS Enable clear"
-            what = "drop"
         else:
             f = failure_of(r)
             if f is None or type(f[0]) is not int:
                 return
             addr, acc, fault = f
-            what = k
         dom = self.ctx.doms.last_served.get(key)
         if dom is None or explained_by(k, dom_of(r), fault, dom, dom):
             return
@@ -83,27 +77,26 @@ class OtherStream:
             o = self._found.get((a.n, key))
             if o is None:
                 o = self._found[(a.n, key)] = _Offences(dom)
-            o.add(i, addr, acc, what)
+            o.add(i, addr, acc, k, fault)
 
     def finish(self) -> None:
         mapped = self.ctx.doms.mapped
         by_n = {a.n: a for a in self.ctx.attaches.attaches}
         for (n, key), o in sorted(self._found.items(), key=lambda kv: kv[0][0]):
-            hits = sorted((p[0], addr, p) for (addr, acc), p in o.pages.items()
-                          if mapped.maps(o.dom, addr, acc))
+            hits = sorted(((p.first, addr, p) for (addr, acc), p in o.pages.items()
+                           if mapped.maps(o.dom, addr, acc)), key=lambda h: h[:2])
             if not hits:
                 continue
             a = by_n[n]
             first_j, addr, p = hits[0]
             kinds: dict[str, int] = {}
             for _, _, q in hits:
-                for kk, c in q[3].items():
+                for kk, (_first, c) in q.kinds.items():
                     kinds[kk] = kinds.get(kk, 0) + c
             changing = ", ".join(f"sid={s}" + ("" if ss is None else f" ssid={ss}")
                                  for s, ss in a.keys)
-            first_kind = next(iter(p[3]))
             why = ("the device refused it: ATS Enable was cleared"
-                   if first_kind == "drop" else f"{first_kind} failed")
+                   if p.k == "drop" else f"{p.k} failed")
             sid, ssid = key
             v = Violation(
                 RULE, first_j, sid, ssid,
@@ -113,6 +106,6 @@ class OtherStream:
                  "addresses": sorted({ad for _, ad, _ in hits})[:20], "kinds": kinds},
                 attach=a.n, order=(RANK, 2, a.n, 0))
             self.ctx.out.new((RULE, a.n, key), v)
-            v.records = sorted(j for _, _, q in hits for j in q[2])[:MAX_LISTED]
-            v.count = sum(q[1] for _, _, q in hits)
+            v.records = sorted(j for _, _, q in hits for j in q.records)[:MAX_LISTED]
+            v.count = sum(q.count for _, _, q in hits)
             a.rules.add(RULE)

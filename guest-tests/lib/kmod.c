@@ -262,7 +262,8 @@ int kmod_setup(struct kmod_restore *r, const char *bdf, bool identity)
 	return EP_OK;
 }
 
-bool kmod_switch_parse(const char *line, struct kmod_switch *s)
+/* Parse line into s; false when a number is missing (the word and name are always set). */
+static bool switch_parse(const char *line, struct kmod_switch *s)
 {
 	bool ok = true;
 	size_t skip;
@@ -287,7 +288,7 @@ bool kmod_switch_parse(const char *line, struct kmod_switch *s)
 enum result kmod_switch_judge(const char *line, const char *name, unsigned count,
 			      bool identity, struct kmod_switch *s)
 {
-	bool ok = kmod_switch_parse(line, s);
+	bool ok = switch_parse(line, s);
 
 	if (!strcmp(s->word, "unsupported"))
 		return unsupported("%s", s->rest);

@@ -69,8 +69,6 @@ struct kmod_switch {
 	uint64_t switches, landed, dropped, during, during_ats, ats_req, atc_hit;
 	int64_t ats_default, ats_paging;
 };
-/* Parse line into s; false when a number is missing (the word and name are always set). */
-bool kmod_switch_parse(const char *line, struct kmod_switch *s);
 /* What every switch case's line must show: the module answered for `name` with "ok", the
  * numbers parse, it ran `count` switches each way from the default domain asked for (identity,
  * else DMA). R_PASS with s filled, or the case's result (unsupported, fail). */
