@@ -77,3 +77,30 @@ aptcache_p() { apt-cache $(apt_private_opts) "$@"; }
 dsc_of() {
     apt_p source --print-uris "$1" 2>/dev/null | awk "{print \$2}" | tr -d "'" | grep '\.dsc$' | head -1
 }
+
+# run_progress LOG PATTERN CMD...: run CMD with all its output in LOG and, every 15 s, print
+# one line saying how far it got, so a 5-minute build is never one silent line (the interval:
+# COSIM_PROGRESS_EVERY seconds). With ninja
+# (non-tty) that is its own [n/m]; otherwise the number of LOG lines matching PATTERN
+# (kbuild's "  CC" lines). Returns CMD's exit status.
+run_progress() {
+    local log="$1" pat="$2" pid t0 n=0 rc=0 at every="${COSIM_PROGRESS_EVERY:-15}"
+    shift 2
+    "$@" >"$log" 2>&1 &
+    pid=$!; t0=$(date +%s)
+    while kill -0 "$pid" 2>/dev/null; do
+        sleep 1; n=$((n + 1))
+        [ $((n % every)) -eq 0 ] || continue
+        at=$(tail -c 8192 "$log" | grep -aoE '^\[[0-9]+/[0-9]+\]' | tail -1 || true)
+        if [ -n "$at" ]; then
+            local done=${at#[}; done=${done%/*}; local all=${at#*/}; all=${all%]}
+            echo "    $at $((100 * done / all))% after $(( $(date +%s) - t0 ))s"
+        elif [ -n "$pat" ]; then
+            echo "    $(grep -acE "$pat" "$log" || true) compiled after $(( $(date +%s) - t0 ))s"
+        else
+            echo "    still running after $(( $(date +%s) - t0 ))s"
+        fi
+    done
+    wait "$pid" || rc=$?
+    return "$rc"
+}

@@ -14,7 +14,7 @@ CHOICE="${1:-debian-6.12}"
 KEY_ONLY=""; [ "${2:-}" = "--key" ] && KEY_ONLY=1
 FRAG="$COSIM_ROOT/kernel/cosim.config"
 CROSS=aarch64-linux-gnu-
-KMAKE=(make -s ARCH=arm64 CROSS_COMPILE=$CROSS -j"$(nproc)")
+KMAKE=(make ARCH=arm64 CROSS_COMPILE=$CROSS -j"$(nproc)")
 # Bump when build_tree changes what it produces: it is part of the cache key.
 # The guest-kmod/ modules are not built here: scripts/kmod.sh builds them as their own product,
 # so a module change does not rebuild the kernel.
@@ -25,15 +25,17 @@ BUILD_RECIPE="allnoconfig+fragment Image headers_install v4 (SOURCE, no modules)
 build_tree() {
     local src="$1" out="$2"
     mkdir -p "$out/build"
-    (
-        cd "$src"
-        "${KMAKE[@]}" O="$out/build" allnoconfig
+    # Not -s: kbuild's "  CC" lines are what the progress line counts.
+    kernel_build() {
+        # &&: set -e does not hold inside a function run as a condition.
+        cd "$src" && "${KMAKE[@]}" O="$out/build" allnoconfig &&
         KCONFIG_CONFIG="$out/build/.config" scripts/kconfig/merge_config.sh -m -O "$out/build" \
-            "$out/build/.config" "$FRAG" >/dev/null
-        "${KMAKE[@]}" O="$out/build" olddefconfig
-        "${KMAKE[@]}" O="$out/build" Image
+            "$out/build/.config" "$FRAG" >/dev/null &&
+        "${KMAKE[@]}" O="$out/build" olddefconfig &&
+        "${KMAKE[@]}" O="$out/build" Image &&
         "${KMAKE[@]}" O="$out/build" INSTALL_HDR_PATH="$out/hdr" headers_install
-    ) >"$out/build.log" 2>&1 || {
+    }
+    run_progress "$out/build.log" '^  (CC|AS) ' kernel_build || {
         grep -E 'error|Error|not clean' "$out/build.log" | head -20 >&2
         die "kernel build failed in $src (log: $out/build.log)"
     }

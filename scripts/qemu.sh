@@ -10,12 +10,15 @@ VER=${DSC#qemu_}; VER=${VER%.dsc}
 case "$VER" in *:10.0.*|10.0.*) ;; *) die "trixie's qemu is $VER, expected 10.0.x" ;; esac
 
 # Only what changes the binary is in the key: source version, patches, configure flags.
-# bzip2 would make meson want the edk2 blobs the +ds tarball lacks.
+# bzip2 would make meson want the edk2 blobs the +ds tarball lacks. The device set is only
+# the virt board and ours (configs/devices/aarch64-softmmu/cosim.mak, from patch 0004):
+# the other boards and PCI devices were most of the build.
 CONFIGURE_FLAGS=(--target-list=aarch64-softmmu --disable-docs --disable-tools --disable-user
     --disable-gtk --disable-sdl --disable-vnc --disable-opengl --disable-rust
     --disable-download --disable-werror --disable-bzip2 --disable-install-blobs
     --enable-fdt=system --disable-slirp --disable-debug-info --disable-guest-agent
-    --disable-libusb --disable-spice --disable-curses --disable-xen --disable-kvm)
+    --disable-libusb --disable-spice --disable-curses --disable-xen --disable-kvm
+    --without-default-devices --with-devices-aarch64=cosim)
 PATCHES="$COSIM_ROOT/qemu-patches"
 KEY=$(hash_inputs "qemu $VER" "$PATCHES" "configure ${CONFIGURE_FLAGS[*]}")
 OUT="$COSIM_CACHE/qemu/$KEY"
@@ -72,11 +75,13 @@ fi
 
 step_begin "qemu: configure + build qemu-system-aarch64 (log: $WORK/build.log)"
 mkdir -p "$WORK/build"
-(
-    cd "$WORK/build"
-    PATH="$TOOLS/bin:$PATH" ../src/configure --python="$TOOLS/bin/python3" "${CONFIGURE_FLAGS[@]}"
+qemu_build() {
+    # &&: set -e does not hold inside a function run as a condition.
+    cd "$WORK/build" &&
+    PATH="$TOOLS/bin:$PATH" ../src/configure --python="$TOOLS/bin/python3" "${CONFIGURE_FLAGS[@]}" &&
     PATH="$TOOLS/bin:$PATH" ninja -j"$(nproc)" qemu-system-aarch64
-) >"$WORK/build.log" 2>&1 || {
+}
+run_progress "$WORK/build.log" "" qemu_build || {
     grep -E 'error|Error|ERROR' "$WORK/build.log" | head -30 >&2
     die "qemu build failed (full log: $WORK/build.log)"
 }
