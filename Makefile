@@ -15,7 +15,7 @@ $(VENV)/.stamp: pyproject.toml
 	@echo "==> python venv ($(VENV))"
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip -q install --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
-	@$(PY) -c 'import zmq, construct, pexpect, hypothesis' || { echo "venv set-up failed"; exit 1; }
+	@$(PY) -c 'import zmq, construct, pexpect, hypothesis, xdist' || { echo "venv set-up failed"; exit 1; }
 	@touch $@
 
 setup: $(VENV)/.stamp
@@ -30,12 +30,14 @@ run: $(VENV)/.stamp
 	@$(PY) -m cosim run --kernel $(KERNEL) --tests all
 
 # Every test, unit and end-to-end. pytest's exit 5 (nothing collected) is a failure here.
+# Two xdist workers: the guest-booting tests one after another on one (tests/conftest.py puts
+# them in one group), the unit tests on the other; the slowest tests are listed at the end.
 test: $(VENV)/.stamp setup-all
-	@$(PY) -m pytest -ra $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -ra -n 2 --dist loadgroup --durations=30 $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests"; exit 1; fi; exit $$rc
 
 unit: $(VENV)/.stamp
-	@$(PY) -m pytest -ra -m "not e2e" $(PYTEST_ARGS)
+	@$(PY) -m pytest -ra -m "not e2e" -n 2 $(PYTEST_ARGS)
 
 e2e: $(VENV)/.stamp setup-all
 	@$(PY) -m pytest -ra -m e2e $(PYTEST_ARGS)
