@@ -313,7 +313,10 @@ class Model:
     # the loop
 
     def busy(self) -> bool:
-        """True while some device makes progress on its own (the traffic generator runs)."""
+        """True while some device makes progress on its own (the traffic generator runs, or
+        the SMMU has commands to consume: strict mode consumes a few per step)."""
+        if self.smmu.busy():
+            return True
         for ep in self.endpoints.values():
             flag = getattr(ep, "busy", None)
             if flag is None:
