@@ -564,6 +564,9 @@ KINDS: tuple[Kind, ...] = (
         F("src", Enum("engine", "tg", "msi"), "the descriptor engine, the traffic generator "
           "or an MSI-X message"),
         F("seq", OPT_UINT, "the traffic generator's sequence number"),
+        F("held", BOOL, "delivered after being held in flight (EndpointOptions.inflight, "
+          "strict mode): issued at its `atc_hit` or `ats` record, with that translation; "
+          "only present when true", required=False),
     )),
     Kind("drop", "endpoint", "a request not issued", (
         _DEV,
