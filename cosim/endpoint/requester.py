@@ -14,7 +14,9 @@ other request (writes do not pass writes, reads do not pass writes: PCIe orderin
 generator stops, at a reset, and when an invalidation of their entries is to be completed: the
 Invalidation Completion pushes them (PCIe ATS, invalidation completion ordering), so they reach
 memory with the old translation before the completion. Their `dma` record, written at
-delivery, says `held`; the `atc_hit` or `ats` record was written when they were issued.
+delivery, says `held`; the `atc_hit` or `ats` record was written when they were issued. A
+posted write has no completion, so one that fails at delivery is not reported back to the
+function: the generator counted it when it issued it.
 """
 
 from __future__ import annotations
