@@ -459,6 +459,7 @@ def _breaking_cd_update_with_a_fetch_before_the_last_sync(seed: int) -> Rig:
     rig.d.publish(drain=False)
     rig.d.step()                        # the CFGI_CD consumed, its CMD_SYNC not yet
     rig.dma(ats=False)                  # fetches the CD: may be torn with qword 0 = 0
+    rig.dma(ats=False)                  # a cache hit of that torn copy
     rig.d.drain()
     rig.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
     rig.d.sync()
@@ -476,6 +477,8 @@ def test_a_torn_fetch_between_a_cfgi_and_its_sync_is_removed_by_it(tmp_path: Pat
         rig = _breaking_cd_update_with_a_fetch_before_the_last_sync(seed)
         fetches = [r for r in rig.d.trace.kinds("cd_fetch") if r.get("torn")]
         if fetches and fetches[-1]["qw"][0] == 0:
+            hits = rig.d.trace.kinds("cd_fetch")
+            assert hits[-1]["cached"] and hits[-1]["qw"] == fetches[-1]["qw"]
             torn = rig
             break
     assert torn is not None, "no seed tore qword 0 of the fetch between CFGI and CMD_SYNC"

@@ -94,14 +94,14 @@ class Protocol:
         held = self.ste_held.get(sid)
         if held is None:
             held = self.ste_held[sid] = {}
-        self._hold(held, ("ste", sid), self._fetched(r, sid, None), i)
+        self._hold(held, ("ste", sid), self._fetched(r, sid, None), i, r.get("cached"))
 
     def cd_fetch(self, i: int, r: Record) -> None:
         key = (r["sid"], ssid_of(r) or 0)
         held = self.cd_held.get(key)
         if held is None:
             held = self.cd_held[key] = {}
-        self._hold(held, key, self._fetched(r, key[0], key[1]), i)
+        self._hold(held, key, self._fetched(r, key[0], key[1]), i, r.get("cached"))
 
     def _fetched(self, r: Record, sid: int, cd: int | None) -> list[int | None]:
         """What a fetch leaves held past the pending CFGIs. A strict-mode fetch may be torn:
@@ -116,11 +116,16 @@ class Protocol:
             return qw
         return [None if n in torn else w for n, w in enumerate(qw)]
 
-    def _hold(self, held: dict[Words, int], key: object, qw: list[int | None], i: int) -> None:
+    def _hold(self, held: dict[Words, int], key: object, qw: list[int | None], i: int,
+              cached: object = False) -> None:
         """held.setdefault(tuple(qw), i); most fetches repeat the last one into the same
-        held set (an invalidation makes a new set), which needs no tuple."""
+        held set (an invalidation makes a new set), which needs no tuple. A cache hit of a
+        copy already held (unknown qwords matching anything) is that copy, held since its
+        fetch: not a new one dated now."""
         last = self._last.get(key)
         if last is not None and last[0] is held and last[1] == qw:
+            return
+        if cached and any(_same(w, qw) for w in held):
             return
         held.setdefault(tuple(qw), i)
         self._last[key] = (held, qw)
@@ -282,6 +287,10 @@ def _invalidate(p: tuple[str, int | None, int | None, int | None, int],
                 cd_held[c] = before(cd_held[c])
     elif op == "CFGI_CD" and ssid is not None and (sid, ssid) in cd_held:
         cd_held[(sid, ssid)] = before(cd_held[(sid, ssid)])
+
+
+def _same(held: Words, qw: list[int | None]) -> bool:
+    return all(h is None or h == q for h, q in zip(held, qw, strict=True))
 
 
 def _pending_covers(p: tuple[str, int | None, int | None, int | None, int], sid: int,
