@@ -17,7 +17,7 @@ from smmu_driver import Driver, s1_cd, s1_ste
 
 from cosim.analyzer import analyze_file
 from cosim.arch.endpoint_regs import REGISTERS as EP_REGS
-from cosim.arch.endpoint_regs import TgCtrl
+from cosim.arch.endpoint_regs import TG_RECORD_MAGIC, TgCtrl
 from cosim.backend import INFLIGHT_STRICT, strict_endpoint
 from cosim.endpoint.endpoint import Endpoint, EndpointOptions
 from cosim.smmu import SmmuOptions
@@ -97,26 +97,25 @@ def test_strict_mode_keeps_eight_in_flight_other_modes_none() -> None:
                            EndpointOptions(inflight=2)).inflight == 2
 
 
-def test_held_writes_reach_memory_only_when_pushed() -> None:
-    rig = Rig(rate=4)
-    rig.step()
+def test_held_writes_land_at_the_next_poll_or_when_the_queue_is_full() -> None:
+    rig = Rig(rate=12)
+    rig.step()                                  # 12 issued: 8 in flight, the oldest 4 out
     dma = rig.d.trace.kinds("dma")
-    assert not dma and len(rig.ep.requester.held) == 4      # issued, translated, not delivered
-    assert rig.d.mem.read_u64(PA_A) == 0
-    rig.step()
-    rig.step()                                  # 12 issued: the oldest 4 pushed out (hold 8)
-    dma = rig.d.trace.kinds("dma")
-    assert len(dma) == 4 and all(r["held"] and r["pa"] >= PA_A for r in dma)
-    assert [r["seq"] for r in dma] == [0, 1, 2, 3]
+    assert [r["seq"] for r in dma] == [0, 1, 2, 3] and len(rig.ep.requester.held) == 8
+    assert all(r["held"] and PA_A <= r["pa"] < PA_A + 0x1000 for r in dma)
+    assert rig.d.mem.read_u64(PA_A + 3 * 64) == TG_RECORD_MAGIC    # record 3 landed
+    assert rig.d.mem.read_u64(PA_A + 3 * 64 + 8) == 3
+    assert rig.d.mem.read_u64(PA_A + 4 * 64) == 0                  # record 4 in flight
+    rig.step()                                  # the 8 land first, then 12 more are issued
+    assert [r["seq"] for r in rig.d.trace.kinds("dma")] == list(range(16))
     rig.wr("TG_CTRL", 0)                        # stopping the generator delivers the rest
-    assert not rig.ep.requester.held and len(rig.d.trace.kinds("dma")) == 12
+    assert not rig.ep.requester.held and len(rig.d.trace.kinds("dma")) == 24
     assert not rig.ep.requester.in_use
 
 
 def test_pcie_ats_invalidation_completion_pushes_the_requests_issued_before_it() -> None:
     """In flight across an ATC_INV: delivered before its completion, with the old entry."""
-    rig = Rig(rate=4)
-    rig.step()
+    rig = Rig(rate=8)
     rig.step()
     old_entry = rig.d.trace.kinds("atc_insert")[-1]["id"]
     assert rig.ep.requester.in_use[old_entry] == 8

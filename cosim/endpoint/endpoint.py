@@ -172,6 +172,10 @@ class Endpoint:
     def poll(self) -> None:
         """Idle-loop progress: delayed invalidation completions, then one generator burst."""
         self._progress_invalidations()
+        # Posted writes reach memory in bounded time: those held since the last poll are
+        # delivered now (after the invalidations due, so one acted on now still finds them in
+        # flight); a guest reading the generator's window sees them land.
+        self.requester.deliver_held()
         if self.tg.running:
             self.tg.step(self.regs, min(self.regs["TG_RATE"] or 1, TG_MAX_RATE))
             if not self.tg.running:

@@ -10,8 +10,9 @@ every request that used an invalidated translation has been issued).
 With `hold` > 0 (strict mode) the traffic generator's translated writes, posted requests, stay
 in flight after they were translated: up to `hold` of them, oldest delivered first, each still
 using the ATC entry it was issued with. They are delivered when more are issued, before any
-other request (writes do not pass writes, reads do not pass writes: PCIe ordering), when the
-generator stops, at a reset, and when an invalidation of their entries is to be completed: the
+other request (writes do not pass writes, reads do not pass writes: PCIe ordering), at the
+endpoint's next poll (a posted write lands in bounded time), when the generator stops, at a
+reset, and when an invalidation of their entries is to be completed: the
 Invalidation Completion pushes them (PCIe ATS, invalidation completion ordering), so they reach
 memory with the old translation before the completion. Their `dma` record, written at
 delivery, says `held`; the `atc_hit` or `ats` record was written when they were issued. A
