@@ -124,6 +124,8 @@ ENDPOINT_ARGS = {"atc_entries": "atc_entries", "inv_delay_ms": "inv_delay_ms",
 # Strict mode: endpoints act on and complete each ATC invalidation after this fraction of the
 # SMMU's atc_inv_timeout_ms, as late as the timeout allows with a margin for the model's loop.
 STRICT_INV_LATE = 0.9
+# Strict mode: translated writes each endpoint keeps in flight (EndpointOptions.inflight).
+INFLIGHT_STRICT = 8
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -174,11 +176,16 @@ def build_options(cls: type, args: argparse.Namespace, named: dict[str, str],
 
 def strict_endpoint(smmu_opts: Any, ep_opts: Any) -> Any:
     """In strict mode, endpoints complete ATC invalidations as late as the SMMU's timeout
-    allows (and use the invalidated entries until then), unless inv_late_ms was given."""
-    if not smmu_opts.strict or ep_opts.inv_late_ms:
+    allows (and use the invalidated entries until then), unless inv_late_ms was given, and keep
+    up to INFLIGHT_STRICT translated writes in flight, unless inflight was given."""
+    if not smmu_opts.strict:
         return ep_opts
-    return dataclasses.replace(ep_opts,
-                               inv_late_ms=smmu_opts.atc_inv_timeout_ms * STRICT_INV_LATE)
+    changes: dict[str, Any] = {}
+    if not ep_opts.inv_late_ms:
+        changes["inv_late_ms"] = smmu_opts.atc_inv_timeout_ms * STRICT_INV_LATE
+    if not ep_opts.inflight:
+        changes["inflight"] = INFLIGHT_STRICT
+    return dataclasses.replace(ep_opts, **changes)
 
 
 # -- the model ----------------------------------------------------------------------------------
@@ -313,7 +320,10 @@ class Model:
     # the loop
 
     def busy(self) -> bool:
-        """True while some device makes progress on its own (the traffic generator runs)."""
+        """True while some device makes progress on its own (the traffic generator runs, or
+        the SMMU has commands to consume: strict mode consumes a few per step)."""
+        if self.smmu.busy():
+            return True
         for ep in self.endpoints.values():
             flag = getattr(ep, "busy", None)
             if flag is None:

@@ -168,8 +168,26 @@ class Driver:
         if publish:
             self.publish()
 
-    def publish(self) -> None:
+    def publish(self, drain: bool = True) -> None:
+        """Move PROD; with `drain`, poll CONS (as Linux does) until the SMMU stops making
+        progress, so a model consuming a few commands per step (strict mode) has consumed
+        the batch. drain=False leaves the steps to the test (`step`)."""
         self.wr("CMDQ_PROD", self.cmd_prod)
+        if drain and self.opt.cmdq_per_step is not None:
+            self.drain()
+
+    def step(self) -> None:
+        """One model step: the backend ticks the SMMU after each request and when idle."""
+        self.smmu.tick()
+
+    def drain(self) -> None:
+        """Each CMDQ_CONS read is a request the backend serves and follows with a tick; stop
+        when a tick moves nothing (queue empty, stalled on an error, or a CMD_SYNC waiting)."""
+        while True:
+            before = self.rd("CMDQ_CONS")
+            self.step()
+            if self.rd("CMDQ_CONS") == before:
+                return
 
     def sync(self, cs: int = 0, msi_addr: int = 0, msi_data: int = 0) -> None:
         f: dict[str, int] = {"CS": cs}
@@ -189,6 +207,8 @@ class Driver:
 
     def ack_gerror(self) -> None:
         self.wr("GERRORN", self.rd("GERROR"))
+        if self.opt.cmdq_per_step is not None:
+            self.drain()        # the restarted queue is consumed over the next steps
 
     def cmdq_err(self) -> bool:
         return bool(GERROR.get(self.gerror_active(), "CMDQ_ERR"))

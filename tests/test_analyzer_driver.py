@@ -32,8 +32,8 @@ EP_OFF = {r.name: r for r in EP_REGS}
 class Rig:
     """One endpoint behind the SMMU model, a CD table with CD 0, and domains to switch."""
 
-    def __init__(self, cache_mode: str = "coherent") -> None:
-        self.d = Driver(SmmuOptions(cache_mode=cache_mode)).init()
+    def __init__(self, cache_mode: str = "coherent", seed: int = 1) -> None:
+        self.d = Driver(SmmuOptions(cache_mode=cache_mode, strict_seed=seed)).init()
         self.ep = Endpoint(1, self.d.smmu, self.d.mem, self.d.trace)
         self.ep.device_info(SID, PCIE, ATS, 0, 0)
         self.ep.cfg_write(0x04, 2, 0x4)             # Bus Master Enable
@@ -435,3 +435,52 @@ def test_atc_invalidated_first_when_the_old_ste_serves_no_ats(tmp_path: Path) ->
         an = rig.analyze(tmp_path, f"order-{old_serves}.jsonl")
         got = "protocol-atc-order" in rules(an)
         assert got == old_serves, (old_serves, [v.message for v in an.violations])
+
+
+def _breaking_cd_update_with_a_fetch_before_the_last_sync(seed: int) -> Rig:
+    """Linux's breaking CD update (qword 0 := 0, CFGI+SYNC; qword 1.., CFGI+SYNC; qword 0,
+    CFGI+SYNC) on the strict model, which consumes one command per step: a translation falls
+    between the last CFGI_CD and its CMD_SYNC."""
+    rig = Rig("strict", seed=seed)
+    rig.dma(ats=False)
+    rig.drv(DrvPhase.BEGIN)
+    asid, ttb = rig.domains[1]
+    new = s1_cd(ttb, asid=asid)
+    rig.d.mem.write_u64(rig.cdtab, 0)
+    rig.d.cmd("CFGI_CD", StreamID=SID, SubstreamID=0, Leaf=1)
+    rig.d.sync()
+    for i in range(1, len(new)):
+        rig.d.mem.write_u64(rig.cdtab + 8 * i, new[i])
+    rig.d.cmd("CFGI_CD", StreamID=SID, SubstreamID=0, Leaf=1)
+    rig.d.sync()
+    rig.d.mem.write_u64(rig.cdtab, new[0])
+    rig.d.cmd("CFGI_CD", publish=False, StreamID=SID, SubstreamID=0, Leaf=1)
+    rig.d.cmd("CMD_SYNC", publish=False, CS=0)
+    rig.d.publish(drain=False)
+    rig.d.step()                        # the CFGI_CD consumed, its CMD_SYNC not yet
+    rig.dma(ats=False)                  # fetches the CD: may be torn with qword 0 = 0
+    rig.dma(ats=False)                  # a cache hit of that torn copy
+    rig.d.drain()
+    rig.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
+    rig.d.sync()
+    rig.drv(DrvPhase.END)
+    return rig
+
+
+def test_a_torn_fetch_between_a_cfgi_and_its_sync_is_removed_by_it(tmp_path: Path) -> None:
+    """§3.21.3, §4.7.3: the torn qword of a fetch made while a covering CFGI is pending was
+    held before that CFGI, so its completed CMD_SYNC removes it: the attach that returns
+    after it is no protocol-cfgi offence (seen on 6.12 strict runs once the queue was consumed
+    over time: runs/20261202-122413, attach #218)."""
+    torn = None
+    for seed in range(1, 40):
+        rig = _breaking_cd_update_with_a_fetch_before_the_last_sync(seed)
+        fetches = [r for r in rig.d.trace.kinds("cd_fetch") if r.get("torn")]
+        if fetches and fetches[-1]["qw"][0] == 0:
+            hits = rig.d.trace.kinds("cd_fetch")
+            assert hits[-1]["cached"] and hits[-1]["qw"] == fetches[-1]["qw"]
+            torn = rig
+            break
+    assert torn is not None, "no seed tore qword 0 of the fetch between CFGI and CMD_SYNC"
+    an = torn.analyze(tmp_path)
+    assert "protocol-cfgi" not in rules(an), [v.message for v in an.violations]

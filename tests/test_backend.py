@@ -71,6 +71,9 @@ class FakeSmmu:
         assert now is not None
         self.tick_times.append(now)
 
+    def busy(self) -> bool:
+        return False
+
     def reset(self) -> None:
         self.calls.append(("reset",))
 

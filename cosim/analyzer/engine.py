@@ -131,8 +131,11 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
     xlate, ats = translation("xlate"), translation("ats")
 
     def dma(i: int, r: dict[str, Any]) -> None:
-        on_traffic(i, r, "dma")
-        atc_inv.used(i, r, "dma")
+        if not r.get("held"):
+            # A held delivery was issued, and its use of the ATC entry judged, at its atc_hit
+            # or ats record: before an invalidation it outlives, whose completion pushed it.
+            on_traffic(i, r, "dma")
+            atc_inv.used(i, r, "dma")
         if inside:
             hitless.failure(i, r, "dma")
             other.failure(i, r, "dma")

@@ -41,7 +41,8 @@ ATC_RULE = "protocol-atc-sync"
 ORDER_RULE = "protocol-atc-order"
 RANK = 5
 
-Words = tuple[int, ...]
+# A fetched STE/CD; None where a qword is unknown (a torn qword a pending CFGI removes).
+Words = tuple[int | None, ...]
 
 
 class _Order:
@@ -93,20 +94,38 @@ class Protocol:
         held = self.ste_held.get(sid)
         if held is None:
             held = self.ste_held[sid] = {}
-        self._hold(held, ("ste", sid), r["qw"], i)
+        self._hold(held, ("ste", sid), self._fetched(r, sid, None), i, r.get("cached"))
 
     def cd_fetch(self, i: int, r: Record) -> None:
         key = (r["sid"], ssid_of(r) or 0)
         held = self.cd_held.get(key)
         if held is None:
             held = self.cd_held[key] = {}
-        self._hold(held, key, r["qw"], i)
+        self._hold(held, key, self._fetched(r, key[0], key[1]), i, r.get("cached"))
 
-    def _hold(self, held: dict[Words, int], key: object, qw: list[int], i: int) -> None:
+    def _fetched(self, r: Record, sid: int, cd: int | None) -> list[int | None]:
+        """What a fetch leaves held past the pending CFGIs. A strict-mode fetch may be torn:
+        its `torn` qwords are what the SMMU held (partially cached) before, not memory now
+        (§3.21.3). Made while a CFGI covering the structure is executed and not yet synced
+        (the queue is consumed over time, so traffic falls between a CFGI and its CMD_SYNC),
+        those qwords predate that CFGI, and its completion removes them (§4.7.3): only the
+        qwords read from memory may outlive it, so only those are judged at the return."""
+        qw = r["qw"]
+        torn = r.get("torn")
+        if not torn or not any(_pending_covers(p, sid, cd) for p in self.pending):
+            return qw
+        return [None if n in torn else w for n, w in enumerate(qw)]
+
+    def _hold(self, held: dict[Words, int], key: object, qw: list[int | None], i: int,
+              cached: object = False) -> None:
         """held.setdefault(tuple(qw), i); most fetches repeat the last one into the same
-        held set (an invalidation makes a new set), which needs no tuple."""
+        held set (an invalidation makes a new set), which needs no tuple. A cache hit of a
+        copy already held (unknown qwords matching anything) is that copy, held since its
+        fetch: not a new one dated now."""
         last = self._last.get(key)
         if last is not None and last[0] is held and last[1] == qw:
+            return
+        if cached and any(_same(w, qw) for w in held):
             return
         held.setdefault(tuple(qw), i)
         self._last[key] = (held, qw)
@@ -190,7 +209,8 @@ class Protocol:
                 f"it (line {view.line_of(j)}) and no completed CFGI + CMD_SYNC since: the SMMU "
                 f"may still use the cached copy",
                 {"structure": name, "fetched_line": view.line_of(j),
-                 "fetched": [f"{x:#x}" for x in w], "memory": [f"{x:#x}" for x in now]},
+                 "fetched": ["?" if x is None else f"{x:#x}" for x in w],
+                 "memory": [f"{x:#x}" for x in now]},
                 attach=a.n, order=(RANK, a.end, sub)))
             a.rules.add(CFGI_RULE)
 
@@ -269,10 +289,38 @@ def _invalidate(p: tuple[str, int | None, int | None, int | None, int],
         cd_held[(sid, ssid)] = before(cd_held[(sid, ssid)])
 
 
+def _same(held: Words, qw: list[int | None]) -> bool:
+    return all(h is None or h == q for h, q in zip(held, qw, strict=True))
+
+
+def _pending_covers(p: tuple[str, int | None, int | None, int | None, int], sid: int,
+                    cd: int | None) -> bool:
+    """Does pending CFGI `p` invalidate the STE of `sid` (cd None) or its CD `cd`? As
+    `_invalidate` applies it."""
+    op, psid, pssid, rng, _ = p
+    if op == "CFGI_ALL":
+        return True
+    if psid is None:
+        return False
+    if op == "CFGI_STE_RANGE" and rng is not None:
+        lo = psid & ~((1 << (rng + 1)) - 1)
+        return lo <= sid < lo + (1 << (rng + 1))
+    if op == "CFGI_STE":
+        return psid == sid              # §4.3.2: with the CDs cached through it
+    if cd is None:
+        return False
+    if op == "CFGI_CD_ALL":
+        return psid == sid
+    return op == "CFGI_CD" and psid == sid and pssid == cd
+
+
 def _differs(held: Words, now: list[int], kind: str) -> bool:
+    """Do `held` and `now` differ in a bit either uses? Unknown qwords (None) count as
+    equal: the used bits come from the known ones and from memory."""
     fn = ste_used if kind == "ste" else cd_used
-    mask = [a | b for a, b in zip(fn(held), fn(now), strict=True)]
-    return any((h ^ n) & m for h, n, m in zip(held, now, mask, strict=True))
+    known = [n if h is None else h for h, n in zip(held, now, strict=True)]
+    mask = [a | b for a, b in zip(fn(known), fn(now), strict=True)]
+    return any((h ^ n) & m for h, n, m in zip(known, now, mask, strict=True))
 
 
 def _covers(rec: Record, sid: int, cd_index: int | None) -> bool:

@@ -53,6 +53,10 @@ class EndpointOptions:
     xlate_fail: bool = False  # every ATS Translation Request fails (UR)
     slow_us: int = 0  # delay before each DMA request
     inv_queue_depth: int = ATS_INV_QUEUE_DEPTH_MAX  # ATS Capability Invalidate Queue Depth
+    # Translated writes of the traffic generator kept in flight after translation, at most
+    # this many (requester.py): an invalidation arriving meanwhile must push them before its
+    # completion. `cosim model --cache-mode strict` sets it to INFLIGHT_STRICT.
+    inflight: int = 0
 
     def __post_init__(self) -> None:
         if self.atc_entries < 1:
@@ -61,6 +65,8 @@ class EndpointOptions:
             raise ValueError(f"atc_policy must be one of {POLICIES}")
         if not 1 <= self.inv_queue_depth <= ATS_INV_QUEUE_DEPTH_MAX:
             raise ValueError(f"inv_queue_depth must be 1..{ATS_INV_QUEUE_DEPTH_MAX}")
+        if self.inflight < 0:
+            raise ValueError("inflight must be >= 0")
         if self.inv_delay_ms < 0 or self.inv_late_ms < 0 or self.slow_us < 0:
             raise ValueError("delays must be >= 0")
 
@@ -91,7 +97,7 @@ class Endpoint:
         self.label = [0] * regs.BY_NAME["MARKER_LABEL"].count
         self._reset_registers()
         self.requester = Requester(dev, smmu, mem, self.trace, self.atc, self.config, self.regs,
-                                   o.xlate_fail, o.slow_us)
+                                   o.xlate_fail, o.slow_us, o.inflight)
         self.requester.on_release = self._progress_invalidations
         self.msix = MsixTable(self._send_msi, lambda: self.config.msix_enabled,
                               lambda: self.config.msix_function_mask)
@@ -166,10 +172,15 @@ class Endpoint:
     def poll(self) -> None:
         """Idle-loop progress: delayed invalidation completions, then one generator burst."""
         self._progress_invalidations()
+        # Posted writes reach memory in bounded time: those held since the last poll are
+        # delivered now (after the invalidations due, so one acted on now still finds them in
+        # flight); a guest reading the generator's window sees them land.
+        self.requester.deliver_held()
         if self.tg.running:
             self.tg.step(self.regs, min(self.regs["TG_RATE"] or 1, TG_MAX_RATE))
             if not self.tg.running:
                 self.regs["TG_CTRL"] &= ~regs.TgCtrl.RUN
+                self.requester.deliver_held()
         self._progress_invalidations()
 
     # -- SMMU-facing -------------------------------------------------------------------------
@@ -235,6 +246,10 @@ class Endpoint:
                 self._act(p)
         if self.options.inv_drop:
             return
+        if any(p.acted and p.waiting for p in self._pending):
+            # The completion pushes the requests issued before it with the entries it
+            # dropped (PCIe ATS invalidation ordering): they are delivered first.
+            self.requester.deliver_held()
         in_use = self.requester.in_use
         still = []
         ready = []
@@ -255,6 +270,7 @@ class Endpoint:
     def _device_reset(self) -> None:
         """Engines stopped, ATC emptied (traced), registers and counters cleared."""
         self.tg.stop()
+        self.requester.deliver_held()       # issued before the reset: already left the function
         for e in self.atc.entries():
             self.trace.emit("atc_evict", dev=self.dev, id=e.id)
         self.atc.clear()
@@ -342,6 +358,7 @@ class Endpoint:
                 self.regs["TG_CTRL"] = new & ~run
         elif old & run and not new & run:
             self.tg.stop()
+            self.requester.deliver_held()
 
     def _marker(self, value: int) -> None:
         raw = b"".join(w.to_bytes(4, "little") for w in self.label)

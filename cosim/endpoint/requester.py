@@ -6,13 +6,25 @@ translates, performs the physical access, counts every failure, and writes the `
 `atc_*` trace records. It also tracks which ATC entries an access in flight is using, so that
 an ATS invalidation completion can wait for them (PCIe ATS: the completion is sent only after
 every request that used an invalidated translation has been issued).
+
+With `hold` > 0 (strict mode) the traffic generator's translated writes, posted requests, stay
+in flight after they were translated: up to `hold` of them, oldest delivered first, each still
+using the ATC entry it was issued with. They are delivered when more are issued, before any
+other request (writes do not pass writes, reads do not pass writes: PCIe ordering), at the
+endpoint's next poll (a posted write lands in bounded time), when the generator stops, at a
+reset, and when an invalidation of their entries is to be completed: the
+Invalidation Completion pushes them (PCIe ATS, invalidation completion ordering), so they reach
+memory with the old translation before the completion. Their `dma` record, written at
+delivery, says `held`; the `atc_hit` or `ats` record was written when they were issued. A
+posted write has no completion, so one that fails at delivery is not reported back to the
+function: the generator counted it when it issued it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -59,6 +71,18 @@ class _Xlate:
     entry: AtcEntry | None
 
 
+@dataclass(frozen=True)
+class _Held:
+    """A translated posted write issued and not yet delivered."""
+
+    iova: int
+    data: bytes
+    pasid: int | None
+    src: Source
+    seq: int | None
+    xl: _Xlate
+
+
 class _Fail(Exception):
     """Internal: a piece could not be translated or issued (never leaves this module)."""
 
@@ -78,7 +102,7 @@ class Requester:
 
     def __init__(self, dev: int, smmu: TranslationAgent, mem: GuestMemory, trace: TraceSink,
                  atc: Atc, config: ConfigMirror, counters: dict[str, int], xlate_fail: bool = False,
-                 slow_us: int = 0) -> None:
+                 slow_us: int = 0, hold: int = 0) -> None:
         self.dev = dev
         self.smmu = smmu
         self.mem = mem
@@ -91,6 +115,8 @@ class Requester:
         self.rid = 0
         self.in_use: Counter[int] = Counter()
         self.on_release: Callable[[], None] = lambda: None
+        self.hold = hold
+        self.held: deque[_Held] = deque()
 
     # -- public ------------------------------------------------------------------------------
 
@@ -101,6 +127,27 @@ class Requester:
     def write(self, iova: int, data: bytes, pasid: int | None, ats: bool, src: Source,
               seq: int | None = None, msi: bool = False) -> Outcome:
         return self._transfer(iova, len(data), data, pasid, ats, src, seq, msi)
+
+    def deliver_held(self, count: int | None = None) -> None:
+        """Deliver the held writes (the oldest `count`, or all), oldest first, each with the
+        translation it was issued with, and release their ATC entries (an invalidation
+        waiting on them may then complete)."""
+        if not self.held:
+            return
+        n = len(self.held) if count is None else min(count, len(self.held))
+        for _ in range(n):
+            h = self.held.popleft()
+            ok, err = True, None
+            try:
+                self.mem.write(h.xl.pa, h.data, self.rid, False)
+            except BusError as e:
+                ok, err = False, f"bus:{e.status}"
+                self._count_failure("abort")
+            self._emit_dma(h.iova, len(h.data), True, True, h.pasid, h.src, h.seq, ok, h.xl.pa,
+                           h.xl.dom, h.xl.entry, err, held=True)
+            assert h.xl.entry is not None
+            self._release(h.xl.entry)
+        self.on_release()
 
     def gate(self, ats: bool, iova: int, pasid: int | None, write: bool) -> Outcome | None:
         """The failure when the function may not issue this traffic at all, else None.
@@ -126,6 +173,8 @@ class Requester:
 
     def _transfer(self, iova: int, length: int, data: bytes | None, pasid: int | None,
                   ats: bool, src: Source, seq: int | None, msi: bool = False) -> Outcome:
+        if self.held and not self._holdable(data, ats, src):
+            self.deliver_held()         # no request passes the posted writes before it
         blocked = self.gate(ats, iova, pasid, data is not None)
         if blocked is not None:
             return blocked
@@ -145,6 +194,9 @@ class Requester:
             done += n
         return Outcome(True, done, bytes(out))
 
+    def _holdable(self, data: bytes | None, ats: bool, src: Source) -> bool:
+        return bool(self.hold) and data is not None and ats and src == "tg"
+
     def _piece(self, addr: int, n: int, data: bytes | None, pasid: int | None, ats: bool,
                src: Source, seq: int | None, msi: bool) -> bytes | None:
         write = data is not None
@@ -154,6 +206,13 @@ class Requester:
                 self._translate_untranslated(addr, pasid, write)
             if xl.entry is not None:
                 self.in_use[xl.entry.id] += 1
+            if self._holdable(data, ats, src) and xl.entry is not None:
+                assert data is not None
+                self.held.append(_Held(addr, bytes(data), pasid, src, seq, xl))
+                xl = None               # the entry stays in use until delivery
+                if len(self.held) > self.hold:
+                    self.deliver_held(1)    # full: the oldest goes out to make room
+                return None
             if self.slow_us:
                 time.sleep(self.slow_us / 1e6)
             try:
@@ -174,17 +233,22 @@ class Requester:
             raise
         finally:
             if xl is not None and xl.entry is not None:
-                self.in_use[xl.entry.id] -= 1
-                if self.in_use[xl.entry.id] <= 0:
-                    del self.in_use[xl.entry.id]
+                self._release(xl.entry)
                 self.on_release()
+
+    def _release(self, entry: AtcEntry) -> None:
+        self.in_use[entry.id] -= 1
+        if self.in_use[entry.id] <= 0:
+            del self.in_use[entry.id]
 
     def _emit_dma(self, iova: int, n: int, write: bool, ats: bool, pasid: int | None,
                   src: Source, seq: int | None, ok: bool, pa: int | None, dom: Domain | None,
-                  entry: AtcEntry | None, err: str | None) -> None:
+                  entry: AtcEntry | None, err: str | None, held: bool = False) -> None:
+        extra = {"held": True} if held else {}
         self.trace.emit("dma", dev=self.dev, sid=self.rid, ssid=pasid, iova=iova, pa=pa, len=n,
                         rw="w" if write else "r", ats=ats, ok=ok,
-                        atc_id=entry.id if entry else None, dom=dom, err=err, src=src, seq=seq)
+                        atc_id=entry.id if entry else None, dom=dom, err=err, src=src, seq=seq,
+                        **extra)
 
     def _count_failure(self, kind: str) -> None:
         if kind in ("xlate", "abort"):

@@ -1,7 +1,13 @@
 """Command queue: consumption and execution of commands (Arm IHI 0070 §4, §7.1).
 
 The command layout, opcodes and error codes are declared in cosim/arch/commands.py. The
-consumer runs when the driver moves CMDQ_PROD (and when CR0.CMDQEN turns on). An illegal
+consumer runs when the driver moves CMDQ_PROD (and when CR0.CMDQEN turns on), or, with a
+per-step budget (SmmuOptions.cmdq_per_step, strict mode's default), a few commands at each
+`tick()`: the SMMU consumes commands in its own time (§3.5: the producer only moves PROD; §4:
+CONS shows what has been consumed), so device traffic falls between two commands of one batch.
+The backend ticks after every request it serves (the driver's CMDQ_CONS polls included) and in
+its idle loop, which does not wait while commands are pending (SMMUv3.busy), so a driver
+polling CONS or a CMD_SYNC's MSI location always sees the queue drain. An illegal
 command stops the queue with CMDQ_CONS.ERR = CERROR_ILL and GERROR.CMDQ_ERR until the driver
 acknowledges through GERRORN (§7.1). A CMD_SYNC after ATC_INV commands waits for their
 completion (§4.7.3): the endpoint only records a completion, and the waiting CMD_SYNC
@@ -108,8 +114,38 @@ class CommandQueue:
         self.dev.gerror.raise_error("CMDQ_ERR")
 
     # -- consumer loop -------------------------------------------------------------------
-    def run(self, judged_at: float | None = None) -> None:
-        """Consume commands until empty, stalled on an error, or blocked on a CMD_SYNC.
+    def kick(self) -> None:
+        """A register write that may let the queue go on (CMDQ_PROD, CR0, GERRORN): without a
+        per-step budget the whole batch is consumed now; with one, at the next ticks."""
+        if self.dev.options.cmdq_per_step is None:
+            self.run()
+
+    def pending(self) -> bool:
+        """Commands are waiting to be consumed (or a CMD_SYNC to complete) and the queue may
+        process them: CMDQEN set and no command error outstanding."""
+        dev = self.dev
+        if not dev.cr0ack("CMDQEN") or self.stalled():
+            return False
+        if self.waiting_sync is not None:
+            return True
+        _, log2 = self._geometry()
+        pmask = (2 << log2) - 1
+        prod = CMDQ_PROD.get(dev.regs["CMDQ_PROD"], "WR") & pmask
+        return prod != self._cons()[0]
+
+    def disabled(self) -> None:
+        """CR0.CMDQEN 1 -> 0 (§6.3.9.3): processing stops; CONS holds the index of the first
+        unprocessed command. A CMD_SYNC still waiting on ATC invalidations is not Consumed
+        (consuming it is completing it, §4.7.3): it signals nothing, CONS stays on it, and it
+        is fetched and executed anew if CMDQEN is set again."""
+        if self.waiting_sync is not None:
+            self.dev.trace.emit("sync", idx=self.waiting_sync["idx"],
+                                cs=CS_NAMES[self.waiting_sync["f"]["CS"]], state="stopped")
+            self.waiting_sync = None
+
+    def run(self, judged_at: float | None = None, budget: int | None = None) -> None:
+        """Consume commands until empty, stalled on an error, blocked on a CMD_SYNC, or
+        `budget` commands were consumed (None: no limit).
 
         `judged_at`: a blocked CMD_SYNC may also fail on an ATC invalidation that had timed
         out at that time. Only `tick()` judges timeouts, at the time the backend read before
@@ -118,7 +154,10 @@ class CommandQueue:
         looked first nor because the model was descheduled between the two.
         """
         dev = self.dev
+        consumed = 0
         while dev.cr0ack("CMDQEN") and not self.stalled():
+            if budget is not None and consumed >= budget:
+                return
             base, log2 = self._geometry()
             wrap = 1 << log2
             pmask = (wrap << 1) - 1
@@ -127,6 +166,7 @@ class CommandQueue:
             if self.waiting_sync is not None:
                 if not self._progress_sync(judged_at):
                     return
+                consumed += 1
                 continue
             if prod == cons:
                 return
@@ -145,6 +185,7 @@ class CommandQueue:
                     continue      # a CMD_SYNC waiting on ATC invalidations: re-check it
                 return            # error: CONS stays at this command
             self._advance(cons, pmask)
+            consumed += 1
 
     def _advance(self, cons: int, pmask: int) -> None:
         r = self.dev.regs
@@ -373,6 +414,10 @@ class CommandQueue:
 
     def tick(self, now: float) -> None:
         """Asynchronous progress: a CMD_SYNC waiting on ATC invalidations polls them for
-        completions, and for timeouts as of `now`."""
-        if self.waiting_sync is not None:
+        completions, and for timeouts as of `now`; with a per-step budget, that many more
+        commands are consumed."""
+        budget = self.dev.options.cmdq_per_step
+        if budget is not None:
+            self.run(judged_at=now, budget=budget)
+        elif self.waiting_sync is not None:
             self.run(judged_at=now)

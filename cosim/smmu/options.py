@@ -47,6 +47,11 @@ class SmmuOptions:
     cache_mode: str = "coherent"   # one of CACHE_MODES
     strict_seed: int = 1           # strict mode: seeds the choice of torn-fetch mixes
     atc_inv_timeout_ms: float = 200.0   # below the driver's 1 s CMD_SYNC poll timeout
+    # Commands consumed per model step (SMMUv3.tick: after every request the backend serves and
+    # in its idle loop): 0 = the whole batch inside the CMDQ_PROD write; -1 = the mode's
+    # default, 1 in strict mode (device traffic falls between two commands of one batch, §3.5,
+    # §4: the SMMU consumes commands in its own time) and 0 otherwise.
+    cmdq_budget: int = -1
     iidr: int = 0x0000_043B        # implementer Arm (0x43B), product 0
     arch_minor: int = 2            # AIDR: SMMUv3.2 (range invalidation is a 3.2 feature)
 
@@ -59,6 +64,8 @@ class SmmuOptions:
             raise ValueError("ssid_bits must be 0..20")
         if not 1 <= self.sid_bits <= 32:
             raise ValueError("sid_bits must be 1..32")
+        if self.cmdq_budget < -1:
+            raise ValueError("cmdq_budget must be -1 (the mode's default), 0 or more")
 
     @property
     def caches(self) -> bool:
@@ -68,6 +75,12 @@ class SmmuOptions:
     @property
     def strict(self) -> bool:
         return self.cache_mode == "strict"
+
+    @property
+    def cmdq_per_step(self) -> int | None:
+        """Commands consumed per step, or None: the whole batch at the CMDQ_PROD write."""
+        budget = (1 if self.strict else 0) if self.cmdq_budget == -1 else self.cmdq_budget
+        return budget or None
 
     @property
     def granules(self) -> tuple[int, ...]:

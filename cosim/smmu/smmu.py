@@ -214,10 +214,13 @@ class SMMUv3:
             return
         value &= reg.layout.defined_mask()
         if name == "CR0":
+            was_on = self.cr0ack("CMDQEN")
             r["CR0"] = value
             # Enables take effect at once, and CR0ACK reports them (§6.3.10).
             r["CR0ACK"] = value
-            self.cmdq.run()
+            if was_on and not self.cr0ack("CMDQEN"):
+                self.cmdq.disabled()
+            self.cmdq.kick()
             return
         if name == "IRQ_CTRL":
             r["IRQ_CTRL"] = value
@@ -233,7 +236,7 @@ class SMMUv3:
             return
         if name == "GERRORN":
             r["GERRORN"] = value
-            self.cmdq.run()     # an acknowledged CMDQ_ERR lets the queue restart (§7.1)
+            self.cmdq.kick()    # an acknowledged CMDQ_ERR lets the queue restart (§7.1)
             return
         owner = SMMU_OWNED_WHILE_ENABLED.get(name)
         if owner is not None and self.cr0ack(owner):
@@ -242,7 +245,7 @@ class SMMUv3:
         r[name] = value
         if name == "CMDQ_PROD":
             r[name] = CMDQ_PROD.set(0, "WR", value)
-            self.cmdq.run()
+            self.cmdq.kick()
         elif name in ("EVENTQ_CONS", "PRIQ_CONS"):
             r[name] = EVTQ_CONS.encode(RD=EVTQ_CONS.get(value, "RD"),
                                        OVACKFLG=EVTQ_CONS.get(value, "OVACKFLG"))
@@ -295,6 +298,11 @@ class SMMUv3:
             if self.strict:
                 raise
             log.exception("tick failed")
+
+    def busy(self) -> bool:
+        """True while the SMMU has work of its own to do: commands to consume or a CMD_SYNC
+        to complete (the backend then steps at once instead of waiting for a request)."""
+        return self.cmdq.pending()
 
     def attach_ats_device(self, sid: int, device: AtsDevice) -> None:
         self.ats_devices[sid] = device

@@ -349,10 +349,12 @@ KINDS: tuple[Kind, ...] = (
         F("f", OBJECT, "the decoded fields, name -> integer (§4)"),
         F("raw", IntList(2), "the two 64-bit command words"),
     )),
-    Kind("sync", "smmu", "a CMD_SYNC completed, is waiting for ATC invalidations, or failed", (
+    Kind("sync", "smmu", "a CMD_SYNC completed, is waiting for ATC invalidations, failed, or "
+         "was left unconsumed when CR0.CMDQEN cleared", (
         F("idx", UINT, "the CMD_SYNC's queue index"),
         F("cs", Enum("NONE", "IRQ", "SEV"), "its completion signal (CMD_SYNC.CS)"),
-        F("state", Enum("done", "wait", "fail"), "completed, waiting, or failed"),
+        F("state", Enum("done", "wait", "fail", "stopped"), "completed, waiting, failed, or "
+          "`stopped`: CMDQEN cleared while it waited (§6.3.9.3), CONS stays on it"),
         F("err", Enum("CERROR_ATC_INV_SYNC"), "why it failed; only with `fail`",
           required=False),
     )),
@@ -562,6 +564,9 @@ KINDS: tuple[Kind, ...] = (
         F("src", Enum("engine", "tg", "msi"), "the descriptor engine, the traffic generator "
           "or an MSI-X message"),
         F("seq", OPT_UINT, "the traffic generator's sequence number"),
+        F("held", BOOL, "delivered after being held in flight (EndpointOptions.inflight, "
+          "strict mode): issued at its `atc_hit` or `ats` record, with that translation; "
+          "only present when true", required=False),
     )),
     Kind("drop", "endpoint", "a request not issued", (
         _DEV,
