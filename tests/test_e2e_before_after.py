@@ -39,11 +39,12 @@ def test_kswitch_on_61_aborts_inside_every_switch_strict(tmp_path: Path) -> None
         assert t is not None, sorted(tests)
         # The states after each return hold: the guest's own judgement passes.
         assert t["status"] == "pass", (case, t.get("reason"), t.get("output", [])[-12:])
-    # Inside the calls: untranslated DMA refused by the abort STE, ATS traffic the device
-    # could not issue (ATS Enable clear), in the DMA and the identity cases alike.
-    assert _count(tests["kswitch/dmaswitch_untranslated"], "during_refused") > 0
+    # Inside the calls: untranslated DMA refused by the abort STE in the identity cases too
+    # (6.12: none), and ATS traffic the device could not issue because the DMA <-> paging
+    # switch turned ATS Enable off (6.12 keeps it on: none). The identity ATS case is no
+    # measure: every kernel runs identity with ATS off.
+    assert _count(tests["kswitch/identityswitch_untranslated"], "during_refused") > 0
     assert _count(tests["kswitch/dmaswitch_ats"], "during_ats_err") > 0
-    assert _count(tests["kswitch/identityswitch_ats"], "during_ats_err") > 0
     trace = launcher.trace_of(runs / "latest")
     facts = mutate.facts_from_summary(summary, mutate.tests_by_line(trace))
     assert facts.verdict == "violations", facts.verdict
