@@ -34,6 +34,7 @@
 #include <linux/module.h>
 #include <linux/of.h>
 #include <linux/of_address.h>
+#include <linux/string.h>
 #include <linux/uaccess.h>
 #include <linux/version.h>
 
@@ -145,10 +146,22 @@ static int domain_inv_entry(const struct probe_spec *ps, struct call *c, struct 
 		return 1;	/* no return handler for this call */
 	}
 #if LINUX_VERSION_CODE < KERNEL_VERSION(6, 2, 0)
-	/* 6.1's SVA invalidates an mm's range under its PASID through the same call: that is
-	 * not a range of the RID's domain, which is what the analysis judges (invariant 2). */
-	if (regs->regs[1])
-		return 1;
+	{
+		char caller[64];
+
+		/* 6.1's SVA invalidates an mm's range under its PASID through the same call: that
+		 * is not a range of the RID's domain, which is what the analysis judges
+		 * (invariant 2). */
+		if (regs->regs[1])
+			return 1;
+		/* Nor is arm_smmu_enable_ats()'s call (inlined into arm_smmu_attach_dev()): it
+		 * empties the ATC before ATS is enabled and invalidates no TLB entry, while the
+		 * unmap and flush paths (arm_smmu_tlb_inv_range_domain(), _context()) invalidate
+		 * the TLB first and then call this for the ATCs, the pair the analysis judges. */
+		snprintf(caller, sizeof(caller), "%ps", (void *)regs->regs[30]);
+		if (!strcmp(caller, "arm_smmu_attach_dev") || !strcmp(caller, "arm_smmu_enable_ats"))
+			return 1;
+	}
 #endif
 	s2 = stage == ARM_SMMU_DOMAIN_S2;
 	c->word = COSIM_DRV_FIELD(COSIM_DRV_EVENT_OP, ps->op) |
