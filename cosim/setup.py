@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
-KERNEL_CHOICES = ("debian-6.12", "debian-7.2", "debian-6.12-bin")
+KERNEL_CHOICES = ("debian-6.12", "debian-6.1", "debian-7.2", "debian-6.12-bin")
 
 
 class SetupError(Exception):

@@ -17,6 +17,13 @@
  * so the analysis can check that no ATC still holds the range once the call returned
  * (invariant 2).
  *
+ * Linux 6.1 has one RID entry point for every domain type (arm_smmu_attach_dev, which detaches
+ * the old domain first; identity is a bypass-stage arm_smmu_domain, and there are no
+ * blocked-domain or set_dev_pasid ops): the target of its attach is read from the domain's
+ * type at entry. Its domain invalidation takes an SSID before the range, and its domain keeps
+ * the CD in s1_cfg. The layout choices below are for 6.1.y (the only pre-6.12 kernel built
+ * here); kernels between 6.2 and 6.11 are not checked.
+ *
  * Entry points a kernel lacks (renamed, or not there yet) are skipped; the module's load
  * line lists what it armed, and the model's trace records the same list (one record per
  * armed probe, OP_ARMED) so a trace says whether its driver windows are complete.
@@ -27,7 +34,9 @@
 #include <linux/module.h>
 #include <linux/of.h>
 #include <linux/of_address.h>
+#include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/version.h>
 
 /* The driver's own header (Kbuild adds its directory): struct arm_smmu_domain's stage and tags. */
 #include "arm-smmu-v3.h"
@@ -81,13 +90,43 @@ struct call {
 static struct armed armed[ARRAY_SIZE(specs)];
 static void __iomem *impdef;
 
-static u64 event_word(const struct probe_spec *ps, u32 sid, bool ssv, u32 ssid)
+static u64 event_word(const struct probe_spec *ps, u8 target, u32 sid, bool ssv, u32 ssid)
 {
 	return COSIM_DRV_FIELD(COSIM_DRV_EVENT_OP, ps->op) |
-	       COSIM_DRV_FIELD(COSIM_DRV_EVENT_TARGET, ps->target) |
+	       COSIM_DRV_FIELD(COSIM_DRV_EVENT_TARGET, target) |
 	       COSIM_DRV_FIELD(COSIM_DRV_EVENT_SSV, ssv) |
 	       COSIM_DRV_FIELD(COSIM_DRV_EVENT_SSID, ssid) |
 	       COSIM_DRV_FIELD(COSIM_DRV_EVENT_SID, sid);
+}
+
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 2, 0)
+/* 6.1: arm_smmu_atc_inv_domain(domain, ssid, iova, size); the CD lives in s1_cfg. */
+#define INV_IOVA_ARG 2
+#define DOMAIN_ASID(d) ((d)->s1_cfg.cd.asid)
+#else
+/* 6.12 arm_smmu_atc_inv_domain(domain, iova, size), 7.2 arm_smmu_domain_inv_range(domain,
+ * iova, size, ...); the CD is the domain's own. */
+#define INV_IOVA_ARG 1
+#define DOMAIN_ASID(d) ((d)->cd.asid)
+#endif
+
+/*
+ * The kind of domain an attach entry point installs: its own for the typed ones; for the
+ * paging entry point, which on 6.1 also takes identity (and any other type), the domain's type.
+ */
+static u8 attach_target(const struct probe_spec *ps, struct pt_regs *regs)
+{
+	struct iommu_domain *dom = (struct iommu_domain *)regs->regs[0];
+	unsigned int type;
+
+	if (ps->op != COSIM_DRV_OP_ATTACH || ps->target != COSIM_DRV_TARGET_PAGING ||
+	    !dom || get_kernel_nofault(type, &dom->type))
+		return ps->target;
+	if (type == IOMMU_DOMAIN_IDENTITY)
+		return COSIM_DRV_TARGET_IDENTITY;
+	if (type == IOMMU_DOMAIN_BLOCKED)
+		return COSIM_DRV_TARGET_BLOCKED;
+	return ps->target;
 }
 
 static int domain_inv_entry(const struct probe_spec *ps, struct call *c, struct pt_regs *regs)
@@ -102,17 +141,36 @@ static int domain_inv_entry(const struct probe_spec *ps, struct call *c, struct 
 	 * and a pointer that cannot be read is reported by the driver's own access, not ours.
 	 */
 	if (get_kernel_nofault(stage, &d->stage) || get_kernel_nofault(vmid, &d->s2_cfg.vmid) ||
-	    get_kernel_nofault(asid, &d->cd.asid)) {
+	    get_kernel_nofault(asid, &DOMAIN_ASID(d))) {
 		pr_warn_ratelimited(DRV_NAME ": %s(%px): domain not readable\n", ps->sym, d);
 		return 1;	/* no return handler for this call */
 	}
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 2, 0)
+	{
+		char caller[64];
+
+		/* 6.1's SVA invalidates an mm's range under its PASID through the same call: that
+		 * is not a range of the RID's domain, which is what the analysis judges
+		 * (invariant 2). */
+		if (regs->regs[1])
+			return 1;
+		/* Nor is arm_smmu_enable_ats()'s call (inlined into arm_smmu_attach_dev()): it
+		 * empties the ATC before ATS is enabled and invalidates no TLB entry, while the
+		 * unmap and flush paths (arm_smmu_tlb_inv_range_domain(), _context()) invalidate
+		 * the TLB first and then call this for the ATCs, the pair the analysis judges. */
+		snprintf(caller, sizeof(caller), "%ps", (void *)regs->regs[30]);
+		if (!strcmp(caller, "arm_smmu_attach_dev") || !strcmp(caller, "arm_smmu_enable_ats"))
+			return 1;
+	}
+#endif
 	s2 = stage == ARM_SMMU_DOMAIN_S2;
 	c->word = COSIM_DRV_FIELD(COSIM_DRV_EVENT_OP, ps->op) |
 		  COSIM_DRV_FIELD(COSIM_DRV_EVENT_TARGET,
 				  s2 ? COSIM_DRV_TARGET_STAGE2 : COSIM_DRV_TARGET_PAGING) |
 		  COSIM_DRV_FIELD(COSIM_DRV_EVENT_SSID, s2 ? vmid : asid);
-	writeq(regs->regs[1], impdef + (COSIM_DRV_ARG0_OFFSET - COSIM_DRV_EVENT_OFFSET));
-	writeq(regs->regs[2], impdef + (COSIM_DRV_ARG1_OFFSET - COSIM_DRV_EVENT_OFFSET));
+	writeq(regs->regs[INV_IOVA_ARG], impdef + (COSIM_DRV_ARG0_OFFSET - COSIM_DRV_EVENT_OFFSET));
+	writeq(regs->regs[INV_IOVA_ARG + 1],
+	       impdef + (COSIM_DRV_ARG1_OFFSET - COSIM_DRV_EVENT_OFFSET));
 	writeq(c->word | COSIM_DRV_FIELD(COSIM_DRV_EVENT_PHASE, COSIM_DRV_PHASE_BEGIN), impdef);
 	return 0;
 }
@@ -130,7 +188,7 @@ static int drv_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 		return domain_inv_entry(ps, c, regs);
 	if (!fw || !fw->num_ids)
 		return 1;	/* not a device behind an SMMU: no return handler */
-	c->word = event_word(ps, fw->ids[0], ps->ssid_arg >= 0, ssid);
+	c->word = event_word(ps, attach_target(ps, regs), fw->ids[0], ps->ssid_arg >= 0, ssid);
 	writeq(c->word | COSIM_DRV_FIELD(COSIM_DRV_EVENT_PHASE, COSIM_DRV_PHASE_BEGIN),
 	       impdef);
 	return 0;

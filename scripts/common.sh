@@ -37,9 +37,18 @@ hash_inputs() {
     done | sha256sum | cut -c1-16
 }
 
-# Private apt configuration: trixie and sid sources and arm64 binaries, without touching
-# the machine's own apt setup.
-APT_DIR="$COSIM_CACHE/apt"
+# Private apt configuration: bookworm, trixie and sid sources and arm64 binaries, without
+# touching the machine's own apt setup. The index lives in a directory named by the hash of
+# the source list: a checkout with another list (an older branch without bookworm) keeps its
+# own index instead of dropping this one's on its next update.
+APT_TOP="$COSIM_CACHE/apt"
+apt_sources() {
+    local mirror="${COSIM_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+    local kr=/usr/share/keyrings/debian-archive-keyring.gpg suite
+    for suite in bookworm trixie sid; do echo "deb-src [signed-by=$kr] $mirror $suite main"; done
+    for suite in bookworm trixie sid; do echo "deb [arch=arm64 signed-by=$kr] $mirror $suite main"; done
+}
+APT_DIR="$APT_TOP/$(apt_sources | sha256sum | cut -c1-12)"
 apt_private_opts() {
     echo "-o Dir::Etc::SourceList=$APT_DIR/sources.list -o Dir::Etc::SourceParts=/dev/null" \
          "-o Dir::State::Lists=$APT_DIR/lists -o Dir::Cache=$APT_DIR/cache" \
@@ -50,19 +59,12 @@ apt_private_opts() {
 apt_private_setup() {
     mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial"
     touch "$APT_DIR/status"
-    local mirror="${COSIM_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-    local kr=/usr/share/keyrings/debian-archive-keyring.gpg
-    cat > "$APT_DIR/sources.list.new" <<EOS
-deb-src [signed-by=$kr] $mirror trixie main
-deb-src [signed-by=$kr] $mirror sid main
-deb [arch=arm64 signed-by=$kr] $mirror trixie main
-deb [arch=arm64 signed-by=$kr] $mirror sid main
-EOS
+    apt_sources > "$APT_DIR/sources.list.new"
     mv "$APT_DIR/sources.list.new" "$APT_DIR/sources.list"
     # Refresh the index at most once a day: it decides versions, and so cache keys.
     local stamp="$APT_DIR/updated"
     if [ ! -f "$stamp" ] || [ -n "$(find "$stamp" -mmin +1440)" ]; then
-        step_begin "private apt index (trixie, sid; deb-src and arm64)"
+        step_begin "private apt index (bookworm, trixie, sid; deb-src and arm64)"
         # shellcheck disable=SC2046
         apt-get $(apt_private_opts) -q update >"$APT_DIR/update.log" 2>&1 \
             || { tail -20 "$APT_DIR/update.log" >&2; die "private apt update failed"; }

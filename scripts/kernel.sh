@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Guest kernel. Usage: kernel.sh CHOICE
 #   debian-6.12       Debian trixie's linux-source-6.12, allnoconfig + kernel/cosim.config (default)
+#   debian-6.1        Debian bookworm's linux-source-6.1, same fragment, with kernel/patches/debian-6.1/
 #   debian-7.2        Debian sid's linux-source-7.2, same fragment
 #   debian-6.12-bin   Debian trixie's stock arm64 binary kernel (no iommufd, modules in initramfs)
 #   PATH/TO/Image     an arm64 Image you built
@@ -19,6 +20,11 @@ KMAKE=(make ARCH=arm64 CROSS_COMPILE=$CROSS -j"$(nproc)")
 # The guest-kmod/ modules are not built here: scripts/kmod.sh builds them as their own product,
 # so a module change does not rebuild the kernel.
 BUILD_RECIPE="allnoconfig+fragment Image headers_install v4 (SOURCE, no modules)"
+# What the guest cannot boot or be tested without: a fragment option of these the tree did not
+# take fails the build. The rest of the fragment is what some areas use (iommufd, KUnit...):
+# an older kernel without them builds, says which it lacks, and those areas report unsupported.
+REQUIRED_OPTS="PCI_HOST_GENERIC PCI_MSI ARM_GIC_V3_ITS SERIAL_AMBA_PL011_CONSOLE BLK_DEV_INITRD
+    RD_GZIP DEVTMPFS IOMMU_API PCI_ATS"
 
 # build_tree SRC OUT: allnoconfig + fragment, Image, uapi headers into OUT, and OUT/SOURCE
 # naming the source tree (kmod.sh builds guest-kmod/ against it with OUT/config).
@@ -39,12 +45,17 @@ build_tree() {
         grep -E 'error|Error|not clean' "$out/build.log" | head -20 >&2
         die "kernel build failed in $src (log: $out/build.log)"
     }
-    # Tell which requested options the tree did not take (renamed or missing there).
-    local missing=""
+    # Tell which requested options the tree did not take (renamed or missing there), and fail
+    # when one of them is one the guest needs (REQUIRED_OPTS, the driver, the test modules).
+    local missing="" required=""
     while IFS= read -r line; do
         case "$line" in CONFIG_*=y) grep -qx "$line" "$out/build/.config" || missing="$missing ${line%=y}" ;; esac
     done < "$FRAG"
-    [ -z "$missing" ] || echo "    note: not set in this tree:$missing"
+    for opt in $REQUIRED_OPTS ARM_SMMU_V3 MODULES KPROBES; do
+        grep -qx "CONFIG_$opt=y" "$out/build/.config" || required="$required $opt"
+    done
+    [ -z "$missing" ] || echo "    note: fragment options this tree did not take:$missing" | tee "$out/missing-options"
+    [ -z "$required" ] || die "kernel in $src lacks what the guest needs:$required (log: $out/build.log)"
     cp "$out/build/arch/arm64/boot/Image" "$out/Image"
     cp "$out/build/.config" "$out/config"
     rm -rf "$out/include"; cp -r "$out/hdr/include" "$out/include"
@@ -52,13 +63,34 @@ build_tree() {
     echo "$src" >"$out/SOURCE"
 }
 
-debian_source() {  # debian_source PKG SUITE
-    local pkg="$1" suite="$2" deb ver src
+# patched_tree SRC PATCHDIR: a copy of the pristine unpacked SRC with PATCHDIR/*.patch applied
+# (in name order), made once per patch set; prints its path. The pristine tree stays as it is
+# (cosim mutate and other kernels' builds share it): the copy is hard links, and patch writes
+# each file it changes anew, so the links to the pristine files are broken, not written through.
+patched_tree() {
+    local src="$1" pdir="$2" dst p
+    dst="$src+$(hash_inputs "$pdir" | cut -c1-8)"
+    if [ ! -f "$dst/.patched" ]; then
+        step_begin "kernel: applying $(ls "$pdir"/*.patch | wc -l) patch(es) from ${pdir#"$COSIM_ROOT/"}" >&2
+        rm -rf "$dst"; cp -al "$src" "$dst"; rm -f "$dst/.unpacked"
+        for p in "$pdir"/*.patch; do
+            patch -d "$dst" -p1 -s -N --no-backup-if-mismatch <"$p" >&2 || die "patch $p does not apply to $src"
+        done
+        touch "$dst/.patched"
+        step_end >&2
+    fi
+    echo "$dst"
+}
+
+debian_source() {  # debian_source PKG SUITE: the suite's source package, with kernel/patches/CHOICE/
+    local pkg="$1" suite="$2" deb ver src pdir="$COSIM_ROOT/kernel/patches/$CHOICE" patches=()
     apt_private_setup
     deb=$(apt_p download --print-uris "$pkg/$suite" 2>/dev/null | awk '{print $2}' | head -1)
     [ -n "$deb" ] || die "$pkg not found in Debian $suite"
     ver=${deb#"${pkg}_"}; ver=${ver%_all.deb}
-    KEY=$(hash_inputs "$pkg $ver" "$FRAG" "$BUILD_RECIPE")
+    # The patches are part of the key (a kernel without any keeps the key it always had).
+    [ -d "$pdir" ] && patches=("$pdir")
+    KEY=$(hash_inputs "$pkg $ver" "$FRAG" "$BUILD_RECIPE" "${patches[@]}")
     OUT="$COSIM_CACHE/kernel/$pkg-$KEY"
     if [ -n "$KEY_ONLY" ]; then echo "KEY=$KEY"; exit 0; fi
     take_lock "$pkg"
@@ -73,10 +105,11 @@ debian_source() {  # debian_source PKG SUITE
         rm -rf "$src.dl"; touch "$src/.unpacked"
         step_end
     fi
-    step_begin "kernel: building $pkg $ver (allnoconfig + kernel/cosim.config)"
+    [ ${#patches[@]} -eq 0 ] || { src=$(patched_tree "$src" "$pdir") || exit 1; }
+    step_begin "kernel: building $pkg $ver (allnoconfig + kernel/cosim.config${patches:+ + kernel/patches/$CHOICE})"
     rm -rf "$OUT.new"; build_tree "$src" "$OUT.new"
     rm -rf "$OUT.new/build" "$OUT.new/hdr"
-    echo "$pkg $ver" >"$OUT.new/VERSION"
+    echo "$pkg $ver${patches:+ + $(cd "$pdir" && ls ./*.patch | wc -l) patch(es)}" >"$OUT.new/VERSION"
     rm -rf "$OUT"; mv "$OUT.new" "$OUT"
     step_end
 }
@@ -166,12 +199,13 @@ user_tree() {  # a kernel source tree: out-of-tree build, incremental on the nex
 
 case "$CHOICE" in
     debian-6.12) debian_source linux-source-6.12 trixie ;;
+    debian-6.1) debian_source linux-source-6.1 bookworm ;;
     debian-7.2) debian_source linux-source-7.2 sid ;;
     debian-6.12-bin) debian_binary ;;
     */*|.*|~*)
         if [ -d "$CHOICE" ]; then user_tree "$CHOICE"
         elif [ -f "$CHOICE" ]; then user_image "$CHOICE"
         else die "kernel path $CHOICE does not exist"; fi ;;
-    *) die "unknown kernel choice '$CHOICE' (choose debian-6.12, debian-7.2, debian-6.12-bin, or a path to an Image or a source tree)" ;;
+    *) die "unknown kernel choice '$CHOICE' (choose debian-6.12, debian-6.1, debian-7.2, debian-6.12-bin, or a path to an Image or a source tree)" ;;
 esac
 echo "KERNEL_DIR=$OUT"

@@ -484,3 +484,30 @@ def test_a_torn_fetch_between_a_cfgi_and_its_sync_is_removed_by_it(tmp_path: Pat
     assert torn is not None, "no seed tore qword 0 of the fetch between CFGI and CMD_SYNC"
     an = torn.analyze(tmp_path)
     assert "protocol-cfgi" not in rules(an), [v.message for v in an.violations]
+
+
+def test_atc_invalidated_first_while_ats_is_disabled_is_not_late(tmp_path: Path) -> None:
+    """6.1's attach detaches first: pci_disable_ats() (ATS Enable clear in the endpoint's
+    config space), ATC_INV + sync, the abort STE, then the new (here identity: bypass) STE. The
+    ATC_INV precedes the last CFGI, but a Function with ATS Enable clear issues no Translation
+    Request, so nothing could refill the ATC from the old STE in between: not
+    protocol-atc-order. Set ATS Enable again before the CFGI and the same order fires: the
+    device could then ask the old STE, which still serves ATS."""
+    from smmu_driver import abort_ste, bypass_ste
+    for reenabled in (False, True):
+        rig = Rig()
+        rig.dma()                                     # an old translation in the ATC
+        rig.drv(DrvPhase.BEGIN)
+        rig.ep.cfg_write(ATS + 6, 2, 0x0)             # pci_disable_ats()
+        rig.d.cmd("ATC_INV", StreamID=SID, Size=52, Address=0)
+        rig.d.sync()
+        if reenabled:
+            rig.ep.cfg_write(ATS + 6, 2, 0x8000)
+        rig.d.write_ste(SID, abort_ste())             # detach: CFGI_STE + CMD_SYNC
+        rig.d.write_ste(SID, bypass_ste())            # attach identity
+        rig.drv(DrvPhase.END)
+        an = rig.analyze(tmp_path, f"detach-first-{reenabled}.jsonl")
+        got = "protocol-atc-order" in rules(an)
+        assert got == reenabled, (reenabled, [v.message for v in an.violations])
+        cfg = [r for r in rig.d.trace.kinds("cfg") if r["off"] == ATS + 6]
+        assert [r["ats"] for r in cfg] == [True, False] + ([True] if reenabled else [])

@@ -16,7 +16,7 @@ from cosim.expectations import load, mismatches
 
 pytestmark = pytest.mark.e2e
 
-KERNELS = ["debian-6.12", "debian-7.2"]
+KERNELS = ["debian-6.12", "debian-6.1", "debian-7.2"]
 _summaries: dict[str, dict] = {}
 
 

@@ -83,7 +83,9 @@ def unmap_run(base: Path, kernel: str = "debian-6.12", mode: str = "coherent", *
 def test_defaults_are_every_kernel_two_modes_one_cell_per_area() -> None:
     cells = matrix.cells(matrix.parse_kernels(None), matrix.parse_modes(None),
                          matrix.parse_areas(None))
-    assert len(cells) == 3 * 2 * len(launcher.AREAS)
+    assert len(cells) == 4 * 2 * len(launcher.AREAS)
+    assert {c.kernel for c in cells} == {"debian-6.12", "debian-6.1", "debian-7.2",
+                                         "debian-6.12-bin"}
     assert {c.mode for c in cells} == {"coherent", "strict"}
     assert all(len(c.areas) == 1 for c in cells)
 

@@ -66,6 +66,17 @@ def test_changed_config_fragment_changes_kernel_key(repo: Path) -> None:
     assert _key(repo, "scripts/kernel.sh", "debian-6.12", "--key") != k0
 
 
+def test_a_kernels_patches_change_its_key_only(repo: Path) -> None:
+    """kernel/patches/debian-6.1/ is part of 6.1's key; 6.12 (no patch dir) keeps its own."""
+    k61 = _key(repo, "scripts/kernel.sh", "debian-6.1", "--key")
+    k612 = _key(repo, "scripts/kernel.sh", "debian-6.12", "--key")
+    assert k61 != k612
+    (repo / "kernel" / "patches" / "debian-6.1" / "0099-extra.patch").write_text(
+        "--- a/x\n+++ b/x\n")
+    assert _key(repo, "scripts/kernel.sh", "debian-6.1", "--key") != k61
+    assert _key(repo, "scripts/kernel.sh", "debian-6.12", "--key") == k612
+
+
 def _fake_source_kernel_dir(tmp: Path) -> Path:
     """A kernel product as kernel.sh leaves one for a source build: Image, config, SOURCE."""
     k = _fake_kernel_dir(tmp)

@@ -260,7 +260,7 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
         "atc_inv": atc_inv_rec, "cfgi": cfgi, "tlbi": tlbi, "cmd": cmd, "sync": sync,
         "atc_inv_sync": atc_inv_sync, "ste_fetch": ste_fetch, "cd_fetch": cd_fetch,
         "drv": drv, "drv_armed": drv_armed, "marker": marker, "drv_inv": dom_inv.drv_inv,
-        "link": link, "drop": drop,
+        "link": link, "drop": drop, "cfg": protocol.cfg,
     }
     get = handlers.get
     i = -1

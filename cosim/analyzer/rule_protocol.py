@@ -22,7 +22,14 @@ before its attach returns, whether or not any traffic happened to expose it.
   translation back into the ATC (§3.9.1: the ATC is filled from what the SMMU translates).
   Only when the old configuration could serve ATS at all: an old STE that is invalid, aborts,
   bypasses or has EATS=0 answers every Translation Request with UR (§3.9.1.2), so nothing old
-  can refill the ATC.
+  can refill the ATC. And only when the device could ask: a Function with ATS Enable clear
+  issues no Translation Request (PCIe ATS Control, Enable: "when Set, the Function is enabled
+  to cache translations"; the endpoint model refuses ATS traffic while it is clear, `cfg`
+  records carry the bit). If ATS Enable was clear from the last ATC_INV to the last CFGI, no
+  refill could happen in between (6.1 detaches with pci_disable_ats() first, then ATC_INV,
+  then the new STE); the ATC the invalidation emptied stays empty until ATS is enabled again.
+  Clearing the bit does not flush the ATC (PCIe does not say it does; the model keeps its
+  entries), so the ATC_INV itself is still needed, and it came.
 """
 
 from __future__ import annotations
@@ -50,13 +57,17 @@ class _Order:
     the records pass (which CFGIs count depends on the CD the new configuration uses, known
     at the return: kept apart by what they name)."""
 
-    __slots__ = ("sid", "ssid", "last_any", "last_cd_all", "last_cd", "last_inv", "old_ste")
+    __slots__ = ("dev", "sid", "ssid", "last_any", "last_cd_all", "last_cd", "last_inv",
+                 "old_ste", "ats_from")
 
-    def __init__(self, sid: int, ssid: int | None, old_ste: object) -> None:
-        self.sid, self.ssid = sid, ssid
+    def __init__(self, dev: int, sid: int, ssid: int | None, old_ste: object) -> None:
+        self.dev, self.sid, self.ssid = dev, sid, ssid
         self.old_ste = old_ste     # the entry's STE snapshot
         self.last_any = self.last_cd_all = self.last_inv = -1
         self.last_cd: dict[object, int] = {}
+        # The first record at or after last_inv at which the device had ATS Enable set (it
+        # could issue Translation Requests from there on); None: clear ever since.
+        self.ats_from: int | None = None
 
     def cfgi(self, j: int, rec: Record) -> None:
         op, s = rec["op"], rec.get("sid")
@@ -87,7 +98,20 @@ class Protocol:
         self._last: dict[object, tuple[dict[Words, int], list[int]]] = {}
         # Entries a CFGI named since the last completed sync -> where first.
         self.since_sync: dict[tuple[str, int, int | None], int] = {}
+        # Each device's ATS Enable as its last `cfg` record left it; a device no record has
+        # named yet counts as enabled (the rule then judges as if it could ask).
+        self.ats_on: dict[int, bool] = {}
         ctx.attaches.listeners.append(self)
+
+    def cfg(self, i: int, r: Record) -> None:
+        dev, on = r.get("dev"), bool(r.get("ats"))
+        if type(dev) is not int:
+            return
+        self.ats_on[dev] = on
+        if on:
+            for o in self._order.values():
+                if o.dev == dev and o.last_inv >= 0 and o.ats_from is None:
+                    o.ats_from = i
 
     def ste_fetch(self, i: int, r: Record) -> None:
         sid = r["sid"]
@@ -161,6 +185,7 @@ class Protocol:
             a_ssid = o.ssid
             if r["sid"] == o.sid and (r["g"] or a_ssid is None or r["ssid"] in (None, a_ssid)):
                 o.last_inv = i
+                o.ats_from = i if self.ats_on.get(o.dev, True) else None
 
     def sync(self, i: int, r: Record) -> None:
         if r["state"] == "done":
@@ -172,7 +197,8 @@ class Protocol:
     # -- windows -------------------------------------------------------------------------------
     def begin(self, a: Attach, i: int) -> None:
         if a.source == "driver" and a.sids:
-            self._order[a.n] = _Order(a.sids[0], a.ssid, self.ctx.attaches.drv_record.get("ste"))
+            self._order[a.n] = _Order(a.dev, a.sids[0], a.ssid,
+                                      self.ctx.attaches.drv_record.get("ste"))
 
     def horizon(self, a: Attach, i: int) -> None:
         pass
@@ -240,6 +266,8 @@ class Protocol:
         last_cfgi, last_inv = o.last_cfgi(cd_index), o.last_inv
         if last_inv < 0 or last_cfgi < last_inv:
             return
+        if o.ats_from is None or o.ats_from > last_cfgi:
+            return      # ATS Enable clear from the ATC_INV to the CFGI: nothing could refill
         self.ctx.out.new((ORDER_RULE, a.n), Violation(
             ORDER_RULE, last_cfgi, key[0], key[1],
             f"the attach's last ATC_INV for the stream (line {view.line_of(last_inv)}) came "

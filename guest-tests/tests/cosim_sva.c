@@ -85,6 +85,12 @@ static int sva_open(const struct opts *o, bool identity)
 	if (ioctl(s->fd, COSIM_SVA_BIND, &b)) {
 		int e = errno;
 
+		/* The module's EOPNOTSUPP: the driver would not enable the SVA feature for the
+		 * device at all (its reason is in the kernel log): the kernel cannot run the area. */
+		if (e == EOPNOTSUPP)
+			return ep_set_err(EP_UNSUP, "SVA for this device (the driver refused "
+					  "iommu_dev_enable_feature(IOMMU_DEV_FEAT_SVA): see the "
+					  "kernel log)");
 		/* The kernel's refusal is the result: the model or the platform lacks what the
 		 * driver wants for SVA (see the kernel log for the reason it printed). */
 		return ep_set_err(EP_ERR, "the kernel refused SVA: bind returned %s (errno %d)",
