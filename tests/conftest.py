@@ -72,11 +72,3 @@ def run_areas(kernel: str, tests: str, runs: Path, *extra: str) -> dict:
     assert summary["guest"] == "booted", r.stdout[-4000:]
     return summary
 
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist's loadgroup (make test), every guest-booting test runs on one worker,
-    one after another: two guests at once on 2 cores would only slow each other and stretch
-    their timeouts, while the unit tests fill the other worker."""
-    for item in items:
-        if item.get_closest_marker("e2e") is not None:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
