@@ -144,8 +144,7 @@ debian_binary() {  # stock trixie arm64 kernel: metapackage -> the real image pa
     cp "$OUT.new"/x/boot/config-* "$OUT.new/config"
     # What the guest needs before any module can load must be built in: the virt machine's
     # PCIe host bridge, MSIs through the GICv3 ITS, the PL011 console, a gzip'd initramfs.
-    for opt in PCI_HOST_GENERIC PCI_MSI ARM_GIC_V3_ITS SERIAL_AMBA_PL011_CONSOLE BLK_DEV_INITRD \
-               RD_GZIP DEVTMPFS IOMMU_API PCI_ATS; do
+    for opt in $REQUIRED_OPTS; do
         grep -qx "CONFIG_$opt=y" "$OUT.new/config" || missing="$missing $opt"
     done
     grep -qE '^CONFIG_ARM_SMMU_V3=[ym]$' "$OUT.new/config" || missing="$missing ARM_SMMU_V3"
