@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cosim import setup
+from cosim import launcher, mutate, setup
+from cosim.mutate import RunFacts
 from cosim.trace import CHECK_ENV
 
 # Every trace written during the tests, in this process or a model it starts, is checked
@@ -72,3 +73,25 @@ def run_areas(kernel: str, tests: str, runs: Path, *extra: str) -> dict:
     assert summary["guest"] == "booted", r.stdout[-4000:]
     return summary
 
+
+
+KSWITCH_CASES = ["dmaswitch_untranslated", "dmaswitch_ats", "identityswitch_untranslated",
+                 "identityswitch_ats"]
+
+
+def run_kswitch(kernel: str, runs: Path) -> tuple[dict[str, dict], RunFacts]:
+    """Area kswitch on a kernel, with what every kernel must show: each case passes in the
+    guest (the states after each return hold), and the analysis finds nothing beyond the
+    kernel's recorded findings. The run's tests by name, and the analysis facts."""
+    summary = run_areas(kernel, "kswitch", runs)
+    tests = {t["name"]: t for t in summary["tests"]}
+    for case in KSWITCH_CASES:
+        t = tests.get(f"kswitch/{case}")
+        assert t is not None, sorted(tests)
+        assert t["status"] == "pass", (case, t.get("reason"), t.get("output", [])[-12:])
+    trace = launcher.trace_of(runs / "latest")
+    facts = mutate.facts_from_summary(summary, mutate.tests_by_line(trace))
+    recorded = mutate.recorded_findings(kernel)
+    new = {k: e for k, e in facts.findings.items() if k not in recorded}
+    assert not new, f"findings beyond the recorded ones: {new} (run {summary['run_dir']})"
+    return tests, facts
