@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -21,6 +22,24 @@ def _tests_arg(text: str) -> list[str]:
             f"unknown test area(s) {', '.join(bad) or '(none)'}; choose from "
             f"{', '.join(launcher.AREAS)} or 'all'")
     return names
+
+
+# What a guest test's own options may hold: they go onto the guest shell's command line.
+_GUEST_ARG_CHARS = re.compile(r"[A-Za-z0-9_=.,:/+ -]*")
+
+
+def _test_args_arg(text: str) -> tuple[str, str]:
+    """AREA=ARGS: options for one area's guest test binary (its own --help lists them)."""
+    area, sep, args = text.partition("=")
+    area = area.strip()
+    if not sep or area not in launcher.AREAS or area == "kunit":
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give AREA=ARGS with AREA one of "
+            f"{', '.join(a for a in launcher.AREAS if a != 'kunit')}")
+    if not _GUEST_ARG_CHARS.fullmatch(args):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: guest test options may hold only letters, digits, spaces and _=.,:/+-")
+    return area, args.strip()
 
 
 def _positive(text: str) -> float:
@@ -52,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--runs-dir", type=Path, default=Path("runs"))
     r.add_argument("--smp", type=int, default=2)
     r.add_argument("--replaces", type=int, default=200, help="replaces in the 'replace' area")
+    r.add_argument("--test-args", type=_test_args_arg, action="append", default=[],
+                   metavar="AREA=ARGS",
+                   help="options for one area's guest test (repeatable), e.g. "
+                        "--test-args 'sva=--count 20'; after --replaces for replace")
     r.add_argument("--append", default="", help="extra kernel command line")
     r.add_argument("--model-arg", action="append", default=[], metavar="ARG",
                    help="pass ARG to the model (repeatable), e.g. --model-arg=--inv-ignore")
@@ -182,6 +205,15 @@ def print_expectations(run_dir: Path) -> None:
         print(f"  known finding {f['id']} (invariant {f['invariant']}): {f['title']}")
 
 
+def _area_args(replaces: int, given: list[tuple[str, str]]) -> dict[str, str]:
+    """Each area's guest test options: --replaces for replace, then --test-args in order
+    (the test's own parser takes the last of a repeated option)."""
+    out = {"replace": f"--count {replaces}"}
+    for area, args in given:
+        out[area] = f"{out.get(area, '')} {args}".strip()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -196,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                                  timeout=args.timeout, boot_timeout=args.boot_timeout,
                                  interactive=args.interactive, runs_dir=args.runs_dir,
                                  smp=args.smp, model_args=args.model_arg, append=args.append,
-                                 test_args={"replace": f"--count {args.replaces}"},
+                                 test_args=_area_args(args.replaces, args.test_args),
                                  kernel_choice=args.kernel)
         try:
             out = launcher.execute(cfg)

@@ -40,6 +40,28 @@ def test_unknown_test_area_is_a_clear_error() -> None:
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("given,why", [
+    ("sva", "give AREA=ARGS"),
+    ("bogus=--count 3", "give AREA=ARGS"),
+    ("kunit=--count 3", "give AREA=ARGS"),
+    ("sva=--count 3; reboot", "guest test options may hold only"),
+])
+def test_bad_test_args_are_a_clear_error(given: str, why: str) -> None:
+    r = _cosim("run", "--test-args", given)
+    assert r.returncode == 2
+    assert f"--test-args: {given!r}: {why}" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_test_args_follow_replaces_per_area() -> None:
+    from cosim.cli import _area_args, build_parser
+    a = build_parser().parse_args(["run", "--replaces", "7", "--test-args", "sva=--count 20",
+                                   "--test-args", "replace=--no-ats",
+                                   "--test-args", "sva=--rate 2"])
+    assert _area_args(a.replaces, a.test_args) == {
+        "replace": "--count 7 --no-ats", "sva": "--count 20 --rate 2"}
+
+
 def test_image_path_that_is_not_an_image_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "Image"
     bad.write_bytes(b"not a kernel" * 10)
