@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -74,22 +75,52 @@ def run_areas(kernel: str, tests: str, runs: Path, *extra: str) -> dict:
     return summary
 
 
+def run_suite(kernel: str, runs_dir: Path, *extra: str,
+              tests: str = "all") -> tuple[int, dict, str]:
+    """`cosim run` on a kernel: its exit code, summary.json and output."""
+    products_for(kernel)  # build first, so a build failure names itself
+    r = subprocess.run([sys.executable, "-m", "cosim", "run", "--quiet-setup", "--kernel", kernel,
+                        "--tests", tests, "--runs-dir", str(runs_dir), *extra],
+                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    f = runs_dir / "latest" / "summary.json"
+    assert f.exists(), f"no summary.json\nstdout:\n{r.stdout[-4000:]}\nstderr:\n{r.stderr[-4000:]}"
+    return r.returncode, json.loads(f.read_text()), r.stdout + r.stderr
+
+
+SuiteRun = Callable[[str], tuple[int, dict, str]]
+_suites: dict[str, tuple[int, dict, str]] = {}
+
+
+@pytest.fixture(scope="session")
+def suite_run(tmp_path_factory: pytest.TempPathFactory) -> SuiteRun:
+    """The whole suite (`cosim run --tests all`, the defaults) on a kernel, run once per
+    session: the suite test judges it against the expectations, and the tests about one area
+    of it (kswitch, probe) read the same run, which boots the same guest and runs the same
+    area with the same options as a run of that area alone would."""
+    def get(kernel: str) -> tuple[int, dict, str]:
+        if kernel not in _suites:
+            _suites[kernel] = run_suite(kernel, tmp_path_factory.mktemp(f"suite-{kernel}"))
+        code, summary, out = _suites[kernel]
+        assert summary["guest"] == "booted", out[-4000:]
+        return _suites[kernel]
+    return get
+
 
 KSWITCH_CASES = ["dmaswitch_untranslated", "dmaswitch_ats", "identityswitch_untranslated",
                  "identityswitch_ats"]
 
 
-def run_kswitch(kernel: str, runs: Path) -> tuple[dict[str, dict], RunFacts]:
-    """Area kswitch on a kernel, with what every kernel must show: each case passes in the
-    guest (the states after each return hold), and the analysis finds nothing beyond the
-    kernel's recorded findings. The run's tests by name, and the analysis facts."""
-    summary = run_areas(kernel, "kswitch", runs)
+def judge_kswitch(kernel: str, summary: dict) -> tuple[dict[str, dict], RunFacts]:
+    """Area kswitch of a run on a kernel, with what every kernel must show: each case passes
+    in the guest (the states after each return hold), and the analysis finds nothing in the
+    run beyond the kernel's recorded findings. The run's tests by name, and the analysis
+    facts."""
     tests = {t["name"]: t for t in summary["tests"]}
     for case in KSWITCH_CASES:
         t = tests.get(f"kswitch/{case}")
         assert t is not None, sorted(tests)
         assert t["status"] == "pass", (case, t.get("reason"), t.get("output", [])[-12:])
-    trace = launcher.trace_of(runs / "latest")
+    trace = launcher.trace_of(Path(summary["run_dir"]))
     facts = mutate.facts_from_summary(summary, mutate.tests_by_line(trace))
     recorded = mutate.recorded_findings(kernel)
     new = {k: e for k, e in facts.findings.items() if k not in recorded}

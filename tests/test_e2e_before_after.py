@@ -9,10 +9,9 @@ rules (runs recorded in the expectation file) but took 10 minutes of the suite f
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
-from conftest import run_kswitch
+from conftest import SuiteRun, judge_kswitch
 
 pytestmark = pytest.mark.e2e
 
@@ -26,10 +25,11 @@ def _count(t: dict, field: str) -> int:
     raise AssertionError(f"no {field}= in {t['name']}'s output: {t.get('output', [])[-6:]}")
 
 
-def test_kswitch_on_61_aborts_inside_every_switch(tmp_path: Path) -> None:
-    # The states after each return hold (each case passes in the guest), and nothing beyond
-    # the recorded finding is found: run_kswitch asserts both.
-    tests, facts = run_kswitch("debian-6.1", tmp_path / "runs")
+def test_kswitch_on_61_aborts_inside_every_switch(suite_run: SuiteRun) -> None:
+    # The suite's run of 6.1 (kswitch among its areas). The states after each return hold
+    # (each case passes in the guest), and nothing beyond the recorded findings is found:
+    # judge_kswitch asserts both.
+    tests, facts = judge_kswitch("debian-6.1", suite_run("debian-6.1")[1])
     # Inside the calls: untranslated DMA refused by the abort STE in the identity cases too
     # (6.12: none), and ATS traffic the device could not issue because the DMA <-> paging
     # switch turned ATS Enable off (6.12 keeps it on: none). The identity ATS case is no

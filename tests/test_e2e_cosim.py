@@ -8,8 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import products_for
-from test_e2e_suite import run_suite
+from conftest import SuiteRun, products_for, run_suite
 
 from cosim.launcher import TRACE_NAME
 from cosim.trace import read_trace
@@ -17,9 +16,9 @@ from cosim.trace import read_trace
 pytestmark = pytest.mark.e2e
 
 
-def test_driver_probes_the_cosim_smmu(tmp_path: Path) -> None:
-    products_for("debian-6.12")
-    code, summary, out = run_suite("debian-6.12", tmp_path / "runs", tests="probe,kunit")
+def test_driver_probes_the_cosim_smmu(suite_run: SuiteRun) -> None:
+    # The suite's run of 6.12: its boot, then probe and kunit among its areas.
+    code, summary, out = suite_run("debian-6.12")
     run = Path(summary["run_dir"])
     console = (run / "console.log").read_text(errors="replace")
     boot = console.split("COSIM-GUEST-READY")[0]
@@ -42,7 +41,7 @@ def test_driver_probes_the_cosim_smmu(tmp_path: Path) -> None:
     assert any(r["k"] == "sync" and r["state"] == "done" for r in tr.records)
 
 
-def test_ignored_atc_invalidation_fails_invariant_2(tmp_path: Path) -> None:
+def test_ignored_atc_invalidation_fails_invariant_2(tmp_path: Path, suite_run: SuiteRun) -> None:
     products_for("debian-6.12")
     _, bad, out = run_suite("debian-6.12", tmp_path / "bad", "--replaces", "20",
                             "--model-arg=--inv-ignore", tests="replace")
@@ -52,8 +51,9 @@ def test_ignored_atc_invalidation_fails_invariant_2(tmp_path: Path) -> None:
     # The report points at the ignored invalidation: the device's completion with ignored=true.
     assert "inv2-invalidated-atc" in report
     assert re.search(r"atc_inv_cpl .*ignored=true", report), report[:4000]
-    # The same test with a well-behaved endpoint shows no invariant-2 violation.
-    _, good, _ = run_suite("debian-6.12", tmp_path / "good", "--replaces", "20", tests="replace")
+    # With a well-behaved endpoint no invariant-2 violation shows: the suite's run of 6.12
+    # (replace among its areas).
+    _, good, _ = suite_run("debian-6.12")
     assert good["analysis"]["counts"]["by_rule"].get("inv2-invalidated-atc", 0) == 0
 
 

@@ -9,8 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import products_for
-from test_e2e_suite import run_suite
+from conftest import products_for, run_suite
 
 from cosim.expectations import load, mismatches
 
