@@ -42,7 +42,7 @@ build_tree() {
         "${KMAKE[@]}" O="$out/build" INSTALL_HDR_PATH="$out/hdr" headers_install
     }
     run_progress "$out/build.log" '^  (CC|AS) ' kernel_build || {
-        grep -E 'error|Error|not clean' "$out/build.log" | head -20 >&2
+        grep -E 'error|Error|not clean' "$out/build.log" | head -20 >&2 || true
         die "kernel build failed in $src (log: $out/build.log)"
     }
     # Tell which requested options the tree did not take (renamed or missing there), and fail
@@ -182,17 +182,55 @@ user_image() {  # an arm64 Image the user built
     step_end
 }
 
+# git_content SRC: what a git work tree's files are (HEAD, the changes to it, the untracked
+# files that are not ignored), or nothing when SRC is not the top of a git work tree.
+git_content() {
+    local src="$1" top
+    top=$(git -C "$src" rev-parse --show-toplevel 2>/dev/null) || return 0
+    [ "$(realpath "$top")" = "$src" ] || return 0
+    git -C "$src" rev-parse HEAD 2>/dev/null || echo "no HEAD"
+    git -C "$src" diff HEAD --binary 2>/dev/null | sha256sum
+    (cd "$src" && git ls-files -z --others --exclude-standard | LC_ALL=C sort -z \
+        | xargs -0 -r sha256sum)
+}
+
+snap_key() {  # snap_key SRC CONTENT: the key of a git tree's build by its content
+    hash_inputs "tree $1" "$(printf '%s' "$2" | sha256sum)" "$FRAG" "$BUILD_RECIPE"
+}
+
 user_tree() {  # a kernel source tree: out-of-tree build, incremental on the next call
-    local src; src=$(realpath "$1")
+    local src content snap; src=$(realpath "$1")
     [ -f "$src/Makefile" ] && [ -d "$src/arch/arm64" ] || die "$1 is not a kernel source tree (no Makefile or arch/arm64)"
     [ ! -f "$src/.config" ] || die "$1 has an in-tree .config; run 'make mrproper' there (we build out of tree)"
     # Keyed by the tree's path: kbuild itself decides what a change rebuilds.
     OUT="$COSIM_CACHE/kernel/tree-$(hash_inputs "tree $src")"
+    # A git work tree is also keyed by its content: the same files as a build before (a
+    # mutant applied again, a change undone) take that build's products, with no kbuild pass.
+    if [ -n "$KEY_ONLY" ]; then
+        content=$(git_content "$src")
+        echo "KEY=${content:+$(snap_key "$src" "$content")}"; exit 0
+    fi
     # Two builds of one tree (two runs, or a run beside `cosim mutate`) share its output dir.
     take_lock "$(basename "$OUT")"
+    content=$(git_content "$src")
+    snap=""
+    [ -z "$content" ] || snap="$COSIM_CACHE/kernel/treesnap-$(snap_key "$src" "$content")"
+    if [ -n "$snap" ] && [ -f "$snap/Image" ]; then
+        step_cached "kernel source tree $src (these files were built before)" "$snap"
+        OUT="$snap"; return
+    fi
     step_begin "kernel: building source tree $src (incremental)"
     build_tree "$src" "$OUT"
     echo "tree $src $(cd "$src" && git describe --always --dirty 2>/dev/null || true)" >"$OUT/VERSION"
+    # Files changed during the build: kbuild built a mixture, which no content names.
+    [ -z "$snap" ] || [ "$(git_content "$src")" = "$content" ] || snap=""
+    if [ -n "$snap" ]; then
+        # What a later run with the same files needs (kmod.sh builds against SOURCE and config).
+        rm -rf "$snap.new"; mkdir -p "$snap.new"
+        cp -r "$OUT/Image" "$OUT/config" "$OUT/include" "$OUT/SOURCE" "$OUT/VERSION" "$snap.new/"
+        [ ! -f "$OUT/missing-options" ] || cp "$OUT/missing-options" "$snap.new/"
+        rm -rf "$snap"; mv "$snap.new" "$snap"
+    fi
     step_end
 }
 

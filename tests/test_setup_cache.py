@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -139,3 +140,57 @@ def test_kmod_refuses_a_kernel_without_source(repo: Path, tmp_path: Path) -> Non
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "not built from source" in out.stderr
+
+
+def _git_tree(tmp: Path) -> Path:
+    """A stand-in for a developer's kernel checkout: what kernel.sh checks, under git."""
+    t = tmp / "linux"
+    (t / "arch/arm64").mkdir(parents=True)
+    (t / "drivers").mkdir()
+    (t / "Makefile").write_text("all:\n\tfalse\n")
+    (t / "drivers/smmu.c").write_text("int x;\n")
+    (t / ".gitignore").write_text("*.o\n")
+    for cmd in (["init", "-q"], ["add", "-A"],
+                ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "base"]):
+        subprocess.run(["git", "-C", str(t), *cmd], check=True, capture_output=True)
+    return t
+
+
+def test_git_tree_is_keyed_by_its_content(repo: Path, tmp_path: Path) -> None:
+    tree = _git_tree(tmp_path)
+    key = lambda: _key(repo, "scripts/kernel.sh", str(tree), "--key")  # noqa: E731
+    k0 = key()
+    assert len(k0) == 16
+    src = tree / "drivers/smmu.c"
+    src.touch()  # a new mtime, the same files: kbuild would rebuild, the key stays
+    assert key() == k0
+    src.write_text("int y;\n")
+    k1 = key()
+    assert k1 != k0
+    src.write_text("int x;\n")  # the change undone: the first build's products again
+    assert key() == k0
+    (tree / "drivers/built.o").write_bytes(b"\0")  # ignored by the tree's .gitignore
+    assert key() == k0
+    (tree / "drivers/new.c").write_text("int z;\n")  # untracked, not ignored: a new input
+    assert key() not in (k0, k1)
+    plain = tmp_path / "plain"
+    shutil.copytree(tree, plain, ignore=shutil.ignore_patterns(".git"))
+    assert _key(repo, "scripts/kernel.sh", str(plain), "--key") == ""  # no git: kbuild decides
+
+
+def test_git_tree_built_before_is_taken_from_cache(repo: Path, tmp_path: Path) -> None:
+    tree = _git_tree(tmp_path)
+    cache = tmp_path / "cache"
+    snap = cache / "kernel" / f"treesnap-{_key(repo, 'scripts/kernel.sh', str(tree), '--key')}"
+    snap.mkdir(parents=True)
+    (snap / "Image").write_bytes(b"\0" * 64)
+    # The tree's Makefile fails: a build attempt would fail the call.
+    r = subprocess.run(["bash", "scripts/kernel.sh", str(tree)], cwd=repo, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "COSIM_CACHE": str(cache)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "these files were built before" in r.stdout
+    assert r.stdout.splitlines()[-1] == f"KERNEL_DIR={snap}"
+    (tree / "drivers/smmu.c").write_text("int y;\n")
+    r = subprocess.run(["bash", "scripts/kernel.sh", str(tree)], cwd=repo, capture_output=True,
+                       text=True, timeout=120, env={**os.environ, "COSIM_CACHE": str(cache)})
+    assert r.returncode != 0 and "kernel build failed" in r.stderr, r.stdout + r.stderr
