@@ -82,7 +82,7 @@ qemu_build() {
     PATH="$TOOLS/bin:$PATH" ninja -j"$(nproc)" qemu-system-aarch64
 }
 run_progress "$WORK/build.log" "" qemu_build || {
-    grep -E 'error|Error|ERROR' "$WORK/build.log" | head -30 >&2
+    grep -E 'error|Error|ERROR' "$WORK/build.log" | head -30 >&2 || true
     die "qemu build failed (full log: $WORK/build.log)"
 }
 mkdir -p "$OUT.new"
