@@ -9,8 +9,9 @@ runs/bench-<timestamp>/bench.json. Guest runs keep their run directories (consol
 under runs/bench-<timestamp>/runs/.
 
 Sections (--only takes their names): link, smmu, endpoint, analyzer, boot, guest (MMIO round
-trip and replaces in a booted guest), setup. A section that cannot run (no QEMU, a guest test
-failing) becomes an "error" row; the others still run.
+trip and replaces in a booted guest), devloop (a driver file touched in the unpacked 6.12
+source, then `cosim run --kernel TREE --tests replace`), setup. A section that cannot run (no
+QEMU, a guest test failing) becomes an "error" row; the others still run.
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ import bench_walker  # noqa: E402
 
 from cosim.launcher import trace_of  # noqa: E402
 
-SECTIONS = ("link", "smmu", "endpoint", "analyzer", "boot", "guest", "setup")
+SECTIONS = ("link", "smmu", "endpoint", "analyzer", "boot", "guest", "devloop", "setup")
+# The developer loop: a driver file touched, then `cosim run --kernel TREE --tests replace`.
+DEVLOOP_FILE = "drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c"
+DEVLOOP_REPLACES = 50
 KERNEL = os.environ.get("KERNEL", "debian-6.12")
 REPLACES = 50          # --count of each cosim_replace run
 REPLACE_CASES = (("untranslated", "replace_untranslated"), ("ATS", "replace_ats"))
@@ -339,6 +343,56 @@ class Bench:
                         note="per repetition, the median model-side gap between back-to-back "
                              "TG_* register reads (ep_tg_read) with no other trace record "
                              f"between them; samples per repetition {counts}"))
+
+    # -- the developer loop -------------------------------------------------------------------
+    def _devloop_once(self, tree: Path) -> dict[str, float]:
+        """One `cosim run --kernel TREE --tests replace`: wall seconds in all, and the seconds
+        of each set-up step it printed (`==> step` ... `done in Ns`)."""
+        cmd = [sys.executable, "-m", "cosim", "run", "--kernel", str(tree), "--tests", "replace",
+               "--replaces", str(DEVLOOP_REPLACES), "--runs-dir", str(self.out_dir / "runs")]
+        t0 = time.monotonic()
+        r = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=3600)
+        out: dict[str, float] = {"all": time.monotonic() - t0}
+        if "\nGuest: booted" not in r.stdout:
+            raise RuntimeError(f"{' '.join(cmd)}: no boot (exit {r.returncode}):\n"
+                               + "\n".join(r.stdout.splitlines()[-15:]))
+        step = ""
+        for ln in r.stdout.splitlines():
+            if ln.startswith("==> "):
+                step = ln[4:].split(":")[0]
+            elif ln.strip().startswith("done in ") and step:
+                out[step] = out.get(step, 0.0) + float(ln.split()[2].rstrip("s"))
+        return out
+
+    def devloop(self) -> None:
+        products = self.ensure_products()
+        pkg, ver = products.kernel_version.split()[:2]
+        tree = Path(os.environ.get("COSIM_CACHE", Path.home() / ".cache" / "cosim")) / "src" \
+            / f"{pkg}-{ver}"
+        if not (tree / DEVLOOP_FILE).is_file():
+            raise RuntimeError(f"no unpacked kernel tree with {DEVLOOP_FILE} at {tree}")
+        self.say(f"devloop: warm-up run of {tree} (a full build the first time)")
+        self._devloop_once(tree)
+        touched: list[dict[str, float]] = []
+        same: list[dict[str, float]] = []
+        for i in range(self.reps):  # interleaved, so drift in machine load hits both alike
+            (tree / DEVLOOP_FILE).touch()
+            touched.append(self._devloop_once(tree))
+            same.append(self._devloop_once(tree))
+            self.say(f"devloop {i + 1}/{self.reps}: touched {touched[-1]['all']:.0f}s, "
+                     f"unchanged {same[-1]['all']:.0f}s")
+        self.raw["devloop"] = {"tree": str(tree), "touched": touched, "unchanged": same}
+        steps = sorted({k for r in touched for k in r if k != "all"})
+        split = ", ".join(f"{k} {statistics.median(r.get(k, 0.0) for r in touched):.0f} s"
+                          for k in steps)
+        self.add(Figure("developer loop", f"touch {DEVLOOP_FILE.rsplit('/', 1)[1]}, then "
+                        f"`cosim run --kernel TREE --tests replace --replaces "
+                        f"{DEVLOOP_REPLACES}`", "s", [r["all"] for r in touched],
+                        "the same run, nothing changed", [r["all"] for r in same],
+                        note=f"set-up steps of the touched runs (medians): {split}; the rest "
+                             "is boot, the replace area and the analysis (the baseline's "
+                             "whole time, less its cached steps)"))
 
     # -- set-up -----------------------------------------------------------------------------
     def _timed_cmd(self, cmd: list[str], env: dict[str, str] | None = None,
