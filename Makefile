@@ -23,7 +23,7 @@ setup: $(VENV)/.stamp
 
 # Every kernel the end-to-end tests boot, built (or taken from cache) up front with progress.
 setup-all: $(VENV)/.stamp
-	@for k in debian-6.12 debian-6.1 debian-7.2 debian-6.12-bin; do $(PY) -m cosim setup --kernel $$k || exit 1; done
+	@$(PY) -m cosim setup --kernel debian-6.12,debian-6.1,debian-7.2,debian-6.12-bin
 
 # Boot the guest with the model and run the hitless suite, then the trace analysis.
 run: $(VENV)/.stamp

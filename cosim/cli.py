@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import launcher
-from .setup import KERNEL_CHOICES, SetupError, check_kernel_choice, ensure
+from .setup import KERNEL_CHOICES, SetupError, check_kernel_choice, ensure, ensure_all
 
 
 def _tests_arg(text: str) -> list[str]:
@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("runs", nargs="+", type=Path, help="run directories (runs/<timestamp>)")
 
     s = sub.add_parser("setup", help="build (or take from cache) QEMU, kernel and initramfs")
-    s.add_argument("--kernel", default="debian-6.12")
+    s.add_argument("--kernel", default="debian-6.12",
+                   help="a kernel choice or path, or several, comma-separated (each built in "
+                        "turn; the Debian sources all fetched in the background from the start)")
 
     mu = sub.add_parser("mutate", help="run driver mutants (mutants/) and tell which the "
                                        "analysis catches (docs/mutants.md)")
@@ -266,14 +268,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "findings":
         return _findings(args)
     if args.cmd == "setup":
+        kernels = [k.strip() for k in args.kernel.split(",") if k.strip()]
         try:
-            p = ensure(args.kernel)
+            if not kernels:
+                raise SetupError("--kernel: no kernel given")
+            built = ensure_all(kernels)
         except SetupError as e:
             print(f"cosim setup: {e}", file=sys.stderr)
             return 2
-        print(f"qemu:      {p.qemu}\nkernel:    {p.image} ({p.kernel_version})\n"
-              f"modules:   {p.kmod_dir or '(none: not a source-built kernel)'}\n"
-              f"initramfs: {p.initramfs}")
+        for p in built:
+            print(f"qemu:      {p.qemu}\nkernel:    {p.image} ({p.kernel_version})\n"
+                  f"modules:   {p.kmod_dir or '(none: not a source-built kernel)'}\n"
+                  f"initramfs: {p.initramfs}")
         return 0
     return 2
 

@@ -37,14 +37,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import expectations, launcher
-from .setup import KERNEL_CHOICES, ROOT, Products, SetupError, ensure
+from .setup import (
+    KERNEL_CHOICES,
+    ROOT,
+    SOURCE_PACKAGES,
+    Products,
+    SetupError,
+    cache_dir,
+    ensure,
+)
 from .trace import TraceError, TraceReader
 from .trace.reader import numbered
 
 CATALOGUE = ROOT / "mutants"
 # Debian choices -> the folder of the catalogue written for that kernel's driver.
 CATALOGUE_FOR = {"debian-6.12": "linux-6.12", "debian-7.2": "linux-7.2"}
-SOURCE_PKG = {"debian-6.12": "linux-source-6.12", "debian-7.2": "linux-source-7.2"}
+# The Debian choices with a catalogue, and their source packages.
+SOURCE_PKG = {k: SOURCE_PACKAGES[k] for k in CATALOGUE_FOR}
 PRISTINE_MARK = "cosim-pristine"   # in .git: this tree is a copy the command made
 APPLIED_MARK = "cosim-mutant"      # in .git: the text of the mutant currently applied
 HEADER_KEYS = ("Mutant", "Breaks", "Areas", "Model-args", "Undetectable")
@@ -139,10 +148,6 @@ def load_catalogue(kernel: str, pattern: str | None) -> list[Mutant]:
 def _git(tree: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True,
                           check=check)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("COSIM_CACHE", Path.home() / ".cache" / "cosim"))
 
 
 def unpacked_source(choice: str) -> Path | None:

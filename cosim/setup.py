@@ -91,11 +91,77 @@ def run_step(script: str, *args: str, quiet: bool = False) -> str:
     return last
 
 
-def ensure(kernel: str = "debian-6.12", quiet: bool = False) -> Products:
+# The Debian source package of each choice built from source (scripts/kernel.sh).
+SOURCE_PACKAGES = {"debian-6.12": "linux-source-6.12", "debian-6.1": "linux-source-6.1",
+                   "debian-7.2": "linux-source-7.2"}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("COSIM_CACHE", Path.home() / ".cache" / "cosim"))
+
+
+class Prefetch:
+    """Downloads and unpacks of Debian kernel sources (`kernel.sh CHOICE --fetch`, one after
+    another) in the background, while QEMU or another kernel compiles: the network and the
+    disk are idle then. A choice's own build waits for its fetch on the package's lock."""
+
+    def __init__(self, kernels: list[str]) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        cache = cache_dir()
+        # A source unpacked once needs no early fetch (a newer Debian version is kernel.sh's
+        # to fetch; it is rare, and then it only runs late).
+        todo = [k for k in dict.fromkeys(kernels) if k in SOURCE_PACKAGES
+                and not any((cache / "src").glob(f"{SOURCE_PACKAGES[k]}-*/.unpacked"))]
+        if not todo:
+            return
+        cache.mkdir(parents=True, exist_ok=True)
+        self.log = cache / "prefetch.log"
+        script = " && ".join(f"bash {SCRIPTS / 'kernel.sh'} {k} --fetch" for k in todo)
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(["bash", "-c", script], stdout=out,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+
+    def close(self) -> None:
+        """Wait for the fetches; stop them instead when set-up ends early (a failure,
+        Ctrl-C). A stopped or failed fetch leaves nothing marked unpacked: the build step
+        fetches again and names what failed."""
+        if self.proc is None:
+            return
+        if sys.exc_info()[0] is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> Prefetch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def ensure_all(kernels: list[str], quiet: bool = False) -> list[Products]:
+    """ensure() for each kernel in turn, every Debian source fetched in the background from
+    the start."""
+    for k in kernels:
+        check_kernel_choice(k)
+    with Prefetch(kernels):
+        return [ensure(k, quiet=quiet, prefetch=False) for k in kernels]
+
+
+def ensure(kernel: str = "debian-6.12", quiet: bool = False, prefetch: bool = True) -> Products:
     """Build (or take from cache) everything a run needs."""
     check_kernel_choice(kernel)
     if subprocess.run(["bash", str(SCRIPTS / "host-packages.sh")]).returncode != 0:
         raise SetupError("set-up step host-packages.sh failed")
+    with Prefetch([kernel] if prefetch else []):
+        return _ensure(kernel, quiet)
+
+
+def _ensure(kernel: str, quiet: bool) -> Products:
     # COSIM_QEMU points at a QEMU you built yourself (e.g. while developing qemu-patches/).
     override = os.environ.get("COSIM_QEMU")
     if override:

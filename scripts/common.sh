@@ -59,10 +59,14 @@ apt_private_opts() {
 apt_private_setup() {
     mkdir -p "$APT_DIR/lists/partial" "$APT_DIR/cache/archives/partial"
     touch "$APT_DIR/status"
+    local stamp="$APT_DIR/updated" fd
+    # One writer at a time: a source fetch may run beside another step's (set-up prefetches).
+    mkdir -p "$COSIM_CACHE/locks"
+    exec {fd}>"$COSIM_CACHE/locks/apt-update.lock"
+    flock "$fd"
     apt_sources > "$APT_DIR/sources.list.new"
     mv "$APT_DIR/sources.list.new" "$APT_DIR/sources.list"
     # Refresh the index at most once a day: it decides versions, and so cache keys.
-    local stamp="$APT_DIR/updated"
     if [ ! -f "$stamp" ] || [ -n "$(find "$stamp" -mmin +1440)" ]; then
         step_begin "private apt index (bookworm, trixie, sid; deb-src and arm64)"
         # shellcheck disable=SC2046
@@ -71,6 +75,7 @@ apt_private_setup() {
         touch "$stamp"
         step_end
     fi
+    exec {fd}>&-
 }
 apt_p() { apt-get $(apt_private_opts) "$@"; }
 aptcache_p() { apt-cache $(apt_private_opts) "$@"; }

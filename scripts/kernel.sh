@@ -13,6 +13,8 @@ source "$(dirname "$0")/common.sh"
 
 CHOICE="${1:-debian-6.12}"
 KEY_ONLY=""; [ "${2:-}" = "--key" ] && KEY_ONLY=1
+# --fetch: only download and unpack a Debian source (set-up runs it while QEMU compiles).
+FETCH_ONLY=""; [ "${2:-}" = "--fetch" ] && FETCH_ONLY=1
 FRAG="$COSIM_ROOT/kernel/cosim.config"
 CROSS=aarch64-linux-gnu-
 KMAKE=(make ARCH=arm64 CROSS_COMPILE=$CROSS -j"$(nproc)")
@@ -95,6 +97,7 @@ debian_source() {  # debian_source PKG SUITE: the suite's source package, with k
     if [ -n "$KEY_ONLY" ]; then echo "KEY=$KEY"; exit 0; fi
     take_lock "$pkg"
     if [ -f "$OUT/Image" ]; then step_cached "kernel $pkg $ver" "$OUT"; return; fi
+    [ -z "$FETCH_ONLY" ] || [ ! -f "$COSIM_CACHE/src/$pkg-$ver/.unpacked" ] || exit 0
     src="$COSIM_CACHE/src/$pkg-$ver"
     if [ ! -f "$src/.unpacked" ]; then
         step_begin "kernel: fetching $pkg $ver"
@@ -105,6 +108,7 @@ debian_source() {  # debian_source PKG SUITE: the suite's source package, with k
         rm -rf "$src.dl"; touch "$src/.unpacked"
         step_end
     fi
+    [ -z "$FETCH_ONLY" ] || exit 0
     [ ${#patches[@]} -eq 0 ] || { src=$(patched_tree "$src" "$pdir") || exit 1; }
     step_begin "kernel: building $pkg $ver (allnoconfig + kernel/cosim.config${patches:+ + kernel/patches/$CHOICE})"
     rm -rf "$OUT.new"; build_tree "$src" "$OUT.new"
@@ -234,6 +238,8 @@ user_tree() {  # a kernel source tree: out-of-tree build, incremental on the nex
     step_end
 }
 
+# Only the Debian sources have a download worth starting early.
+case "$CHOICE" in debian-6.12|debian-6.1|debian-7.2) ;; *) [ -z "$FETCH_ONLY" ] || exit 0 ;; esac
 case "$CHOICE" in
     debian-6.12) debian_source linux-source-6.12 trixie ;;
     debian-6.1) debian_source linux-source-6.1 bookworm ;;

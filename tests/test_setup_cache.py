@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,42 @@ def test_git_tree_built_before_is_taken_from_cache(repo: Path, tmp_path: Path) -
     r = subprocess.run(["bash", "scripts/kernel.sh", str(tree)], cwd=repo, capture_output=True,
                        text=True, timeout=120, env={**os.environ, "COSIM_CACHE": str(cache)})
     assert r.returncode != 0 and "kernel build failed" in r.stderr, r.stdout + r.stderr
+
+
+def test_prefetch_starts_only_for_sources_not_yet_unpacked(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from cosim import setup
+    monkeypatch.setenv("COSIM_CACHE", str(tmp_path))
+    (tmp_path / "src" / "linux-source-6.1-6.1.1-1").mkdir(parents=True)
+    (tmp_path / "src" / "linux-source-6.1-6.1.1-1" / ".unpacked").touch()
+    # Unpacked already, a binary kernel, a path: nothing to fetch early.
+    with setup.Prefetch(["debian-6.1", "debian-6.12-bin", str(tmp_path)]) as p:
+        assert p.proc is None
+    monkeypatch.setattr(setup, "SCRIPTS", tmp_path / "scripts")
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "kernel.sh").write_text('echo "fetch $*"\n')
+    with setup.Prefetch(["debian-7.2", "debian-6.1", "debian-6.12", "debian-7.2"]) as p:
+        assert p.proc is not None
+    assert p.proc is None  # waited for
+    assert (tmp_path / "prefetch.log").read_text().splitlines() == [
+        "fetch debian-7.2 --fetch", "fetch debian-6.12 --fetch"]
+
+
+def test_fetch_only_is_a_no_op_for_a_binary_or_a_path(repo: Path, tmp_path: Path) -> None:
+    for choice in ("debian-6.12-bin", str(tmp_path)):
+        r = subprocess.run(["bash", "scripts/kernel.sh", choice, "--fetch"], cwd=repo,
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "COSIM_CACHE": str(tmp_path / "cache")})
+        assert r.returncode == 0 and r.stdout == "", (choice, r.stdout, r.stderr)
+
+
+def test_setup_of_several_kernels_refuses_an_unknown_one_first() -> None:
+    r = subprocess.run([sys.executable, "-m", "cosim", "setup", "--kernel",
+                        "debian-6.12,debian-9.9"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "cosim setup: --kernel 'debian-9.9' is not a known kernel (choose one of debian-6.12, "
+        "debian-6.1, debian-7.2, debian-6.12-bin, or a path to an arm64 Image or a kernel "
+        "source tree)"]
+    assert r.stdout == ""
