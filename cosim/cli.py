@@ -15,11 +15,12 @@ def _tests_arg(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     if names == ["all"]:
         return list(launcher.AREAS)
-    bad = [n for n in names if n not in launcher.AREAS]
+    known = launcher.AREAS + launcher.EXTRA_AREAS
+    bad = [n for n in names if n not in known]
     if bad or not names:
         raise argparse.ArgumentTypeError(
             f"unknown test area(s) {', '.join(bad) or '(none)'}; choose from "
-            f"{', '.join(launcher.AREAS)} or 'all'")
+            f"{', '.join(known)} or 'all'")
     return names
 
 
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"{', '.join(KERNEL_CHOICES)}, or a path to an arm64 Image or to a "
                         "kernel source tree (built with kernel/cosim.config)")
     r.add_argument("--tests", type=_tests_arg, default=list(launcher.AREAS),
-                   help=f"comma-separated areas: {', '.join(launcher.AREAS)} (default all)")
+                   help=f"comma-separated areas: {', '.join(launcher.AREAS)} (default all: "
+                        f"these), or {', '.join(launcher.EXTRA_AREAS)} (only when named)")
     r.add_argument("--smmu", choices=("cosim", "builtin"), default="cosim",
                    help="cosim: the Python SMMU model and endpoint (default); "
                         "builtin: QEMU's own smmuv3, no endpoint")

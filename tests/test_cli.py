@@ -40,6 +40,16 @@ def test_unknown_test_area_is_a_clear_error() -> None:
     assert "Traceback" not in r.stderr
 
 
+def test_extra_areas_are_accepted_when_named_and_not_in_all() -> None:
+    from cosim.cli import _tests_arg
+    from cosim.launcher import AREAS, EXTRA_AREAS
+
+    assert _tests_arg("mmio") == ["mmio"]
+    assert _tests_arg("probe,mmio") == ["probe", "mmio"]
+    assert "mmio" in EXTRA_AREAS and "mmio" not in AREAS
+    assert _tests_arg("all") == AREAS
+
+
 def test_image_path_that_is_not_an_image_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "Image"
     bad.write_bytes(b"not a kernel" * 10)
