@@ -1,0 +1,95 @@
+"""bench/bench_mmio.py: the parser of cosim_mmio's result lines, the loop windows it finds in a
+trace, and the in-process model measurement (its value, not its speed)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+import bench_mmio  # noqa: E402
+
+from cosim.arch import endpoint_regs as regs  # noqa: E402
+
+LINE = ("# mmio-result target=ep_bar_read reads=3000 batch=100 batches=30 total_ns=450000000 "
+        "mean_ns=150000 min_ns=120000 median_ns=140000 p90_ns=180000 max_ns=900000 wrong=0")
+
+
+def test_parse_results_reads_each_case_line_and_ignores_the_rest() -> None:
+    text = "\n".join(["TAP version 13", "1..2", "# ep_bar_read: --count reads", LINE,
+                      "ok 1 - ep_bar_read",
+                      LINE.replace("ep_bar_read", "cfg_read").replace("wrong=0", "wrong=2"),
+                      "ok 2 - cfg_read"])
+    res = bench_mmio.parse_results(text)
+    assert sorted(res) == ["cfg_read", "ep_bar_read"]
+    r = res["ep_bar_read"]
+    assert (r.reads, r.batch, r.batches, r.median_ns, r.p90_ns, r.wrong) == \
+        (3000, 100, 30, 140000, 180000, 0)
+    assert res["cfg_read"].wrong == 2
+
+
+@pytest.mark.parametrize("bad", [LINE.replace(" wrong=0", ""), LINE.replace("=3000", "=3e3"),
+                                 LINE + " stray"])
+def test_parse_results_refuses_a_line_it_cannot_read(bad: str) -> None:
+    with pytest.raises(bench_mmio.ResultError):
+        bench_mmio.parse_results(bad)
+
+
+def test_result_keys_are_the_ones_the_guest_program_prints() -> None:
+    src = (ROOT / "guest-tests" / "tests" / "cosim_mmio.c").read_text()
+    fmt = "".join(re.findall(r'"([^"]*)"', src[src.index('"mmio-result'):src.index("l->target")]))
+    assert fmt.startswith("mmio-result ") and bench_mmio.RESULT_PREFIX == "# mmio-result "
+    keys = re.findall(r"(\w+)=%", fmt)
+    assert keys == ["target", *bench_mmio.RESULT_KEYS]
+
+
+def _rec(t: int, k: str, **f) -> dict:
+    return {"t": t, "k": k, **f}
+
+
+def _read(t: int, off: int = bench_mmio.ID_OFFSET, val: int = regs.ID_VALUE, dev: int = 1) -> dict:
+    return _rec(t, "mmio", dev=dev, region=regs.BAR_REGS, off=off, size=4, rw="r", val=val)
+
+
+def test_mmio_windows_count_the_reads_between_the_markers() -> None:
+    begin = _rec(100, "marker", tag="test-begin", value=3, label=bench_mmio.MARKER_LABEL)
+    end = _rec(900, "marker", tag="test-end", value=3, label=bench_mmio.MARKER_LABEL)
+    records = [_read(50),                                   # before: not counted
+               begin, _read(200), _read(350), _rec(400, "mmio", dev=0, off=0x20, size=4,
+                                                    rw="r", val=0),  # the SMMU: not the ep's
+               _read(500), end,
+               _read(950),
+               begin, _read(1000), _read(1100, val=0), _read(1200, off=0x8), end,
+               _rec(1300, "marker", tag="test-begin", value=1, label="replace")]
+    w = bench_mmio.mmio_windows(records)
+    assert len(w) == 2
+    assert (w[0].count, w[0].id_reads, w[0].wrong_values, w[0].other, w[0].records) == \
+        (3, 3, 0, 0, 4)
+    assert w[0].gaps_ns == [150, 150]
+    assert (w[1].id_reads, w[1].wrong_values, w[1].other) == (2, 1, 1)
+    assert w[1].gaps_ns == [100]
+
+
+def test_split_zmq_tells_libzmq_threads_apart() -> None:
+    assert bench_mmio.split_zmq({"python3": 10, "ZMQbg/IO/0": 4, "ZMQbg/Reaper": 1}) == \
+        {"zmq": 5, "other": 10}
+    assert bench_mmio.cpu_delta({"a": 5, "b": 3}, {"a": 9, "b": 3, "c": 2}) == {"a": 4, "c": 2}
+
+
+def test_thread_cpu_of_this_process_names_its_threads() -> None:
+    import os
+    cpu = bench_mmio.thread_cpu_ns(os.getpid())
+    assert cpu and all(v >= 0 for v in cpu.values())
+
+
+def test_model_service_serves_the_id_register_through_the_real_model() -> None:
+    # model_service asserts the reply carries the ID value; the phases add up to the total.
+    for traced in (False, True):
+        s = bench_mmio.model_service(200, traced=traced)
+        assert set(s) == {"decode", "serve", "encode", "total"}
+        assert s["total"] == pytest.approx(s["decode"] + s["serve"] + s["encode"])
