@@ -29,6 +29,9 @@ from cosim.arch import endpoint_regs as regs
 RESULT_PREFIX = "# mmio-result "
 MARKER_LABEL = "mmio read"          # cosim_mmio's test-begin/test-end label
 ID_OFFSET = next(r.offset for r in regs.REGISTERS if r.name == "ID")
+# The registers the program's end marker writes (label, tag, value): inside the window.
+MARKER_SPANS = tuple((r.offset, r.offset + r.span) for r in regs.REGISTERS
+                     if r.name.startswith("MARKER_"))
 RESULT_KEYS = ("reads", "batch", "batches", "total_ns", "mean_ns", "min_ns", "median_ns",
                "p90_ns", "max_ns", "wrong")
 
@@ -83,7 +86,8 @@ class MmioWindow:
     count: int                 # the markers' value: the reads the program was asked for
     id_reads: int              # endpoint BAR0 reads of ID between the markers
     wrong_values: int          # of those, how many returned another value than the ID
-    other: int                 # any other endpoint register access between the markers
+    other: int                 # any other endpoint access between the markers (the end
+                               # marker's own writes to the MARKER_* registers excepted)
     records: int               # every record between the markers (SMMU ones included)
     gaps_ns: list[int] = field(default_factory=list)  # between consecutive ID reads
 
@@ -114,7 +118,8 @@ def mmio_windows(records: list[dict]) -> list[MmioWindow]:
             if last_t is not None:
                 cur.gaps_ns.append(r["t"] - last_t)
             last_t = r["t"]
-        else:
+        elif not (r.get("rw") == "w" and r.get("region") == regs.BAR_REGS
+                  and any(lo <= r.get("off", -1) < hi for lo, hi in MARKER_SPANS)):
             cur.other += 1
     return out
 

@@ -62,16 +62,24 @@ def test_mmio_windows_count_the_reads_between_the_markers() -> None:
     records = [_read(50),                                   # before: not counted
                begin, _read(200), _read(350), _rec(400, "mmio", dev=0, off=0x20, size=4,
                                                     rw="r", val=0),  # the SMMU: not the ep's
-               _read(500), end,
+               _read(500),
+               # the end marker's own writes (label, tag, value) are not "other" accesses
+               *[_rec(600 + i, "mmio", dev=1, region=regs.BAR_REGS, off=0x60 + 4 * i, size=4,
+                      rw="w", val=0) for i in range(8)],
+               _rec(700, "mmio", dev=1, region=regs.BAR_REGS, off=0x40, size=4, rw="w", val=6),
+               _rec(701, "mmio", dev=1, region=regs.BAR_REGS, off=0x48, size=8, rw="w", val=3),
+               end,
                _read(950),
-               begin, _read(1000), _read(1100, val=0), _read(1200, off=0x8), end,
+               begin, _read(1000), _read(1100, val=0), _read(1200, off=0x8),
+               _rec(1250, "mmio", dev=1, region=regs.BAR_REGS, off=0x10, size=4, rw="w", val=1),
+               end,
                _rec(1300, "marker", tag="test-begin", value=1, label="replace")]
     w = bench_mmio.mmio_windows(records)
     assert len(w) == 2
     assert (w[0].count, w[0].id_reads, w[0].wrong_values, w[0].other, w[0].records) == \
-        (3, 3, 0, 0, 4)
+        (3, 3, 0, 0, 14)
     assert w[0].gaps_ns == [150, 150]
-    assert (w[1].id_reads, w[1].wrong_values, w[1].other) == (2, 1, 1)
+    assert (w[1].id_reads, w[1].wrong_values, w[1].other) == (2, 1, 2)  # ID+8 read, RESET
     assert w[1].gaps_ns == [100]
 
 
