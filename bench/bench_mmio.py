@@ -7,8 +7,8 @@ the parts of that measurement that need no guest:
 * `mmio_windows`: in the model's trace, each loop between its `test-begin`/`test-end` markers
   (label "mmio read"): how many endpoint BAR reads of the ID register it holds, anything else
   the endpoint saw, and the gaps between consecutive reads as the model's clock saw them;
-* `thread_cpu_ns`: CPU time per thread of a live process (/proc/PID/task/*/schedstat), so the
-  model's and QEMU's CPU per read during the loop can be told apart from the wall time;
+* `thread_cpu_ns`: CPU time of a live process by thread role (/proc/PID/task/*/schedstat), so
+  the model's and QEMU's CPU per read during the loop can be told apart from the wall time;
 * `model_service`: the model's own Python work for one such read, in this process (CPU time):
   decode the request, `Model.serve` (endpoint register read, its trace record, the SMMU's
   tick), encode the reply; `record_cost`: the one trace record each read writes.
@@ -125,27 +125,27 @@ def mmio_windows(records: list[dict]) -> list[MmioWindow]:
 
 
 def thread_cpu_ns(pid: int) -> dict[str, int]:
-    """CPU time (ns) of a live process, per thread name (threads of one name summed): the
-    first field of /proc/PID/task/TID/schedstat. A thread that ends meanwhile is left out."""
-    out: dict[str, int] = {}
+    """CPU time (ns) of a live process by thread role: `main` (the thread whose id is the
+    process's: the model's Python loop, QEMU's main loop), `zmq` (libzmq's own threads, named
+    ZMQbg/...) and `threads` (the rest: QEMU's vCPUs, RCU, workers). The first field of
+    /proc/PID/task/TID/schedstat; a thread that ends meanwhile is left out."""
+    out = {"main": 0, "zmq": 0, "threads": 0}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
             ns = int((task / "schedstat").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             continue
-        out[name] = out.get(name, 0) + ns
+        role = "zmq" if name.startswith("ZMQbg") else "main" if task.name == str(pid) \
+            else "threads"
+        out[role] += ns
     return out
 
 
 def cpu_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
-    return {n: after[n] - before.get(n, 0) for n in after if after[n] - before.get(n, 0) > 0}
-
-
-def split_zmq(cpu: dict[str, int]) -> dict[str, int]:
-    """Per-thread CPU as `zmq` (libzmq's own threads, named ZMQbg/...) and `other`."""
-    zmq = sum(ns for name, ns in cpu.items() if name.startswith("ZMQbg"))
-    return {"zmq": zmq, "other": sum(cpu.values()) - zmq}
+    """Per role, the CPU spent between two thread_cpu_ns readings (a thread that ended in
+    between takes its time with it: never below 0)."""
+    return {role: max(0, after[role] - before.get(role, 0)) for role in after}
 
 
 def model_service(reads: int, traced: bool) -> dict[str, float]:

@@ -383,11 +383,13 @@ class Bench:
                for _ in range(self.reps)]
         svc_med = {k: statistics.median(s[k] for s in svc) for k in svc[0]}
         rec = statistics.median(bench_mmio.record_cost(20000) for _ in range(self.reps))
-        cpu = {p: {k: statistics.median(bench_mmio.split_zmq(r["cpu"][p])[k] for r in mmio)
-                   / reads / 1000 for k in ("zmq", "other")} for p in ("model", "qemu")}
+        cpu = {p: {k: statistics.median(r["cpu"][p][k] for r in mmio) / reads / 1000
+                   for k in ("main", "zmq", "threads")} for p in ("model", "qemu")}
         ok = [w for w in windows if w.id_reads == w.count and not w.other and not w.wrong_values]
         gaps = [bench_mmio.median_us(w.gaps_ns) for w in windows]
         trace_gap = statistics.median(g for g in gaps if g is not None) if any(gaps) else None
+        trace_mean = statistics.median(sum(w.gaps_ns) / len(w.gaps_ns) / 1000
+                                       for w in windows if w.gaps_ns) if any(gaps) else None
         self.raw["guest_mmio"] = {
             "run_dir": str(run_dir), "reads_per_run": reads,
             "runs": [{k: (asdict(v) if isinstance(v, bench_mmio.MmioResult) else v)
@@ -399,8 +401,9 @@ class Bench:
         trace_fact = (f"every read is traced: {len(ok)} of {len(windows)} loops show exactly "
                       f"their {reads:,} ID reads as endpoint `mmio` records between their "
                       "markers and no other endpoint access"
-                      + (f"; the model's clock saw a read every {trace_gap:.0f} µs (median "
-                         "gap)" if trace_gap is not None else ""))
+                      + (f"; the model's clock saw a read every {trace_mean:.0f} µs (mean "
+                         f"gap; median {trace_gap:.0f})" if trace_gap is not None
+                         and trace_mean is not None else ""))
         self.add(Figure(
             "MMIO round trip", "MMIO round trip: guest BAR read loop, timed in the guest",
             "µs", loop, "raw pyzmq PAIR ping-pong", base,
@@ -411,11 +414,14 @@ class Bench:
                  f"the model's Python work {svc_med['total']:.0f} µs CPU in-process (decode "
                  f"{svc_med['decode']:.0f}, Model.serve {svc_med['serve']:.0f} including "
                  f"its one trace record of {rec:.1f} µs, encode {svc_med['encode']:.0f}); "
-                 f"during the loop the model process spent {m['other']:.0f} µs CPU per read "
-                 f"in Python and {m['zmq']:.0f} µs in its ZeroMQ I/O thread, QEMU "
-                 f"{q['other']:.0f} µs in its own threads (the vCPU's TCG code, the exit, "
-                 f"its C ZeroMQ client's send/poll) and {q['zmq']:.0f} µs in its ZeroMQ I/O "
-                 f"thread; a vCPU exit QEMU serves itself costs {max(cfg - sysc, 0):.0f} µs "
+                 f"during the loop (CPU per read, schedstat) the model process spent "
+                 f"{m['main']:.0f} µs in its Python thread (the same work with caches cold "
+                 f"between requests, plus the link's recv/poll path) and {m['zmq']:.0f} µs in "
+                 f"its ZeroMQ I/O thread; QEMU {q['threads']:.0f} µs in its vCPU threads (TCG, "
+                 f"the exit, its C ZeroMQ client's send and poll), {q['main']:.0f} µs in its "
+                 f"main loop (which watches the link's ZMQ_FD) and {q['zmq']:.0f} µs in "
+                 f"its ZeroMQ I/O thread; a vCPU exit QEMU serves itself costs "
+                 f"{max(cfg - sysc, 0):.0f} µs "
                  "(config read minus syscall, below). The raw ping-pong takes the link's "
                  "path (each message: sender -> its ZeroMQ I/O thread -> ipc socket -> the "
                  "peer's I/O thread -> receiver), so the ratio above 1 is the model's Python "
