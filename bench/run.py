@@ -398,6 +398,7 @@ class Bench:
             "trace_windows": [{k: v for k, v in asdict(w).items() if k != "gaps_ns"}
                               | {"gap_median_us": g} for w, g in zip(windows, gaps, strict=True)]}
         m, q = cpu["model"], cpu["qemu"]
+        both = sum(m.values()) + sum(q.values())
         trace_fact = (f"every read is traced: {len(ok)} of {len(windows)} loops show exactly "
                       f"their {reads:,} ID reads as endpoint `mmio` records between their "
                       "markers and no other endpoint access"
@@ -422,8 +423,12 @@ class Bench:
                  f"main loop (which watches the link's ZMQ_FD) and {q['zmq']:.0f} µs in "
                  f"its ZeroMQ I/O thread; a vCPU exit QEMU serves itself costs "
                  f"{max(cfg - sysc, 0):.0f} µs "
-                 "(config read minus syscall, below). The raw ping-pong takes the link's "
-                 "path (each message: sender -> its ZeroMQ I/O thread -> ipc socket -> the "
+                 f"(config read minus syscall, below). Both processes together: {both:.0f} µs "
+                 f"CPU per read of the {mean:.0f} µs it takes (not all of it on the critical "
+                 "path: the model's idle-loop step and QEMU's main loop may overlap the next "
+                 "read; the rest of the wall time is waiting for a CPU). The raw ping-pong "
+                 "takes the link's path (each message: sender -> its ZeroMQ I/O thread -> "
+                 "ipc socket -> the "
                  "peer's I/O thread -> receiver), so the ratio above 1 is the model's Python "
                  f"work plus QEMU's exit and client; {trace_fact}"))
         self.add(Figure(
