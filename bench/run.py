@@ -424,9 +424,11 @@ class Bench:
                  f"its ZeroMQ I/O thread; a vCPU exit QEMU serves itself costs "
                  f"{max(cfg - sysc, 0):.0f} µs "
                  f"(config read minus syscall, below). Both processes together: {both:.0f} µs "
-                 f"CPU per read of the {mean:.0f} µs it takes (not all of it on the critical "
-                 "path: the model's idle-loop step and QEMU's main loop may overlap the next "
-                 "read; the rest of the wall time is waiting for a CPU). The raw ping-pong "
+                 f"CPU per read of the {mean:.0f} µs it takes ("
+                 + ("the rest is waiting for a CPU" if both < mean else
+                    "more than the wall time: the model's idle-loop step, the I/O threads and "
+                    "QEMU's main loop partly run beside the critical path on the other CPU")
+                 + "). The raw ping-pong "
                  "takes the link's path (each message: sender -> its ZeroMQ I/O thread -> "
                  "ipc socket -> the "
                  "peer's I/O thread -> receiver), so the ratio above 1 is the model's Python "
