@@ -109,3 +109,36 @@ def test_model_service_serves_the_id_register_through_the_real_model() -> None:
         s = bench_mmio.model_service(200, traced=traced)
         assert set(s) == {"decode", "serve", "encode", "total"}
         assert s["total"] == pytest.approx(s["decode"] + s["serve"] + s["encode"])
+
+
+def _bench_run():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_run"] = mod   # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_guest_mmio_figures_against_the_link_baseline(tmp_path: Path) -> None:
+    import argparse
+    run = _bench_run()
+    b = run.Bench(argparse.Namespace(reps=1, quick=True, only=None), tmp_path)
+    b._link_raw_us = [50.0]
+
+    def res(target: str, median_ns: int) -> bench_mmio.MmioResult:
+        return bench_mmio.MmioResult(target, 300, 100, 3, 3 * median_ns * 100, median_ns,
+                                     median_ns, median_ns, median_ns, median_ns, 0)
+    cpu = {"main": 300 * 90_000, "zmq": 300 * 20_000, "threads": 0}
+    rep = {"ep_bar_read": res("ep_bar_read", 150_000), "cfg_read": res("cfg_read", 5_000),
+           "syscall_baseline": res("syscall_baseline", 2_000),
+           "cpu": {"model": cpu, "qemu": {**cpu, "main": 10 * 300_000}, "wall_s": 1.0}}
+    window = bench_mmio.MmioWindow(300, 300, 0, 0, 310, [150_000] * 299)
+    b._mmio_figures([rep], [window], tmp_path)
+    loop, exit_ = b.figures
+    assert loop.values == [150.0] and loop.baseline == [50.0] and loop.ratio == 3.0
+    assert "1 of 1 loops show exactly their 300 ID reads" in loop.note
+    assert "every 150 µs (mean gap; median 150)" in loop.note
+    assert "90 µs in its Python thread" in loop.note and "10 µs in its main loop" in loop.note
+    assert exit_.values == [5.0] and exit_.baseline == [2.0]
