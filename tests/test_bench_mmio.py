@@ -107,8 +107,8 @@ def test_model_service_serves_the_id_register_through_the_real_model() -> None:
     # model_service asserts the reply carries the ID value; the phases add up to the total.
     for traced in (False, True):
         s = bench_mmio.model_service(200, traced=traced)
-        assert set(s) == {"decode", "serve", "encode", "total"}
-        assert s["total"] == pytest.approx(s["decode"] + s["serve"] + s["encode"])
+        assert set(s) == {"decode", "serve", "encode", "idle", "total"}
+        assert s["total"] == pytest.approx(s["decode"] + s["serve"] + s["encode"] + s["idle"])
 
 
 def _bench_run():
