@@ -8,10 +8,11 @@ the medians. Markdown goes to stdout; everything (all repetitions, the machine) 
 runs/bench-<timestamp>/bench.json. Guest runs keep their run directories (console, trace)
 under runs/bench-<timestamp>/runs/.
 
-Sections (--only takes their names): link, smmu, endpoint, analyzer, boot, guest (MMIO round
-trip and replaces in a booted guest), devloop (a driver file touched in the unpacked 6.12
-source, then `cosim run --kernel TREE --tests replace`), setup. A section that cannot run (no
-QEMU, a guest test failing) becomes an "error" row; the others still run.
+Sections (--only takes their names): link, smmu, endpoint, analyzer, boot, guest (the MMIO
+round trip timed in a booted guest by /tests/cosim_mmio, and replaces), devloop (a driver
+file touched in the unpacked 6.12 source, then `cosim run --kernel TREE --tests replace`),
+setup. A section that cannot run (no QEMU, a guest test failing) becomes an "error" row; the
+others still run.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import bench_analyzer  # noqa: E402
 import bench_endpoint  # noqa: E402
 import bench_link  # noqa: E402
+import bench_mmio  # noqa: E402
 import bench_smmu  # noqa: E402
 import bench_trace  # noqa: E402
 import bench_walker  # noqa: E402
@@ -51,10 +53,10 @@ DEVLOOP_REPLACES = 50
 KERNEL = os.environ.get("KERNEL", "debian-6.12")
 REPLACES = 50          # --count of each cosim_replace run
 REPLACE_CASES = (("untranslated", "replace_untranslated"), ("ATS", "replace_ats"))
-# cosim_replace reads TG_SEQ, TG_WRITES, ... TG_MISMATCH back to back (ep_tg_read): two
-# consecutive reads of that run with no record between them are one vCPU -> model -> vCPU trip.
-TG_READ_SEQUENCE = ("TG_SEQ", "TG_WRITES", "TG_XLATE_FAIL", "TG_ABORTS", "TG_ATS_ERR",
-                    "TG_MISMATCH")
+MMIO_READS = 10000     # --count of each cosim_mmio run (--quick: MMIO_READS_QUICK)
+MMIO_READS_QUICK = 3000
+# cosim_mmio's cases: the loop through the model, then the two model-free baselines.
+MMIO_CASES = ("ep_bar_read", "cfg_read", "syscall_baseline")
 
 
 @dataclass
@@ -266,11 +268,13 @@ class Bench:
                             [r[idx] for r in res["builtin"]]))
 
     def guest(self) -> None:
-        """One cosim boot: cosim_replace per case, --reps times; replaces/s and MMIO round
-        trips come from the model's trace of that boot."""
+        """One cosim boot: cosim_mmio (the MMIO round trip timed in the guest) and cosim_replace
+        per case, --reps times each; replaces/s and the loops' records come from the model's
+        trace of that boot."""
         import pexpect
         run = self._run("cosim")
         outputs: list[dict] = []
+        mmio: list[dict] = []
         try:
             run.start_model()
             run.start_qemu()
@@ -281,14 +285,15 @@ class Bench:
             # would be timed as replace cost; the trace keeps every event anyway.
             run.run_command("dmesg -n 1", timeout=30)
             for i in range(self.reps):
+                mmio.append(self._mmio_rep(run))
+                self.say(f"guest {i + 1}/{self.reps} cosim_mmio: "
+                         f"{mmio[-1]['ep_bar_read'].median_ns / 1000:.0f} µs per BAR read "
+                         "(median of batches)")
+            for i in range(self.reps):
                 for label, case in REPLACE_CASES:
                     cmd = f"/tests/cosim_replace --count {REPLACES} --only {case}"
                     t0 = time.monotonic()
-                    # Output to a file, shown afterwards: the test's diagnostics on the
-                    # serial console would otherwise be timed as replace cost.
-                    out, code, st = run.run_command(
-                        f"{cmd} >/tmp/bench.out 2>&1; s=$?; cat /tmp/bench.out; (exit $s)",
-                        timeout=900)
+                    out, code, st = self._guest_cmd(run, cmd)
                     wall = time.monotonic() - t0
                     self.say(f"guest {i + 1}/{self.reps} {case}: exit {code} ({st}) in "
                              f"{wall:.1f}s")
@@ -305,13 +310,17 @@ class Bench:
             run.qemu.expect(pexpect.EOF, timeout=60)
         finally:
             run.stop()  # waits for the model to flush its trace
-        segments = replace_segments(trace_of(run.dir))
+        from cosim.trace import read_trace
+        records = read_trace(trace_of(run.dir)).records
+        segments = replace_segments(records)
+        windows = bench_mmio.mmio_windows(records)
+        del records
         if len(segments) != len(outputs):
             raise RuntimeError(f"{len(outputs)} cosim_replace runs but {len(segments)} "
                                "test-begin/test-end pairs in the trace")
         self.raw["guest"] = {"run_dir": str(run.dir), "runs": [
-            {**o, **{k: v for k, v in s.items() if k != "gaps_ns"}}
-            for o, s in zip(outputs, segments, strict=True)]}
+            {**o, **s} for o, s in zip(outputs, segments, strict=True)]}
+        self._mmio_figures(mmio, windows, run.dir)
         why = ("n/a: cosim_replace cannot run with the generator stopped (it checks generator "
                "progress after every replace; --rate 0 means 1), and QEMU's built-in smmuv3 "
                "has no ATS endpoint to replace under")
@@ -326,23 +335,121 @@ class Bench:
                             f"{label} traffic ({REPLACES} per run)", "replace/s", rates,
                             note=why + "; rate = (markers - 1) / (last attach-begin - first), "
                             "console log level 1" + verdict))
-        # Per repetition, the gaps of both cases pooled: the traffic generator often writes
-        # between two reads (such pairs are left out), so one run alone may give few samples.
-        per_rep = len(REPLACE_CASES)
-        pooled = [[g for seg in segments[i:i + per_rep] for g in seg["gaps_ns"]]
-                  for i in range(0, len(segments), per_rep)]
-        rt = [statistics.median(g) / 1000 for g in pooled if g]
-        counts = [len(g) for g in pooled]
-        self.raw["guest"]["mmio_samples_per_rep"] = counts
-        if not rt:
-            raise RuntimeError("no back-to-back TG register reads in the trace")
+
+    @staticmethod
+    def _guest_cmd(run, cmd: str, timeout: float = 900) -> tuple[str, int | None, str]:
+        # Output to a file, shown afterwards: a test's lines on the serial console would
+        # otherwise be timed as its cost.
+        return run.run_command(f"{cmd} >/tmp/bench.out 2>&1; s=$?; cat /tmp/bench.out; "
+                               "(exit $s)", timeout=timeout)
+
+    def _mmio_rep(self, run) -> dict:
+        """One repetition of cosim_mmio, a case per command: its results by case, and the CPU
+        time the model and QEMU processes spent (per thread name) while the loop through the
+        model ran."""
+        assert run.model is not None and run.qemu is not None
+        reads = MMIO_READS_QUICK if self.quick else MMIO_READS
+        rep: dict = {}
+        for case in MMIO_CASES:
+            cpu0 = (bench_mmio.thread_cpu_ns(run.model.pid), bench_mmio.thread_cpu_ns(run.qemu.pid))
+            t0 = time.monotonic()
+            cmd = f"/tests/cosim_mmio --only {case} --count {reads}"
+            out, code, st = self._guest_cmd(run, cmd)
+            wall = time.monotonic() - t0
+            cpu1 = (bench_mmio.thread_cpu_ns(run.model.pid), bench_mmio.thread_cpu_ns(run.qemu.pid))
+            if st != "ok" or code != 0 or f"\nok 1 - {case}" not in "\n" + out:
+                tail = "\n".join(out.splitlines()[-15:])
+                raise RuntimeError(f"{cmd}: guest {st}, exit {code}; last lines:\n{tail}")
+            res = bench_mmio.parse_results(out).get(case)
+            if res is None or res.reads != reads or res.wrong:
+                raise RuntimeError(f"{cmd}: no mmio-result line of {reads} right reads in:\n"
+                                   + "\n".join(out.splitlines()[-15:]))
+            rep[case] = res
+            if case == "ep_bar_read":
+                rep["cpu"] = {"model": bench_mmio.cpu_delta(cpu0[0], cpu1[0]),
+                              "qemu": bench_mmio.cpu_delta(cpu0[1], cpu1[1]), "wall_s": wall}
+        return rep
+
+    def _mmio_figures(self, mmio: list[dict], windows: list, run_dir: Path) -> None:
+        """The guest-timed MMIO round trip against the raw pyzmq ping-pong, and the model-free
+        vCPU exit against a bare syscall, with what bounds the first in its note."""
+        us = lambda rs, k: [r[k].median_ns / 1000 for r in rs]  # noqa: E731
+        loop = us(mmio, "ep_bar_read")
         base = self._link_raw_us or [statistics.median(bench_link.measure(1000, 0.01)["raw"])
                                      for _ in range(self.reps)]
-        self.add(Figure("MMIO round trip", "guest vCPU -> QEMU -> model -> vCPU, endpoint BAR "
-                        "read (from the trace)", "µs", rt, "raw pyzmq PAIR ping-pong", base,
-                        note="per repetition, the median model-side gap between back-to-back "
-                             "TG_* register reads (ep_tg_read) with no other trace record "
-                             f"between them; samples per repetition {counts}"))
+        reads = mmio[0]["ep_bar_read"].reads
+        mean = statistics.median(r["ep_bar_read"].mean_ns for r in mmio) / 1000
+        p90 = statistics.median(r["ep_bar_read"].p90_ns for r in mmio) / 1000
+        cfg = statistics.median(us(mmio, "cfg_read"))
+        sysc = statistics.median(us(mmio, "syscall_baseline"))
+        # The model's share: its Python work per read (in-process CPU, no socket), and the CPU
+        # the model and QEMU processes really spent during the loop, per read.
+        svc = [bench_mmio.model_service(3000 if self.quick else 10000, traced=True)
+               for _ in range(self.reps)]
+        svc_med = {k: statistics.median(s[k] for s in svc) for k in svc[0]}
+        rec = statistics.median(bench_mmio.record_cost(20000) for _ in range(self.reps))
+        cpu = {p: {k: statistics.median(r["cpu"][p][k] for r in mmio) / reads / 1000
+                   for k in ("main", "zmq", "threads")} for p in ("model", "qemu")}
+        ok = [w for w in windows if w.id_reads == w.count and not w.other and not w.wrong_values]
+        gaps = [bench_mmio.median_us(w.gaps_ns) for w in windows]
+        trace_gap = statistics.median(g for g in gaps if g is not None) if any(gaps) else None
+        trace_mean = statistics.median(sum(w.gaps_ns) / len(w.gaps_ns) / 1000
+                                       for w in windows if w.gaps_ns) if any(gaps) else None
+        self.raw["guest_mmio"] = {
+            "run_dir": str(run_dir), "reads_per_run": reads,
+            "runs": [{k: (asdict(v) if isinstance(v, bench_mmio.MmioResult) else v)
+                      for k, v in r.items()} for r in mmio],
+            "model_service_us": svc, "trace_record_us": rec,
+            "trace_windows": [{k: v for k, v in asdict(w).items() if k != "gaps_ns"}
+                              | {"gap_median_us": g} for w, g in zip(windows, gaps, strict=True)]}
+        m, q = cpu["model"], cpu["qemu"]
+        both = sum(m.values()) + sum(q.values())
+        trace_fact = (f"every read is traced: {len(ok)} of {len(windows)} loops show exactly "
+                      f"their {reads:,} ID reads as endpoint `mmio` records between their "
+                      "markers and no other endpoint access"
+                      + (f"; the model's clock saw a read every {trace_mean:.0f} µs (mean "
+                         f"gap; median {trace_gap:.0f})" if trace_gap is not None
+                         and trace_mean is not None else ""))
+        self.add(Figure(
+            "MMIO round trip", "MMIO round trip: guest BAR read loop, timed in the guest",
+            "µs", loop, "raw pyzmq PAIR ping-pong", base,
+            note=f"per repetition, the median over batches of 100 back-to-back 32-bit reads "
+                 f"of the endpoint's BAR0 ID (/tests/cosim_mmio --only ep_bar_read --count "
+                 f"{reads}, sysfs resource0, no driver) of the batch's CLOCK_MONOTONIC time "
+                 f"per read; mean {mean:.0f} µs, p90 {p90:.0f} µs. What one read is made of: "
+                 f"the model's Python work {svc_med['total']:.0f} µs CPU in-process, hot "
+                 f"(decode {svc_med['decode']:.0f}, Model.serve {svc_med['serve']:.0f} "
+                 f"including its one trace record of {rec:.1f} µs, encode "
+                 f"{svc_med['encode']:.0f}, the idle loop's turn after it "
+                 f"{svc_med['idle']:.0f}); "
+                 f"during the loop (CPU per read, schedstat) the model process spent "
+                 f"{m['main']:.0f} µs in its Python thread (that work, the kernel's side of "
+                 "its blocking poll and its sends, all run cold: the process sleeps between "
+                 f"requests and others use its CPU meanwhile) and {m['zmq']:.0f} µs in "
+                 f"its ZeroMQ I/O thread; QEMU {q['threads']:.0f} µs in its vCPU threads (TCG, "
+                 f"the exit, its C ZeroMQ client's send and poll), {q['main']:.0f} µs in its "
+                 f"main loop (which watches the link's ZMQ_FD) and {q['zmq']:.0f} µs in "
+                 f"its ZeroMQ I/O thread; a vCPU exit QEMU serves itself costs "
+                 f"{max(cfg - sysc, 0):.0f} µs "
+                 f"(config read minus syscall, below). Both processes together: {both:.0f} µs "
+                 f"CPU per read of the {mean:.0f} µs it takes ("
+                 + ("the rest is waiting for a CPU" if both < mean else
+                    "more than the wall time: the model's idle-loop step, the I/O threads and "
+                    "QEMU's main loop partly run beside the critical path on the other CPU")
+                 + "). The raw ping-pong "
+                 "takes the link's path (each message: sender -> its ZeroMQ I/O thread -> "
+                 "ipc socket -> the "
+                 "peer's I/O thread -> receiver), so the ratio above 1 is the model's Python "
+                 f"work plus QEMU's exit and client; {trace_fact}"))
+        self.add(Figure(
+            "MMIO round trip", "guest sysfs config-space dword read: a vCPU exit QEMU serves "
+            "itself (ECAM), no model, timed in the guest", "µs", us(mmio, "cfg_read"),
+            "getppid() in the guest (the syscall alone)", us(mmio, "syscall_baseline"),
+            note=f"/tests/cosim_mmio --only cfg_read / --only syscall_baseline --count "
+                 f"{reads}, medians of batches of 100; the config read is pread() of the "
+                 "endpoint's sysfs config file: the syscall, the kernel's config accessor "
+                 "and one ECAM load that QEMU's PCIe host bridge answers from its copy of "
+                 "config space"))
 
     # -- the developer loop -------------------------------------------------------------------
     def _devloop_once(self, tree: Path) -> dict[str, float]:
@@ -449,44 +556,28 @@ class Bench:
         return out
 
 
-def replace_segments(trace_path: Path) -> list[dict]:
-    """Per cosim_replace run (test-begin .. test-end): its label, replaces per second from the
-    attach-begin markers, and the median back-to-back TG register read gap in µs."""
-    from cosim.arch import endpoint_regs as regs
-    from cosim.trace import read_trace
-    off = {r.name: r.offset for r in regs.REGISTERS}
-    pairs = {(off[a], off[b]) for a, b in zip(TG_READ_SEQUENCE, TG_READ_SEQUENCE[1:], strict=False)}
-    recs = read_trace(trace_path).records
+def replace_segments(records: list[dict]) -> list[dict]:
+    """Per cosim_replace run (test-begin .. test-end): its label and replaces per second from
+    the attach-begin markers."""
     out: list[dict] = []
     cur: dict | None = None
-    prev: dict | None = None
-    for r in recs:
+    for r in records:
         k = r.get("k")
         if k == "marker" and r.get("tag") == "test-begin" and "replace" in (r.get("label") or ""):
-            cur = {"label": "ATS" if "ats" in r["label"] else "untranslated", "attach": [],
-                   "gaps_ns": []}
+            cur = {"label": "ATS" if "ats" in r["label"] else "untranslated", "attach": []}
         elif cur is not None:
             if k == "marker" and r.get("tag") == "attach-begin":
                 cur["attach"].append(r["t"])
             elif k == "marker" and r.get("tag") == "test-end":
                 out.append(_summarise(cur))
                 cur = None
-            elif (k == "mmio" and r.get("rw") == "r" and prev is not None
-                  and prev.get("k") == "mmio" and prev.get("rw") == "r"
-                  and prev.get("dev") == r.get("dev") != 0
-                  and (prev.get("off"), r.get("off")) in pairs):
-                cur["gaps_ns"].append(r["t"] - prev["t"])
-        prev = r
     return out
 
 
 def _summarise(seg: dict) -> dict:
     a = seg["attach"]
     rate = (len(a) - 1) / ((a[-1] - a[0]) / 1e9) if len(a) > 1 and a[-1] > a[0] else None
-    gaps = seg["gaps_ns"]
-    return {"label": seg["label"], "replaces": len(a), "replaces_per_s": rate,
-            "mmio_rt_us": statistics.median(gaps) / 1000 if gaps else None,
-            "mmio_samples": len(gaps), "gaps_ns": gaps}
+    return {"label": seg["label"], "replaces": len(a), "replaces_per_s": rate}
 
 
 # -- output ----------------------------------------------------------------------------------

@@ -16,11 +16,12 @@ def _tests_arg(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     if names == ["all"]:
         return list(launcher.AREAS)
-    bad = [n for n in names if n not in launcher.AREAS]
+    known = launcher.AREAS + launcher.EXTRA_AREAS
+    bad = [n for n in names if n not in known]
     if bad or not names:
         raise argparse.ArgumentTypeError(
             f"unknown test area(s) {', '.join(bad) or '(none)'}; choose from "
-            f"{', '.join(launcher.AREAS)} or 'all'")
+            f"{', '.join(known)} or 'all'")
     return names
 
 
@@ -32,10 +33,10 @@ def _test_args_arg(text: str) -> tuple[str, str]:
     """AREA=ARGS: options for one area's guest test binary (its own --help lists them)."""
     area, sep, args = text.partition("=")
     area = area.strip()
-    if not sep or area not in launcher.AREAS or area == "kunit":
+    areas = [a for a in launcher.AREAS + launcher.EXTRA_AREAS if a != "kunit"]
+    if not sep or area not in areas:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: give AREA=ARGS with AREA one of "
-            f"{', '.join(a for a in launcher.AREAS if a != 'kunit')}")
+            f"{text!r}: give AREA=ARGS with AREA one of {', '.join(areas)}")
     if not _GUEST_ARG_CHARS.fullmatch(args):
         raise argparse.ArgumentTypeError(
             f"{text!r}: guest test options may hold only letters, digits, spaces and _=.,:/+-")
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"{', '.join(KERNEL_CHOICES)}, or a path to an arm64 Image or to a "
                         "kernel source tree (built with kernel/cosim.config)")
     r.add_argument("--tests", type=_tests_arg, default=list(launcher.AREAS),
-                   help=f"comma-separated areas: {', '.join(launcher.AREAS)} (default all)")
+                   help=f"comma-separated areas: {', '.join(launcher.AREAS)} (default all: "
+                        f"these), or {', '.join(launcher.EXTRA_AREAS)} (only when named)")
     r.add_argument("--smmu", choices=("cosim", "builtin"), default="cosim",
                    help="cosim: the Python SMMU model and endpoint (default); "
                         "builtin: QEMU's own smmuv3, no endpoint")

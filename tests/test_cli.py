@@ -60,6 +60,14 @@ def test_test_args_follow_replaces_per_area() -> None:
                                    "--test-args", "sva=--rate 2"])
     assert _area_args(a.replaces, a.test_args) == {
         "replace": "--count 7 --no-ats", "sva": "--count 20 --rate 2"}
+def test_extra_areas_are_accepted_when_named_and_not_in_all() -> None:
+    from cosim.cli import _tests_arg
+    from cosim.launcher import AREAS, EXTRA_AREAS
+
+    assert _tests_arg("mmio") == ["mmio"]
+    assert _tests_arg("probe,mmio") == ["probe", "mmio"]
+    assert "mmio" in EXTRA_AREAS and "mmio" not in AREAS
+    assert _tests_arg("all") == AREAS
 
 
 def test_image_path_that_is_not_an_image_is_refused(tmp_path: Path) -> None:
