@@ -19,7 +19,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from cosim.link.memory import LinkMemory
 from cosim.link.protocol import (
@@ -61,7 +61,24 @@ EXIT_VERSION = 4              # QEMU speaks another protocol major
 
 IrqFn = Callable[[int, int], None]
 SmmuFactory = Callable[[GuestMemory, IrqFn], Any]
-EndpointFactory = Callable[[int, Any, GuestMemory], Any]
+
+
+class Device(Protocol):
+    """What the loop asks of an endpoint model (cosim.endpoint.Endpoint)."""
+
+    def device_info(self, rid: int, pcie_off: int = 0, ats_off: int = 0, pasid_off: int = 0,
+                    msix_off: int = 0) -> None: ...
+    def mmio_read(self, region: int, offset: int, size: int) -> int: ...
+    def mmio_write(self, region: int, offset: int, size: int, value: int) -> None: ...
+    def cfg_write(self, offset: int, size: int, value: int) -> None: ...
+    def reset(self, kind: int) -> None: ...
+    def poll(self) -> None: ...
+    def poll_invalidations(self) -> None: ...
+    @property
+    def busy(self) -> bool: ...
+
+
+EndpointFactory = Callable[[int, Any, GuestMemory], Device]
 
 
 class Shutdown(LinkDown):
@@ -202,7 +219,7 @@ class Model:
         self.mem = LinkMemory(link, max_dma)
         self.make_endpoint = make_endpoint
         self.smmu = make_smmu(self.mem, self.irq)
-        self.endpoints: dict[int, Any] = {}
+        self.endpoints: dict[int, Device] = {}
         self.smmu_info: dict[str, int] | None = None
         self._failed: set[str] = set()
         link.handler = self.serve
@@ -234,7 +251,7 @@ class Model:
             return self._device(msg)
         raise RequestError(Status.UNKNOWN_TYPE, f"{t.name} is not served by the model")
 
-    def _endpoint(self, dev: int) -> Any:
+    def _endpoint(self, dev: int) -> Device:
         ep = self.endpoints.get(dev)
         if ep is None:
             raise RequestError(Status.DECODE_ERROR, f"no device {dev} (no DEVICE message for it)")
@@ -324,14 +341,7 @@ class Model:
         the SMMU has commands to consume: strict mode consumes a few per step)."""
         if self.smmu.busy():
             return True
-        for ep in self.endpoints.values():
-            flag = getattr(ep, "busy", None)
-            if flag is None:
-                tg = getattr(ep, "tg", None)
-                flag = tg is not None and tg.running
-            if flag:
-                return True
-        return False
+        return any(ep.busy for ep in self.endpoints.values())
 
     def step(self) -> None:
         """One round of autonomous progress; a model bug is logged once, not fatal. The SMMU

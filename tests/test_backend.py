@@ -112,6 +112,8 @@ class FakeEndpoint:
     def poll_invalidations(self) -> None:
         self.inv_polls += 1
 
+    busy = False  # no traffic generator
+
 
 @pytest.fixture
 def model(tmp_path):
