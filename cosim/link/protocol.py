@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import struct as pystruct
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -22,13 +23,16 @@ from construct import (
     Bytes,
     Construct,
     Container,
+    FormatField,
     GreedyBytes,
     Int8ul,
     Int16ul,
     Int32ul,
     Int64ul,
+    Padded,
     PaddedString,
     Padding,
+    Pass,
     Renamed,
     StringEncoded,
     Struct,
@@ -179,8 +183,48 @@ REPLY_BODY: dict[MsgType, Construct] = {
     MsgType.IRQ: EMPTY,
 }
 
+@dataclass(frozen=True)
+class Plan:
+    """A fixed layout of integers and reserved bytes as one struct.Struct, derived from its
+    construct declaration: what the hot path packs and unpacks (every guest MMIO, every DMA
+    request), where construct's own per-field interpretation costs most of a round trip."""
+
+    packer: pystruct.Struct
+    names: tuple[str, ...]
+
+    def unpack(self, buf: bytes | memoryview, offset: int = 0) -> Container:
+        return Container(zip(self.names, self.packer.unpack_from(buf, offset), strict=True))
+
+    def pack(self, fields: dict[str, Any]) -> bytes:
+        return self.packer.pack(*[fields[n] for n in self.names])
+
+
+def plan_of(decl: Construct) -> Plan | None:
+    """The Plan of a Struct made only of named little-endian integers and Padding (reserved
+    bytes: zeros out, ignored in), or None for any other layout."""
+    if not isinstance(decl, Struct):
+        return None
+    fmt, names = "<", []
+    for sc in decl.subcons:
+        if isinstance(sc, Renamed) and isinstance(sc.subcon, FormatField) \
+                and sc.subcon.fmtstr[0] == "<" and sc.name:
+            fmt += sc.subcon.fmtstr[1:]
+            names.append(sc.name)
+        elif isinstance(sc, Padded) and sc.subcon is Pass and isinstance(sc.length, int):
+            fmt += f"{sc.length}x"
+        else:
+            return None
+    return Plan(pystruct.Struct(fmt), tuple(names))
+
+
 # The hot path (every guest MMIO, every DMA) uses compiled parsers and builders.
 _HOT = (MsgType.MMIO_READ, MsgType.MMIO_WRITE, MsgType.DMA_READ, MsgType.DMA_WRITE)
+_HEADER_P = plan_of(HEADER)
+assert _HEADER_P is not None and _HEADER_P.names == ("magic", "major", "type", "status", "seq")
+_REQUEST_P = {t: p for t in MsgType if (p := plan_of(REQUEST_BODY[t])) is not None}
+_REPLY_P = {t: p for t in MsgType if (p := plan_of(REPLY_BODY[t])) is not None}
+_DMA_P = plan_of(DMA)
+assert _DMA_P is not None
 _HEADER_C = HEADER.compile()
 _REQUEST_C: dict[MsgType, Construct] = {
     t: (REQUEST_BODY[t].compile() if t in _HOT else REQUEST_BODY[t]) for t in MsgType}
@@ -277,39 +321,46 @@ def decode(frame: bytes | memoryview) -> Message:
     n = len(frame)
     if n < HEADER_SIZE:
         raise ProtocolError(Status.MALFORMED, f"truncated header: {n} bytes, need {HEADER_SIZE}")
-    hdr = _HEADER_C.parse(frame[:HEADER_SIZE])
-    if hdr.magic != MAGIC:
-        raise ProtocolError(Status.MALFORMED, f"bad magic {hdr.magic:#06x} (want {MAGIC:#06x})")
-    seq = hdr.seq
-    type_byte = hdr.type
+    magic, major, type_byte, hstatus, seq = _HEADER_P.packer.unpack_from(frame, 0)
+    if magic != MAGIC:
+        raise ProtocolError(Status.MALFORMED, f"bad magic {magic:#06x} (want {MAGIC:#06x})")
     reply = bool(type_byte & REPLY_BIT)
     base = type_byte & ~REPLY_BIT
 
     def fail(status: Status, reason: str) -> ProtocolError:
-        return ProtocolError(status, reason, seq=seq, type_byte=type_byte, major=hdr.major)
+        return ProtocolError(status, reason, seq=seq, type_byte=type_byte, major=major)
 
-    if hdr.major != MAJOR:
+    if major != MAJOR:
         # Only HELLO can negotiate; any other message from a different major is garbage here.
         if base == MsgType.HELLO and not reply:
             raise fail(Status.BAD_VERSION,
-                       f"protocol major {hdr.major} not supported (model speaks {MAJOR})")
-        raise fail(Status.MALFORMED, f"major version {hdr.major} in a session of major {MAJOR}")
+                       f"protocol major {major} not supported (model speaks {MAJOR})")
+        raise fail(Status.MALFORMED, f"major version {major} in a session of major {MAJOR}")
     mtype = _BY_VALUE.get(base)
     if mtype is None:
         raise fail(Status.UNKNOWN_TYPE, f"unknown message type {type_byte:#04x}")
     body = frame[HEADER_SIZE:]
-    if not reply and hdr.status != Status.OK:
-        raise fail(Status.MALFORMED, f"{mtype.name} request with nonzero status {hdr.status}")
-    if reply and hdr.status != Status.OK:
+    if not reply and hstatus != Status.OK:
+        raise fail(Status.MALFORMED, f"{mtype.name} request with nonzero status {hstatus}")
+    if reply and hstatus != Status.OK:
         if len(body):
             raise fail(Status.MALFORMED,
-                       f"{mtype.name} error reply ({status_name(hdr.status)}) with a "
+                       f"{mtype.name} error reply ({status_name(hstatus)}) with a "
                        f"{len(body)}-byte body")
-        return Message(mtype, seq, True, hdr.status, None, hdr.major)
+        return Message(mtype, seq, True, hstatus, None, major)
     if not _body_size_ok(mtype, reply, body):
         kind = "reply" if reply else "request"
         raise fail(Status.MALFORMED, f"{mtype.name} {kind} body of {len(body)} bytes does not "
                                      f"match its layout")
+    plan = (_REPLY_P if reply else _REQUEST_P).get(mtype)
+    if plan is not None:   # a fixed layout whose size was checked above
+        return Message(mtype, seq, reply, hstatus, plan.unpack(frame, HEADER_SIZE), major)
+    if mtype is MsgType.DMA_WRITE and not reply:
+        fields = _DMA_P.unpack(frame, HEADER_SIZE)
+        fields["data"] = bytes(body[_DMA_FIXED:])
+        return Message(mtype, seq, reply, hstatus, fields, major)
+    if mtype is MsgType.DMA_READ and reply:
+        return Message(mtype, seq, reply, hstatus, Container(data=bytes(body)), major)
     table = _REPLY_C if reply else _REQUEST_C
     try:
         fields = table[mtype].parse(bytes(body))
@@ -319,17 +370,19 @@ def decode(frame: bytes | memoryview) -> Message:
         text = fields.name if reply else fields.ram_path
         if "\0" in text:   # NUL padding only at the end: anything after a NUL is garbage
             raise fail(Status.MALFORMED, "HELLO string field has bytes after its NUL")
-    return Message(mtype, seq, reply, hdr.status, fields, hdr.major)
+    return Message(mtype, seq, reply, hstatus, fields, major)
 
 
 def encode(mtype: MsgType, seq: int, *, reply: bool = False, status: int = Status.OK,
            major: int = MAJOR, **fields: Any) -> bytes:
     """Encode one message. An error reply (status != OK) has an empty body."""
     type_byte = int(mtype) | (REPLY_BIT if reply else 0)
-    head = _HEADER_C.build(dict(magic=MAGIC, major=major, type=type_byte, status=int(status),
-                                seq=seq))
+    head = _HEADER_P.packer.pack(MAGIC, major, type_byte, int(status), seq)
     if reply and status != Status.OK:
         return head
+    plan = (_REPLY_P if reply else _REQUEST_P).get(mtype)
+    if plan is not None:
+        return head + plan.pack(fields)
     table = _REPLY_C if reply else _REQUEST_C
     return head + table[mtype].build(fields)
 
