@@ -274,7 +274,7 @@ static enum result identity_body(const struct opts *o, struct ep *ep, struct typ
 	diag("target page VA %p PA 0x%llx, group type file %s", (void *)page,
 	     (unsigned long long)pa, arg->path);
 	TRY("bus master on", pci_bus_master(&ep->pci, true));
-	ep_marker(ep, COSIM_EP_MARKER_TAG_TEST_BEGIN, o->count, "identity-dma sysfs");
+	ep_marker(ep, COSIM_EP_MARKER_TAG_TEST_BEGIN, o->count, "identity sysfs");
 	ep_tg_start(ep, &cfg);
 
 	for (unsigned i = 1; i <= o->count; i++) {
