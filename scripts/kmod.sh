@@ -25,10 +25,15 @@ KMAKE=(make -s ARCH=arm64 CROSS_COMPILE=$CROSS -j"$(nproc)")
 # Bump when build_kmod changes what it produces: it is part of the cache key.
 KMOD_RECIPE="guest-kmod v1 (modules_prepare O= dir or the tree's build dir; vermagic checked)"
 NAME=$(basename "$KDIR")
-KEY=$(hash_inputs "kernel $NAME" "$KDIR/Image" "$KDIR/config" "$KMOD_SRC" "$KMOD_HDR" "$KMOD_RECIPE")
+# Keyed by what the modules are built against, not by where the kernel lies: a source tree's
+# build and its copy kept by content (kernel.sh user_tree) share one Image, and so modules.
+KEY=$(hash_inputs "kernel" "$KDIR/Image" "$KDIR/config" "$KMOD_SRC" "$KMOD_HDR" "$KMOD_RECIPE")
 OUT="$COSIM_CACHE/kmod/$NAME-$KEY"
 if [ "${2:-}" = "--key" ]; then echo "KEY=$KEY"; exit 0; fi
 take_lock "kmod-$NAME"
+for d in "$COSIM_CACHE"/kmod/*-"$KEY"; do
+    [ -d "$d/extra" ] && OUT="$d" && break
+done
 if [ -d "$OUT/extra" ]; then
     step_cached "guest-kmod for $(cat "$KDIR/VERSION" 2>/dev/null || echo "$NAME")" "$OUT"
     echo "KMOD_DIR=$OUT"; exit 0

@@ -234,3 +234,20 @@ def test_setup_of_several_kernels_refuses_an_unknown_one_first() -> None:
         "debian-6.1, debian-7.2, debian-6.12-bin, or a path to an arm64 Image or a kernel "
         "source tree)"]
     assert r.stdout == ""
+
+
+def test_kmod_of_the_same_image_elsewhere_is_taken_from_cache(repo: Path, tmp_path: Path) -> None:
+    # A source tree's build dir and its copy kept by content hold the same Image and config.
+    built = _fake_source_kernel_dir(tmp_path / "a")
+    kept = tmp_path / "b" / "treesnap-0123"
+    shutil.copytree(built, kept)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "COSIM_CACHE": str(cache)}
+    key = _key(repo, "scripts/kmod.sh", str(built), "--key")
+    assert _key(repo, "scripts/kmod.sh", str(kept), "--key") == key
+    mods = cache / "kmod" / f"{built.name}-{key}"
+    (mods / "extra").mkdir(parents=True)
+    r = subprocess.run(["bash", "scripts/kmod.sh", str(kept)], cwd=repo, capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[-1] == f"KMOD_DIR={mods}"
