@@ -13,6 +13,7 @@ such a record into its schema-2 form.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -152,6 +153,9 @@ class Letters(FieldType):
 
     def __init__(self, letters: str) -> None:
         self.letters = frozenset(letters)
+        # Every string it accepts (16 for 'rwx'): the reader's fast test is one set lookup.
+        self.valid = frozenset("".join(p) for n in range(len(letters) + 1)
+                               for p in itertools.permutations(letters, n))
         self.doc = f"letters of '{letters}'"
         self.expected = f"a string of letters from '{letters}'"
 
@@ -707,10 +711,15 @@ def _test(t: FieldType, v: str, env: dict[str, Any]) -> str:
         name = f"_e{len(env)}"
         env[name] = t.values
         return f"type({v}) is str and {v} in {name}"
-    if type(t) is IntList:
+    if type(t) is Letters:
+        name = f"_l{len(env)}"
+        env[name] = t.valid
+        return f"type({v}) is str and {v} in {name}"
+    if type(t) in (IntList, OptIntList):
         n = "" if t.length is None else f" and len({v}) == {t.length}"
-        return (f"type({v}) is list{n} and {{*map(type, {v})}} <= _INT "
+        test = (f"type({v}) is list{n} and {{*map(type, {v})}} <= _INT "
                 f"and (not {v} or min({v}) >= 0)")
+        return test if type(t) is IntList else f"{v} is None or ({test})"
     if type(t) is Dom:
         return f"{v} is None or _dom({v})"
     name = f"_c{len(env)}"
@@ -718,7 +727,10 @@ def _test(t: FieldType, v: str, env: dict[str, Any]) -> str:
     return f"{name}({v})"
 
 
-_GOOD_DOMS: set[tuple] = set()  # domain objects already found good (a trace names few)
+# Domain objects already found good, by their items, with their values' types: a trace names
+# few. The types are compared on a hit because equal items need not be of equal types (2.0 and
+# True are equal to 2 and 1, and hash alike), and only an integer is a good domain field.
+_GOOD_DOMS: dict[tuple, list[type]] = {}
 
 
 def _dom_ok(v: object) -> bool:
@@ -726,14 +738,15 @@ def _dom_ok(v: object) -> bool:
         return False
     try:
         key = tuple(v.items())
-        if key in _GOOD_DOMS:
-            return True
+        types = _GOOD_DOMS.get(key)
     except TypeError:  # an unhashable value: not a domain, DOM.ok says so
         return DOM.ok(v)
+    if types is not None and [*map(type, v.values())] == types:
+        return True
     if not DOM.ok(v):
         return False
     if len(_GOOD_DOMS) < 4096:
-        _GOOD_DOMS.add(key)
+        _GOOD_DOMS[key] = [*map(type, v.values())]
     return True
 
 
