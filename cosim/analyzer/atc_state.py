@@ -14,7 +14,9 @@ from .domains import dom_of
 from .view import Key, Record, ssid_of
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per atc_insert, and a frozen dataclass sets each field through
+# object.__setattr__ (several times the cost). Nothing changes an entry once built.
+@dataclass(slots=True)
 class HeldEntry:
     dev: int
     id: int

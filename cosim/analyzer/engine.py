@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cosim.arch.domain import DomainError
+from cosim.arch.domain import Domain, DomainError
 from cosim.trace import TraceReader
 
 from .atc_state import AtcState, UnsyncedAtcInv
@@ -267,7 +267,11 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
     domain_reader = DomainReader()
     read_dom, known_doms = domain_reader.read, domain_reader.known
     last_sid: int | None = None
-    last_dev_sid: tuple[int, int] | None = None
+    last_dev, last_dev_sid = None, None   # the (dev, sid) pair last added to `found`
+    # The last `dom` object read and its Domain: most records name the domain the last one
+    # did. The reader checked the object (integers and strings only), so == is exact here.
+    last_obj: dict[str, Any] | None = None
+    last_dom: Domain | None = None
     view._skipped_lines = reader.skipped_lines  # grows as the reader goes: line_of stays right
     tell = progress is not None
     try:
@@ -275,12 +279,16 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
             i += 1
             dom = rec.get("dom")
             if dom is not None:
-                try:
-                    got = known_doms.get(tuple(dom.items()))
-                    rec["dom"] = got if got is not None else read_dom(dom)
-                except DomainError as e:
-                    view.notes.append(f"line {view.line_of(i)}: {e}; read as no domain")
-                    rec["dom"] = None
+                if dom == last_obj:
+                    rec["dom"] = last_dom
+                else:
+                    try:
+                        got = known_doms.get(tuple(dom.items()))
+                        rec["dom"] = last_dom = got if got is not None else read_dom(dom)
+                        last_obj = dom
+                    except DomainError as e:
+                        view.notes.append(f"line {view.line_of(i)}: {e}; read as no domain")
+                        rec["dom"] = None
             k = rec["k"]
             kinds[k] = kinds.get(k, 0) + 1
             sid = rec.get("sid")
@@ -289,9 +297,9 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
                 last_sid = sid   # most records name the stream the last one did
             if k in DEVICE_SID_KINDS and type(sid) is int:
                 dev = rec.get("dev")
-                if type(dev) is int and (dev, sid) != last_dev_sid:
+                if type(dev) is int and (dev != last_dev or sid != last_dev_sid):
                     found.setdefault(dev, set()).add(sid)
-                    last_dev_sid = (dev, sid)
+                    last_dev, last_dev_sid = dev, sid
             h = get(k)
             if h is not None:
                 h(i, rec)
