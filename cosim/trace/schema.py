@@ -721,7 +721,8 @@ def _test(t: FieldType, v: str, env: dict[str, Any]) -> str:
                 f"and (not {v} or min({v}) >= 0)")
         return test if type(t) is IntList else f"{v} is None or ({test})"
     if type(t) is Dom:
-        return f"{v} is None or _dom({v})"
+        return (f"{v} is None or ({v} == _ld[0] and [*map(type, {v}.values())] == _ld[1]) "
+                f"or _dom({v})")
     name = f"_c{len(env)}"
     env[name] = t.ok
     return f"{name}({v})"
@@ -741,18 +742,28 @@ def _dom_ok(v: object) -> bool:
         types = _GOOD_DOMS.get(key)
     except TypeError:  # an unhashable value: not a domain, DOM.ok says so
         return DOM.ok(v)
-    if types is not None and [*map(type, v.values())] == types:
-        return True
-    if not DOM.ok(v):
-        return False
-    if len(_GOOD_DOMS) < 4096:
-        _GOOD_DOMS[key] = [*map(type, v.values())]
+    if types is None or [*map(type, v.values())] != types:
+        if not DOM.ok(v):
+            return False
+        types = [*map(type, v.values())]
+        if len(_GOOD_DOMS) < 4096:
+            _GOOD_DOMS[key] = types
+    _LAST_DOM[:] = (dict(v), types)  # a copy: nothing a reader of the record does changes it
     return True
 
 
+# The last domain object found good and its values' types: most records name the domain the
+# record before did, and an equal object of the same types needs no tuple nor hash (the
+# generated test compares with it inline before it calls _dom_ok).
+_LAST_DOM: list[Any] = [None, []]
+
+
 def _compile(plan: _Plan, name: str) -> Any:
-    env: dict[str, Any] = {"_M": _MISSING, "_INT": frozenset({int}), "_dom": _dom_ok}
-    lines = [f"def {name}(rec):", "    g = rec.get", "    try:"]
+    env: dict[str, Any] = {"_M": _MISSING, "_INT": frozenset({int}), "_dom": _dom_ok,
+                           "_ld": _LAST_DOM}
+    lines = [f"def {name}(rec):", "    try:"]
+    if not all(required for _n, _f, _o, required, _t in plan):
+        lines.insert(1, "    g = rec.get")
     for fname, _fast, _ok, required, typ in plan:
         test = _test(typ, "v", env)
         if required:  # a missing one raises KeyError
