@@ -70,7 +70,7 @@ def generate(path: Path, records: int, mode: str, seed: int = 1) -> int:
             else:
                 entry += 1
                 emit("ats", sid=SID, ssid=None, iova=iova, acc="w", status="SUCCESS",
-                     pa=iova + 0x10000, size=4096, perm="rw", dom=dom)
+                     pa=iova + 0x10000, size=4096, perm="rw", dom=dom, tlb=False)
                 emit("atc_insert", dev=DEV, sid=SID, ssid=None, iova=iova, size=4096,
                      pa=iova + 0x10000, perm="rw", dom=dom, id=entry)
                 emit("atc_hit", dev=DEV, sid=SID, ssid=None, iova=iova, id=entry, dom=dom)
