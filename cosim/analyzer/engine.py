@@ -97,17 +97,18 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
     last_seen = doms.last_seen
 
     # -- per-kind handlers --------------------------------------------------------------------
-    def on_traffic(i: int, r: dict[str, Any], k: str) -> None:
+    def on_traffic(i: int, r: dict[str, Any], k: str, served: bool = False) -> None:
+        """`served`: k is one of SERVED_KINDS."""
         sid, dom = r.get("sid"), r.get("dom")
         if type(sid) is not int or dom is None:
             return
         ssid = r.get("ssid")
         key = (sid, ssid if type(ssid) is int else None)
-        if k in SERVED_KINDS or last_seen.get(key) is not dom:
+        if served or last_seen.get(key) is not dom:
             doms.apply(k, key, dom, r)
         if after:
             old_domain.traffic(i, r, k, key, dom)
-            if not tracker.driver and k in SERVED_KINDS:
+            if served and not tracker.driver:
                 for a in after:
                     if key in a.keys:
                         tracker.served_after(a, key, dom)
@@ -117,8 +118,10 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
     def translation(k: str) -> Handler:
         """The handler of a translation the SMMU served (`xlate` untranslated, `ats` for an
         ATS Translation Request): both feed the same trackers and rules."""
+        assert k in SERVED_KINDS
+
         def handle(i: int, r: dict[str, Any]) -> None:
-            on_traffic(i, r, k)
+            on_traffic(i, r, k, True)
             if caching:
                 dom_inv.translation(i, r, k)
             if inside:
@@ -156,15 +159,15 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
             other.failure(i, r, "drop")
 
     def atc_insert(i: int, r: dict[str, Any]) -> None:
-        atc.apply(i, r, "atc_insert")
+        atc.insert(i, r)
         atc_inv.insert(i, r)
 
     def atc_evict(i: int, r: dict[str, Any]) -> None:
-        atc.apply(i, r, "atc_evict")
+        atc.evict(r)
         atc_inv.gone(r.get("dev"), [r.get("id")])
 
     def atc_inv_rx(i: int, r: dict[str, Any]) -> None:
-        atc.apply(i, r, "atc_inv_rx")
+        atc.inv_rx(r)
         atc_inv.gone(r.get("dev"), r.get("dropped") or [])
 
     def atc_inv_rec(i: int, r: dict[str, Any]) -> None:
