@@ -14,6 +14,7 @@ the one the whole trace gives."""
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -91,7 +92,7 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
     rules = (old_domain, atc_inv, dom_inv, hitless, other, entry, protocol, stale)
     guessed = facts is None
     mode_broken = False
-    kinds: dict[str, int] = {}
+    kinds: defaultdict[str, int] = defaultdict(int)
     all_sids, found = sids.all_sids, sids.found
     after, inside = tracker.after, tracker.inside
     last_seen = doms.last_seen
@@ -293,7 +294,7 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
                         view.notes.append(f"line {view.line_of(i)}: {e}; read as no domain")
                         rec["dom"] = None
             k = rec["k"]
-            kinds[k] = kinds.get(k, 0) + 1
+            kinds[k] += 1
             sid = rec.get("sid")
             if type(sid) is int and sid != last_sid:
                 all_sids.add(sid)
