@@ -206,26 +206,24 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
         completed(syncs.atc_inv_sync(i, r))
         unsynced.apply(i, r, "atc_inv_sync")
 
-    def fetch(i: int, r: dict[str, Any], k: str) -> None:
-        if k == "ste_fetch":
-            protocol.ste_fetch(i, r)
-        else:
-            protocol.cd_fetch(i, r)
-        if type(r.get("sid")) is not int:
-            return
-        entry.fetch(i, r, k)
-        if caching:
-            stale.fetch(i, r, k)
-        if after and not tracker.driver and not r.get("cached"):
-            for a in after:
-                if r["sid"] in a.sids:
-                    tracker.fetch_after(a, r, k)
+    def fetcher(k: str, judge: Handler) -> Handler:
+        """The handler of an STE or CD fetch (`judge`: the protocol rule's for the kind): both
+        feed the same trackers and rules."""
+        def handle(i: int, r: dict[str, Any]) -> None:
+            judge(i, r)
+            if type(r.get("sid")) is not int:
+                return
+            entry.fetch(i, r, k)
+            if caching:
+                stale.fetch(i, r, k)
+            if after and not tracker.driver and not r.get("cached"):
+                for a in after:
+                    if r["sid"] in a.sids:
+                        tracker.fetch_after(a, r, k)
+        return handle
 
-    def ste_fetch(i: int, r: dict[str, Any]) -> None:
-        fetch(i, r, "ste_fetch")
-
-    def cd_fetch(i: int, r: dict[str, Any]) -> None:
-        fetch(i, r, "cd_fetch")
+    ste_fetch = fetcher("ste_fetch", protocol.ste_fetch)
+    cd_fetch = fetcher("cd_fetch", protocol.cd_fetch)
 
     def drv(i: int, r: dict[str, Any]) -> None:
         if not tracker.driver:
