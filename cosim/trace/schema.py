@@ -13,10 +13,8 @@ such a record into its schema-2 form.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
-import operator
 import re
 import sys
 from collections.abc import Mapping
@@ -760,41 +758,13 @@ def _dom_ok(v: object) -> bool:
 _LAST_DOM: list[Any] = [None, []]
 
 
-# Required fields of these types are tested together: one itemgetter fetches them all (a
-# missing one raises KeyError) and the test runs over the tuple in C: the set of the values'
-# types within the allowed ones, and for the integers a minimum >= 0. The same tests as their
-# types' `ok` on decoded JSON (exact types: a bool is not an int).
-_GROUPED: dict[type, tuple[frozenset[type], bool]] = {
-    UInt: (frozenset({int}), True), OptUInt: (frozenset({int, type(None)}), True),
-    Bool: (frozenset({bool}), False), Str: (frozenset({str}), False),
-    OptStr: (frozenset({str, type(None)}), False)}
-
-
 def _compile(plan: _Plan, name: str) -> Any:
     env: dict[str, Any] = {"_M": _MISSING, "_INT": frozenset({int}), "_dom": _dom_ok,
-                           "_ld": _LAST_DOM, "_nn": functools.partial(operator.is_not, None)}
+                           "_ld": _LAST_DOM}
     lines = [f"def {name}(rec):", "    try:"]
     if not all(required for _n, _f, _o, required, _t in plan):
         lines.insert(1, "    g = rec.get")
-    groups: dict[type, list[str]] = {}
     for fname, _fast, _ok, required, typ in plan:
-        if required and type(typ) in _GROUPED:
-            groups.setdefault(type(typ), []).append(fname)
-    grouped = {f for names in groups.values() if len(names) > 1 for f in names}
-    for n, (t, names) in enumerate(groups.items()):
-        if len(names) < 2:
-            continue
-        allowed, ints = _GROUPED[t]
-        env[f"_g{n}"], env[f"_t{n}"] = operator.itemgetter(*names), allowed
-        lines.append(f"        v = _g{n}(rec)")
-        test = f"{{*map(type, v)}} <= _t{n}"
-        if ints:
-            test += (" and min(v) >= 0" if t is UInt
-                     else " and min(filter(_nn, v), default=0) >= 0")
-        lines += [f"        if not ({test}):", "            return False"]
-    for fname, _fast, _ok, required, typ in plan:
-        if fname in grouped:
-            continue
         test = _test(typ, "v", env)
         if required:  # a missing one raises KeyError
             lines.append(f"        v = rec[{fname!r}]")
