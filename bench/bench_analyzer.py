@@ -4,6 +4,11 @@ analysis's peak RSS next to that of a process that only decodes.
 
     .venv/bin/python bench/bench_analyzer.py [--records N] [--mode coherent|caching]
     .venv/bin/python bench/bench_analyzer.py --shape endpoint [--records 1000000]
+    .venv/bin/python bench/bench_analyzer.py --shape endpoint --format cst
+
+`--format cst` measures the same trace converted to the binary format the model writes
+(`trace.cst`, what `make run` analyses); its decode-only baseline decompresses each frame and
+decodes its records.
 
 `--shape marker` (the default) is a replace loop with userspace markers only; `--shape
 endpoint` is shaped like the real endpoint's traces: driver probe windows (thousands of
@@ -27,7 +32,8 @@ from pathlib import Path
 
 from cosim.analyzer import run
 from cosim.arch.domain import Domain
-from cosim.trace import SCHEMA
+from cosim.trace import SCHEMA, TraceReader
+from cosim.trace.writer import open_writer
 
 SID, DEV = 8, 1
 
@@ -70,7 +76,7 @@ def generate(path: Path, records: int, mode: str, seed: int = 1) -> int:
             else:
                 entry += 1
                 emit("ats", sid=SID, ssid=None, iova=iova, acc="w", status="SUCCESS",
-                     pa=iova + 0x10000, size=4096, perm="rw", dom=dom)
+                     pa=iova + 0x10000, size=4096, perm="rw", dom=dom, tlb=False)
                 emit("atc_insert", dev=DEV, sid=SID, ssid=None, iova=iova, size=4096,
                      pa=iova + 0x10000, perm="rw", dom=dom, id=entry)
                 emit("atc_hit", dev=DEV, sid=SID, ssid=None, iova=iova, id=entry, dom=dom)
@@ -220,6 +226,21 @@ with open(sys.argv[1], "rb") as f:
 print(time.perf_counter() - t0, time.process_time() - c0, n, _hwm())
 """
 
+_DECODE_ONLY_CST = """
+import sys, time, zstandard
+from orjson import loads
+from cosim.trace import framing
+t0, c0 = time.perf_counter(), time.process_time()
+n = 0
+zd = zstandard.ZstdDecompressor()
+with open(sys.argv[1], "rb") as f:
+    f.read(len(framing.MAGIC) + framing.ORIGIN.size)
+    for frame in framing.frames(f, 0):
+        arr = loads(framing.decompress(frame, zd))
+        n += len(arr[0] if frame.flags & framing.WIDE else arr)
+print(time.perf_counter() - t0, time.process_time() - c0, n, _hwm())
+"""
+
 _READ_ONLY = """
 import sys, time
 from cosim.trace import TraceReader
@@ -262,17 +283,21 @@ def _child(code: str, path: Path) -> tuple[float, float, int, str, int]:
 
 
 def measure(records: int = 200_000, mode: str = "coherent", repeat: int = 3,
-            shape: str = "marker") -> dict:
-    """Best of `repeat`: seconds to decode every line (`parse`) and to analyze (`full`) a
-    generated trace of `records` records, each in a fresh process; `parse_cpu`/`full_cpu`
-    the CPU seconds (steadier on a loaded machine), `parse_rss`/`full_rss` peak RSS in KiB,
-    also `records`, `bytes` and the `verdict`."""
+            shape: str = "marker", fmt: str = "jsonl") -> dict:
+    """Best of `repeat`: seconds to decode every line (`parse`; every frame, `fmt` 'cst')
+    and to analyze (`full`) a generated trace of `records` records, each in a fresh process;
+    `parse_cpu`/`full_cpu` the CPU seconds (steadier on a loaded machine), `parse_rss`/
+    `full_rss` peak RSS in KiB, also `records`, `bytes` and the `verdict`."""
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "bench.jsonl"
         n = generate_endpoint(path, records) if shape == "endpoint" else \
             generate(path, records, mode)
+        decode = _DECODE_ONLY
+        if fmt == "cst":
+            path = _to_cst(path)
+            decode = _DECODE_ONLY_CST
         size = os.path.getsize(path)
-        parse = [_child(_DECODE_ONLY, path) for _ in range(repeat)]
+        parse = [_child(decode, path) for _ in range(repeat)]
         read = [_child(_READ_ONLY, path) for _ in range(repeat)]
         full = [_child(_ANALYZE, path) for _ in range(repeat)]
     return {"records": n, "bytes": size,
@@ -283,8 +308,23 @@ def measure(records: int = 200_000, mode: str = "coherent", repeat: int = 3,
             "verdict": full[-1][3]}
 
 
+def _to_cst(path: Path) -> Path:
+    """The trace at `path` (JSON lines) written in the binary format beside it."""
+    out = path.with_suffix(".cst")
+    with TraceReader(path) as reader:
+        w = open_writer(out, "cst", check=False, copy_header=reader.header)
+        for rec in reader:
+            w.write_record(rec)
+        w.close()
+    return out
+
+
 def bound(m: dict) -> str:
-    """Where the time of a record goes, from one measure() (CPU time)."""
+    """Where the time of a record goes, from one measure() (CPU time): decoding is the
+    decode-only baseline (each line, or each frame decompressed and decoded); the schema
+    check is TraceReader's time beyond it (its loop, the envelope added to each record, the
+    per-kind test generated from cosim/trace/schema.py); trackers + rules the rest of
+    `cosim analyze` (the engine's loop, the domain objects read, every handler)."""
     n = m["records"]
     dec = m["parse_cpu"] / n * 1e6
     chk = max(m["read_cpu"] - m["parse_cpu"], 0) / n * 1e6
@@ -307,16 +347,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int)
     ap.add_argument("--mode", choices=("coherent", "caching"), default="coherent")
     ap.add_argument("--shape", choices=("marker", "endpoint"), default="marker")
+    ap.add_argument("--format", choices=("jsonl", "cst"), default="jsonl")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
     records = args.records or (1_000_000 if args.shape == "endpoint" else 200_000)
-    m = measure(records, args.mode, args.repeat, args.shape)
+    m = measure(records, args.mode, args.repeat, args.shape, args.format)
     n = m["records"]
-    print(f"trace: {n} records, {m['bytes'] / 1e6:.1f} MB, shape {args.shape}, cache_mode "
-          f"{args.mode}, verdict {m['verdict']}, best of {args.repeat}\n")
+    print(f"trace: {n} records, {m['bytes'] / 1e6:.1f} MB ({args.format}), shape "
+          f"{args.shape}, cache_mode {args.mode}, verdict {m['verdict']}, best of "
+          f"{args.repeat}\n")
     print("| stage | wall s | records/s | CPU s | records/CPU s | ratio (CPU) | peak RSS |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    print(f"| decode each line only (baseline) | {m['parse']:.2f} | {n / m['parse']:,.0f} | "
+    what = "each frame" if args.format == "cst" else "each line"
+    print(f"| decode {what} only (baseline) | {m['parse']:.2f} | {n / m['parse']:,.0f} | "
           f"{m['parse_cpu']:.2f} | {n / m['parse_cpu']:,.0f} | 1.00 | "
           f"{m['parse_rss'] / 1024:.0f} MB |")
     print(f"| decode + schema check (TraceReader) | | | {m['read_cpu']:.2f} | "

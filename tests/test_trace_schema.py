@@ -266,3 +266,71 @@ def test_reader_dom_check_is_domain_from_record(obj: object) -> None:
     except ValueError:
         valid = obj is None
     assert sc.DOM.ok(obj) is valid
+
+
+def _good_value(t: sc.FieldType) -> object:
+    """A value of each field type that its check accepts."""
+    if isinstance(t, sc.Enum):
+        return t.order[0]
+    if isinstance(t, sc.IntList):
+        return None if isinstance(t, sc.OptIntList) else [0] * (t.length or 1)
+    return {sc.UInt: 1, sc.OptUInt: None, sc.OptInt: -1, sc.Number: 0.5, sc.Bool: False,
+            sc.Str: "", sc.OptStr: None, sc.Letters: "", sc.Object: {}, sc.ObjectList: [],
+            sc.Dom: None}[type(t)]
+
+
+_S1 = {"kind": "s1", "asid": 2, "ttb": 4096}
+_TRIALS: list[object] = [
+    0, 1, -1, 2.0, True, False, None, "", "r", "rw", "wr", "rr", "xwr", "rwz", "s1", [], [0],
+    [0] * 2, [0] * 8, [0] * 7, [-1] + [0] * 7, [True] + [0] * 7, [1.0] * 8, {}, [{}], [1],
+    {"kind": "abort"}, _S1, {**_S1, "asid": 2.0}, {**_S1, "asid": True}, {**_S1, "ttb": -1},
+    {"kind": "s1", "asid": 2}, {"kind": "s1", "asid": [2], "ttb": 4096}]
+
+
+def test_reader_fast_check_agrees_with_problem() -> None:
+    """The generated per-kind test the reader runs on every record (`matches`) says a record
+    is good exactly when the declaration's checks (`problem`) find nothing, for every field of
+    every kind and variant and values of every type: a good domain first, so that the test's
+    memo of good domains is filled when equal-looking bad ones (2.0, true) follow."""
+    for kind in KINDS:
+        variants = kind.variants or (None,)
+        for var in variants:
+            fields = kind.fields + (var.fields if var is not None else ())
+            base: dict[str, Any] = {"t": 1, "k": kind.name}
+            base.update({f.name: _good_value(f.type) for f in fields})
+            if var is not None:
+                base[kind.tag] = var.value
+            assert sc.matches(base) and sc.problem(base) is None, base
+            for f in fields:
+                if f.name == kind.tag:
+                    continue
+                trials = _TRIALS + (list(f.type.order) if isinstance(f.type, sc.Enum) else [])
+                for v in trials:
+                    rec = {**base, f.name: v}
+                    assert sc.matches(rec) == (sc.problem(rec) is None), (kind.name, f.name, v)
+                missing = {n: x for n, x in base.items() if n != f.name}
+                assert sc.matches(missing) == (sc.problem(missing) is None), (kind.name, f.name)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "cst"])
+def test_a_domain_equal_to_a_good_one_but_not_of_integers_is_a_problem(
+        tmp_path: Path, fmt: str) -> None:
+    """2.0 and true are equal to 2 and 1 (and hash alike): after a good domain, a record whose
+    domain differs from it only so is still a problem line, in either format."""
+    from cosim.trace.writer import open_writer
+    good = {"t": 5, "k": "xlate", **xlate(dom=_S1)}
+    p = tmp_path / f"t.{fmt}"
+    w = open_writer(p, fmt, check=False, copy_header={"t": 0, "k": "header", "schema": SCHEMA,
+                                                      "wall": 0.0})
+    for dom in (_S1, {**_S1, "asid": 2.0}, {**_S1, "asid": True}, _S1):
+        w.write_record({**good, "dom": dom})
+    w.close()
+    t = read_trace(p)
+    word = "line" if fmt == "jsonl" else "record"
+    assert t.problems == [
+        f"{word} 3: xlate.dom is {{\"kind\": \"s1\", \"asid\": 2.0, \"ttb\": 4096}}, expected a "
+        "domain object or null (dom.asid of a s1 domain is 2.0, not an integer)",
+        f"{word} 4: xlate.dom is {{\"kind\": \"s1\", \"asid\": true, \"ttb\": 4096}}, expected a "
+        "domain object or null (dom.asid of a s1 domain is True, not an integer)",
+    ]
+    assert len(t.records) == 2

@@ -14,7 +14,9 @@ from .domains import dom_of
 from .view import Key, Record, ssid_of
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per atc_insert, and a frozen dataclass sets each field through
+# object.__setattr__ (several times the cost). Nothing changes an entry once built.
+@dataclass(slots=True)
 class HeldEntry:
     dev: int
     id: int
@@ -41,27 +43,41 @@ class AtcState:
     def apply(self, i: int, r: Record, k: str) -> None:
         """Advance past record i."""
         if k == "atc_insert":
-            ent, key = (r["dev"], r["id"]), (r["sid"], ssid_of(r))
-            held = self._by_key.get(key)
-            if held is None:
-                held = self._by_key[key] = {}
-                self._key_rank[key] = len(self._key_rank)
-            e = HeldEntry(r["dev"], r["id"], key, r["iova"], r["size"], dom_of(r), i)
-            old = held.get(ent)
-            if old is not None:
-                self._untag(key, ent, old)
-            else:
-                self._n += 1
-                self._seq[(key, ent)] = self._n
-            held[ent] = e
-            if e.dom is not None:
-                self._tag(key, ent, e)
-            self._where[ent] = key
+            self.insert(i, r)
         elif k == "atc_evict":
             self._drop((r["dev"], r["id"]))
         elif k == "atc_inv_rx":
-            for e in r.get("dropped") or ():
-                self._drop((r["dev"], e))
+            self.inv_rx(r)
+
+    def insert(self, i: int, r: Record) -> None:
+        """`apply` of an atc_insert."""
+        dev, eid = r["dev"], r["id"]
+        ent, key = (dev, eid), (r["sid"], ssid_of(r))
+        held = self._by_key.get(key)
+        if held is None:
+            held = self._by_key[key] = {}
+            self._key_rank[key] = len(self._key_rank)
+        e = HeldEntry(dev, eid, key, r["iova"], r["size"], dom_of(r), i)
+        old = held.get(ent)
+        if old is not None:
+            self._untag(key, ent, old)
+        else:
+            self._n += 1
+            self._seq[(key, ent)] = self._n
+        held[ent] = e
+        if e.dom is not None:
+            self._tag(key, ent, e)
+        self._where[ent] = key
+
+    def evict(self, r: Record) -> None:
+        """`apply` of an atc_evict."""
+        self._drop((r["dev"], r["id"]))
+
+    def inv_rx(self, r: Record) -> None:
+        """`apply` of an atc_inv_rx: the entries it dropped."""
+        dev = r["dev"]
+        for e in r.get("dropped") or ():
+            self._drop((dev, e))
 
     def held(self, key: Key) -> Iterator[HeldEntry]:
         yield from self._by_key.get(key, {}).values()

@@ -64,7 +64,12 @@ class MappedIndex:
 
     def add(self, dom: Domain, iova: int, size: int, perm: object, acc: object) -> None:
         base, size = entry_base(iova, size)
-        bases = self.by_dom.setdefault(dom, {}).setdefault(size, {})
+        sizes = self.by_dom.get(dom)
+        if sizes is None:
+            sizes = self.by_dom[dom] = {}
+        bases = sizes.get(size)
+        if bases is None:
+            bases = sizes[size] = {}
         have = bases.get(base)
         if have is None:
             have = bases[base] = set()
@@ -115,7 +120,9 @@ class DomainTracker:
 
 def _succeeded(rec: Record) -> bool:
     if rec.get("k") == "ats":
+        status = rec.get("status", "")
+        if status != "SUCCESS" and str(status).upper() != "SUCCESS":
+            return False
         perm = rec.get("perm")
-        granted = not isinstance(perm, str) or bool(acc_letters(perm))
-        return str(rec.get("status", "")).upper() == "SUCCESS" and granted
+        return not isinstance(perm, str) or bool(acc_letters(perm))
     return rec.get("ok") is True

@@ -14,11 +14,12 @@ the one the whole trace gives."""
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cosim.arch.domain import DomainError
+from cosim.arch.domain import Domain, DomainError
 from cosim.trace import TraceReader
 
 from .atc_state import AtcState, UnsyncedAtcInv
@@ -91,23 +92,24 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
     rules = (old_domain, atc_inv, dom_inv, hitless, other, entry, protocol, stale)
     guessed = facts is None
     mode_broken = False
-    kinds: dict[str, int] = {}
+    kinds: defaultdict[str, int] = defaultdict(int)
     all_sids, found = sids.all_sids, sids.found
     after, inside = tracker.after, tracker.inside
     last_seen = doms.last_seen
 
     # -- per-kind handlers --------------------------------------------------------------------
-    def on_traffic(i: int, r: dict[str, Any], k: str) -> None:
+    def on_traffic(i: int, r: dict[str, Any], k: str, served: bool = False) -> None:
+        """`served`: k is one of SERVED_KINDS."""
         sid, dom = r.get("sid"), r.get("dom")
         if type(sid) is not int or dom is None:
             return
         ssid = r.get("ssid")
         key = (sid, ssid if type(ssid) is int else None)
-        if k in SERVED_KINDS or last_seen.get(key) is not dom:
+        if served or last_seen.get(key) is not dom:
             doms.apply(k, key, dom, r)
         if after:
             old_domain.traffic(i, r, k, key, dom)
-            if not tracker.driver and k in SERVED_KINDS:
+            if served and not tracker.driver:
                 for a in after:
                     if key in a.keys:
                         tracker.served_after(a, key, dom)
@@ -117,8 +119,10 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
     def translation(k: str) -> Handler:
         """The handler of a translation the SMMU served (`xlate` untranslated, `ats` for an
         ATS Translation Request): both feed the same trackers and rules."""
+        assert k in SERVED_KINDS
+
         def handle(i: int, r: dict[str, Any]) -> None:
-            on_traffic(i, r, k)
+            on_traffic(i, r, k, True)
             if caching:
                 dom_inv.translation(i, r, k)
             if inside:
@@ -156,15 +160,15 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
             other.failure(i, r, "drop")
 
     def atc_insert(i: int, r: dict[str, Any]) -> None:
-        atc.apply(i, r, "atc_insert")
+        atc.insert(i, r)
         atc_inv.insert(i, r)
 
     def atc_evict(i: int, r: dict[str, Any]) -> None:
-        atc.apply(i, r, "atc_evict")
+        atc.evict(r)
         atc_inv.gone(r.get("dev"), [r.get("id")])
 
     def atc_inv_rx(i: int, r: dict[str, Any]) -> None:
-        atc.apply(i, r, "atc_inv_rx")
+        atc.inv_rx(r)
         atc_inv.gone(r.get("dev"), r.get("dropped") or [])
 
     def atc_inv_rec(i: int, r: dict[str, Any]) -> None:
@@ -202,26 +206,24 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
         completed(syncs.atc_inv_sync(i, r))
         unsynced.apply(i, r, "atc_inv_sync")
 
-    def fetch(i: int, r: dict[str, Any], k: str) -> None:
-        if k == "ste_fetch":
-            protocol.ste_fetch(i, r)
-        else:
-            protocol.cd_fetch(i, r)
-        if type(r.get("sid")) is not int:
-            return
-        entry.fetch(i, r, k)
-        if caching:
-            stale.fetch(i, r, k)
-        if after and not tracker.driver and not r.get("cached"):
-            for a in after:
-                if r["sid"] in a.sids:
-                    tracker.fetch_after(a, r, k)
+    def fetcher(k: str, judge: Handler) -> Handler:
+        """The handler of an STE or CD fetch (`judge`: the protocol rule's for the kind): both
+        feed the same trackers and rules."""
+        def handle(i: int, r: dict[str, Any]) -> None:
+            judge(i, r)
+            if type(r.get("sid")) is not int:
+                return
+            entry.fetch(i, r, k)
+            if caching:
+                stale.fetch(i, r, k)
+            if after and not tracker.driver and not r.get("cached"):
+                for a in after:
+                    if r["sid"] in a.sids:
+                        tracker.fetch_after(a, r, k)
+        return handle
 
-    def ste_fetch(i: int, r: dict[str, Any]) -> None:
-        fetch(i, r, "ste_fetch")
-
-    def cd_fetch(i: int, r: dict[str, Any]) -> None:
-        fetch(i, r, "cd_fetch")
+    ste_fetch = fetcher("ste_fetch", protocol.ste_fetch)
+    cd_fetch = fetcher("cd_fetch", protocol.cd_fetch)
 
     def drv(i: int, r: dict[str, Any]) -> None:
         if not tracker.driver:
@@ -267,7 +269,11 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
     domain_reader = DomainReader()
     read_dom, known_doms = domain_reader.read, domain_reader.known
     last_sid: int | None = None
-    last_dev_sid: tuple[int, int] | None = None
+    last_dev, last_dev_sid = None, None   # the (dev, sid) pair last added to `found`
+    # The last `dom` object read and its Domain: most records name the domain the last one
+    # did. The reader checked the object (integers and strings only), so == is exact here.
+    last_obj: dict[str, Any] | None = None
+    last_dom: Domain | None = None
     view._skipped_lines = reader.skipped_lines  # grows as the reader goes: line_of stays right
     tell = progress is not None
     try:
@@ -275,23 +281,27 @@ def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
             i += 1
             dom = rec.get("dom")
             if dom is not None:
-                try:
-                    got = known_doms.get(tuple(dom.items()))
-                    rec["dom"] = got if got is not None else read_dom(dom)
-                except DomainError as e:
-                    view.notes.append(f"line {view.line_of(i)}: {e}; read as no domain")
-                    rec["dom"] = None
+                if dom == last_obj:
+                    rec["dom"] = last_dom
+                else:
+                    try:
+                        got = known_doms.get(tuple(dom.items()))
+                        rec["dom"] = last_dom = got if got is not None else read_dom(dom)
+                        last_obj = dom
+                    except DomainError as e:
+                        view.notes.append(f"line {view.line_of(i)}: {e}; read as no domain")
+                        rec["dom"] = None
             k = rec["k"]
-            kinds[k] = kinds.get(k, 0) + 1
+            kinds[k] += 1
             sid = rec.get("sid")
             if type(sid) is int and sid != last_sid:
                 all_sids.add(sid)
                 last_sid = sid   # most records name the stream the last one did
             if k in DEVICE_SID_KINDS and type(sid) is int:
                 dev = rec.get("dev")
-                if type(dev) is int and (dev, sid) != last_dev_sid:
+                if type(dev) is int and (dev != last_dev or sid != last_dev_sid):
                     found.setdefault(dev, set()).add(sid)
-                    last_dev_sid = (dev, sid)
+                    last_dev, last_dev_sid = dev, sid
             h = get(k)
             if h is not None:
                 h(i, rec)

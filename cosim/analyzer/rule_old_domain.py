@@ -32,12 +32,14 @@ class OldDomain:
         self.ctx = ctx
         # marker windows: (attach n, key) -> the offences gathered, judged at the end
         self._pending: dict[tuple[int, Key], Violation] = {}
+        self._after = ctx.attaches.after   # changed in place only: bound once
         ctx.attaches.listeners.append(self)
 
     def traffic(self, i: int, r: Record, k: str, key: Key, dom: Domain) -> None:
         """A served (xlate, ats) or used (dma, atc_hit) record of stream `key`."""
-        for a in self.ctx.attaches.after:
-            if key not in a.keys:
+        for a in self._after:
+            keys = a._keys   # Attach.keys without the property call, once it is built
+            if key not in (keys if keys is not None else a.keys):
                 continue
             if a.source == "driver":
                 new = a.new.get(key)

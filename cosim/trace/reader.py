@@ -227,8 +227,11 @@ class TraceReader:
                         skipped.append(n)
                         n += 1
                         continue
-                fn = plain.get(kind) if type(kind) is str else None  # most kinds: no tag
-                if fn(rec) if fn is not None else matches(rec):
+                try:
+                    fn = plain[kind]   # most kinds: no tag
+                except (KeyError, TypeError):  # a tagged kind, an unknown or unhashable one
+                    fn = matches
+                if fn(rec):
                     n += 1
                     yield rec
                     continue
@@ -298,9 +301,11 @@ class TraceReader:
                     skipped.append(n)
                     n += 1
                     continue
-            kind = rec.get("k")
-            fn = plain.get(kind) if type(kind) is str else None  # most kinds: no tag
-            if fn(rec) if fn is not None else matches(rec):
+            try:
+                fn = plain[rec["k"]]   # most kinds: no tag
+            except (KeyError, TypeError):  # no `k`, a tagged kind, an unknown or unhashable one
+                fn = matches
+            if fn(rec):
                 n += 1
                 yield rec
                 continue

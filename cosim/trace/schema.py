@@ -13,6 +13,7 @@ such a record into its schema-2 form.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -152,6 +153,9 @@ class Letters(FieldType):
 
     def __init__(self, letters: str) -> None:
         self.letters = frozenset(letters)
+        # Every string it accepts (16 for 'rwx'): the reader's fast test is one set lookup.
+        self.valid = frozenset("".join(p) for n in range(len(letters) + 1)
+                               for p in itertools.permutations(letters, n))
         self.doc = f"letters of '{letters}'"
         self.expected = f"a string of letters from '{letters}'"
 
@@ -707,18 +711,27 @@ def _test(t: FieldType, v: str, env: dict[str, Any]) -> str:
         name = f"_e{len(env)}"
         env[name] = t.values
         return f"type({v}) is str and {v} in {name}"
-    if type(t) is IntList:
+    if type(t) is Letters:
+        name = f"_l{len(env)}"
+        env[name] = t.valid
+        return f"type({v}) is str and {v} in {name}"
+    if type(t) in (IntList, OptIntList):
         n = "" if t.length is None else f" and len({v}) == {t.length}"
-        return (f"type({v}) is list{n} and {{*map(type, {v})}} <= _INT "
+        test = (f"type({v}) is list{n} and {{*map(type, {v})}} <= _INT "
                 f"and (not {v} or min({v}) >= 0)")
+        return test if type(t) is IntList else f"{v} is None or ({test})"
     if type(t) is Dom:
-        return f"{v} is None or _dom({v})"
+        return (f"{v} is None or ({v} == _ld[0] and [*map(type, {v}.values())] == _ld[1]) "
+                f"or _dom({v})")
     name = f"_c{len(env)}"
     env[name] = t.ok
     return f"{name}({v})"
 
 
-_GOOD_DOMS: set[tuple] = set()  # domain objects already found good (a trace names few)
+# Domain objects already found good, by their items, with their values' types: a trace names
+# few. The types are compared on a hit because equal items need not be of equal types (2.0 and
+# True are equal to 2 and 1, and hash alike), and only an integer is a good domain field.
+_GOOD_DOMS: dict[tuple, list[type]] = {}
 
 
 def _dom_ok(v: object) -> bool:
@@ -726,20 +739,31 @@ def _dom_ok(v: object) -> bool:
         return False
     try:
         key = tuple(v.items())
-        if key in _GOOD_DOMS:
-            return True
+        types = _GOOD_DOMS.get(key)
     except TypeError:  # an unhashable value: not a domain, DOM.ok says so
         return DOM.ok(v)
-    if not DOM.ok(v):
-        return False
-    if len(_GOOD_DOMS) < 4096:
-        _GOOD_DOMS.add(key)
+    if types is None or [*map(type, v.values())] != types:
+        if not DOM.ok(v):
+            return False
+        types = [*map(type, v.values())]
+        if len(_GOOD_DOMS) < 4096:
+            _GOOD_DOMS[key] = types
+    _LAST_DOM[:] = (dict(v), types)  # a copy: nothing a reader of the record does changes it
     return True
 
 
+# The last domain object found good and its values' types: most records name the domain the
+# record before did, and an equal object of the same types needs no tuple nor hash (the
+# generated test compares with it inline before it calls _dom_ok).
+_LAST_DOM: list[Any] = [None, []]
+
+
 def _compile(plan: _Plan, name: str) -> Any:
-    env: dict[str, Any] = {"_M": _MISSING, "_INT": frozenset({int}), "_dom": _dom_ok}
-    lines = [f"def {name}(rec):", "    g = rec.get", "    try:"]
+    env: dict[str, Any] = {"_M": _MISSING, "_INT": frozenset({int}), "_dom": _dom_ok,
+                           "_ld": _LAST_DOM}
+    lines = [f"def {name}(rec):", "    try:"]
+    if not all(required for _n, _f, _o, required, _t in plan):
+        lines.insert(1, "    g = rec.get")
     for fname, _fast, _ok, required, typ in plan:
         test = _test(typ, "v", env)
         if required:  # a missing one raises KeyError
