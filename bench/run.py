@@ -210,6 +210,16 @@ class Bench:
                              f"{max(r['records'] / r['full'] for r in ep):,.0f}; what bounds "
                              f"it (the fastest run), "
                              f"{bench_analyzer.bound(min(ep, key=lambda r: r['full_cpu']))}"))
+        # The same trace in the binary format the model writes (what `make run` analyses).
+        epc = [bench_analyzer.measure(big, "coherent", 1, "endpoint", "cst") for _ in range(reps)]
+        self.raw["analyzer_endpoint_cst"] = epc
+        self.add(Figure("analyzer", f"cosim analyze ({big:,} records, "
+                        f"{epc[0]['bytes'] / 1e6:.0f} MB binary, endpoint-shaped)",
+                        "records/CPU s", [r["records"] / r["full_cpu"] for r in epc],
+                        "decompress + decode each frame only",
+                        [r["records"] / r["parse_cpu"] for r in epc],
+                        note=f"verdict {epc[-1]['verdict']}; what bounds it (the fastest run), "
+                             f"{bench_analyzer.bound(min(epc, key=lambda r: r['full_cpu']))}"))
         self.add(Figure("analyzer", f"cosim analyze peak RSS ({big:,} records, "
                         "endpoint-shaped)", "MB", [r["full_rss"] / 1024 for r in ep],
                         "decode each line only", [r["parse_rss"] / 1024 for r in ep],
@@ -321,6 +331,7 @@ class Bench:
         self.raw["guest"] = {"run_dir": str(run.dir), "runs": [
             {**o, **s} for o, s in zip(outputs, segments, strict=True)]}
         self._mmio_figures(mmio, windows, run.dir)
+        self._real_trace_figure(trace_of(run.dir))
         why = ("n/a: cosim_replace cannot run with the generator stopped (it checks generator "
                "progress after every replace; --rate 0 means 1), and QEMU's built-in smmuv3 "
                "has no ATS endpoint to replace under")
@@ -450,6 +461,21 @@ class Bench:
                  "endpoint's sysfs config file: the syscall, the kernel's config accessor "
                  "and one ECAM load that QEMU's PCIe host bridge answers from its copy of "
                  "config space"))
+
+    def _real_trace_figure(self, trace: Path) -> None:
+        """`cosim analyze` of a trace the real model wrote in this run (the guest section's
+        boot: probe, the replaces, the MMIO loops), each repetition a fresh process."""
+        reps = 1 if self.quick else min(self.reps, 3)
+        full = [bench_analyzer._child(bench_analyzer._ANALYZE, trace) for _ in range(reps)]
+        dec = [bench_analyzer._child(bench_analyzer._DECODE_ONLY_CST, trace) for _ in range(reps)]
+        n = full[0][2]
+        self.raw["analyzer_real"] = {"trace": str(trace), "full": full, "decode": dec}
+        self.add(Figure("analyzer", f"cosim analyze of this run's guest trace ({n:,} records "
+                        "the model wrote)", "records/CPU s", [n / f[1] for f in full],
+                        "decompress + decode each frame only", [n / d[1] for d in dec],
+                        note=f"wall {min(f[0] for f in full):.1f} s for the whole analysis "
+                             f"(the 3 s target of a `make run` trace); peak RSS "
+                             f"{max(f[4] for f in full) / 1024:.0f} MB; verdict {full[-1][3]}"))
 
     # -- the developer loop -------------------------------------------------------------------
     def _devloop_once(self, tree: Path) -> dict[str, float]:
