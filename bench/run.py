@@ -9,10 +9,10 @@ runs/bench-<timestamp>/bench.json. Guest runs keep their run directories (consol
 under runs/bench-<timestamp>/runs/.
 
 Sections (--only takes their names): link, smmu, endpoint, analyzer, boot, guest (the MMIO
-round trip timed in a booted guest by /tests/cosim_mmio, and replaces), devloop (a driver
-file touched in the unpacked 6.12 source, then `cosim run --kernel TREE --tests replace`),
-setup. A section that cannot run (no QEMU, a guest test failing) becomes an "error" row; the
-others still run.
+round trip timed in a booted guest by /tests/cosim_mmio, and replaces), devloop (a line
+added to the driver in a git copy of the 6.12 source, then `cosim run --kernel TREE --tests
+replace`), setup. A section that cannot run (no QEMU, a guest test failing) becomes an
+"error" row; the others still run.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import bench_walker  # noqa: E402
 from cosim.launcher import trace_of  # noqa: E402
 
 SECTIONS = ("link", "smmu", "endpoint", "analyzer", "boot", "guest", "devloop", "setup")
-# The developer loop: a driver file touched, then `cosim run --kernel TREE --tests replace`.
+# The developer loop: a driver file changed, then `cosim run --kernel TREE --tests replace`.
 DEVLOOP_FILE = "drivers/iommu/arm/arm-smmu-v3/arm-smmu-v3.c"
 DEVLOOP_REPLACES = 50
 KERNEL = os.environ.get("KERNEL", "debian-6.12")
@@ -499,33 +499,46 @@ class Bench:
         return out
 
     def devloop(self) -> None:
-        products = self.ensure_products()
-        pkg, ver = products.kernel_version.split()[:2]
-        tree = Path(os.environ.get("COSIM_CACHE", Path.home() / ".cache" / "cosim")) / "src" \
-            / f"{pkg}-{ver}"
-        if not (tree / DEVLOOP_FILE).is_file():
-            raise RuntimeError(f"no unpacked kernel tree with {DEVLOOP_FILE} at {tree}")
-        self.say(f"devloop: warm-up run of {tree} (a full build the first time)")
-        self._devloop_once(tree)
-        touched: list[dict[str, float]] = []
-        same: list[dict[str, float]] = []
-        for i in range(self.reps):  # interleaved, so drift in machine load hits both alike
-            (tree / DEVLOOP_FILE).touch()
-            touched.append(self._devloop_once(tree))
-            same.append(self._devloop_once(tree))
-            self.say(f"devloop {i + 1}/{self.reps}: touched {touched[-1]['all']:.0f}s, "
-                     f"unchanged {same[-1]['all']:.0f}s")
-        self.raw["devloop"] = {"tree": str(tree), "touched": touched, "unchanged": same}
+        """A kernel developer's loop on a git work tree of Debian's 6.12 source (the pristine
+        copy `cosim mutate` makes, under its lock): a one-line change to the driver, then
+        `cosim run --kernel TREE --tests replace`; the baseline is the same run with the tree
+        as it was (its build kept by content: no kbuild pass)."""
+        from cosim import mutate
+        self.ensure_products()
+        with mutate.tree_lock("debian-6.12", self.say):
+            tree = mutate.pristine_copy("debian-6.12", self.say)
+            mutate.ensure_clean(tree, self.say)
+            src = tree / DEVLOOP_FILE
+            original = src.read_bytes()
+            self.say(f"devloop: warm-up run of {tree} (a full build the first time)")
+            self._devloop_once(tree)
+            touched: list[dict[str, float]] = []
+            same: list[dict[str, float]] = []
+            reps = min(self.reps, 3)
+            try:
+                for i in range(reps):  # interleaved: drift in machine load hits both alike
+                    # A new line each time: new content, so a real incremental build.
+                    src.write_bytes(original + f"/* cosim bench devloop {time.time_ns()} */\n"
+                                    .encode())
+                    touched.append(self._devloop_once(tree))
+                    src.write_bytes(original)
+                    same.append(self._devloop_once(tree))
+                    self.say(f"devloop {i + 1}/{reps}: changed {touched[-1]['all']:.0f}s, "
+                             f"unchanged {same[-1]['all']:.0f}s")
+            finally:
+                src.write_bytes(original)
+        self.raw["devloop"] = {"tree": str(tree), "changed": touched, "unchanged": same}
         steps = sorted({k for r in touched for k in r if k != "all"})
         split = ", ".join(f"{k} {statistics.median(r.get(k, 0.0) for r in touched):.0f} s"
                           for k in steps)
-        self.add(Figure("developer loop", f"touch {DEVLOOP_FILE.rsplit('/', 1)[1]}, then "
-                        f"`cosim run --kernel TREE --tests replace --replaces "
+        self.add(Figure("developer loop", f"a line added to {DEVLOOP_FILE.rsplit('/', 1)[1]}, "
+                        f"then `cosim run --kernel TREE --tests replace --replaces "
                         f"{DEVLOOP_REPLACES}`", "s", [r["all"] for r in touched],
-                        "the same run, nothing changed", [r["all"] for r in same],
-                        note=f"set-up steps of the touched runs (medians): {split}; the rest "
-                             "is boot, the replace area and the analysis (the baseline's "
-                             "whole time, less its cached steps)"))
+                        "the same run, the tree as it was (build kept by content)",
+                        [r["all"] for r in same],
+                        note=f"set-up steps of the changed runs (medians): {split}; the rest "
+                             "is boot, the replace area and the analysis (about the "
+                             "baseline's whole time)"))
 
     # -- set-up -----------------------------------------------------------------------------
     def _timed_cmd(self, cmd: list[str], env: dict[str, str] | None = None,
