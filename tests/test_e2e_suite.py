@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SuiteRun
 
-from cosim import launcher, mutate
+from cosim import expectations, launcher, mutate
 from cosim.compare import side_by_side
-from cosim.expectations import load, mismatches, test_family
+from cosim.expectations import load, mismatches
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ def test_hitless_suite_matches_expectations(kernel: str, suite_run: SuiteRun) ->
     families = {label.split()[0] for _, label in
                 mutate.tests_by_line(launcher.trace_of(Path(summary["run_dir"]))) if label.split()}
     unlabelled = sorted(t for f in exp.findings for t in f.get("tests", [])
-                        if t in ran and test_family(t) not in families)
+                        if t in ran and expectations.test_family(t) not in families)
     assert not unlabelled, f"recorded tests with no test-begin label of their family " \
         f"{sorted(families)}: {unlabelled}"
     problems = mismatches(exp, summary)
