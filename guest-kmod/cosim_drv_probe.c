@@ -180,12 +180,20 @@ static int drv_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct armed *a = container_of(get_kretprobe(ri), struct armed, krp);
 	const struct probe_spec *ps = a->spec;
 	struct device *dev = (struct device *)regs->regs[ps->dev_arg];
-	struct iommu_fwspec *fw = dev ? dev_iommu_fwspec_get(dev) : NULL;
+	struct iommu_fwspec *fw;
 	struct call *c = (struct call *)ri->data;
 	u32 ssid = ps->ssid_arg >= 0 ? (u32)regs->regs[ps->ssid_arg] : 0;
 
 	if (ps->op == COSIM_DRV_OP_DOMAIN_INV)
 		return domain_inv_entry(ps, c, regs);
+	/*
+	 * Not a kernel pointer (arm64: bit 63 clear): no device to read. Seen once on 7.2
+	 * during sva_unbind_ats, a user-space value (0x40005c) in the device argument, which
+	 * oopsed the guest here; what called the entry point so is not yet known.
+	 */
+	if ((long)dev >= 0)
+		return 1;
+	fw = dev_iommu_fwspec_get(dev);
 	if (!fw || !fw->num_ids)
 		return 1;	/* not a device behind an SMMU: no return handler */
 	c->word = event_word(ps, attach_target(ps, regs), fw->ids[0], ps->ssid_arg >= 0, ssid);
