@@ -122,13 +122,13 @@ class Prefetch:
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
 
-    def close(self) -> None:
-        """Wait for the fetches; stop them instead when set-up ends early (a failure,
-        Ctrl-C). A stopped or failed fetch leaves nothing marked unpacked: the build step
+    def close(self, stop: bool = False) -> None:
+        """Wait for the fetches; with `stop` (set-up ended early: a failure, Ctrl-C), stop
+        them instead. A stopped or failed fetch leaves nothing marked unpacked: the build step
         fetches again and names what failed."""
         if self.proc is None:
             return
-        if sys.exc_info()[0] is not None:
+        if stop:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -139,8 +139,8 @@ class Prefetch:
     def __enter__(self) -> Prefetch:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close(stop=exc_type is not None)
 
 
 def ensure_all(kernels: list[str], quiet: bool = False) -> list[Products]:

@@ -61,20 +61,6 @@ def cosim_processes(marker: str) -> list[str]:
     return found
 
 
-def run_areas(kernel: str, tests: str, runs: Path, *extra: str) -> dict:
-    """`cosim run` of some areas on a kernel (built first, so a build failure names itself);
-    the run's summary.json, asserted to exist with the guest booted."""
-    products_for(kernel)
-    r = subprocess.run([sys.executable, "-m", "cosim", "run", "--quiet-setup", "--kernel", kernel,
-                        "--tests", tests, "--runs-dir", str(runs), *extra],
-                       cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    f = runs / "latest" / "summary.json"
-    assert f.exists(), r.stdout[-4000:] + r.stderr[-4000:]
-    summary = json.loads(f.read_text())
-    assert summary["guest"] == "booted", r.stdout[-4000:]
-    return summary
-
-
 def run_suite(kernel: str, runs_dir: Path, *extra: str,
               tests: str = "all") -> tuple[int, dict, str]:
     """`cosim run` on a kernel: its exit code, summary.json and output."""
@@ -85,6 +71,14 @@ def run_suite(kernel: str, runs_dir: Path, *extra: str,
     f = runs_dir / "latest" / "summary.json"
     assert f.exists(), f"no summary.json\nstdout:\n{r.stdout[-4000:]}\nstderr:\n{r.stderr[-4000:]}"
     return r.returncode, json.loads(f.read_text()), r.stdout + r.stderr
+
+
+def run_areas(kernel: str, tests: str, runs: Path, *extra: str) -> dict:
+    """`cosim run` of some areas on a kernel; its summary.json, asserted to show the guest
+    booted."""
+    _, summary, out = run_suite(kernel, runs, *extra, tests=tests)
+    assert summary["guest"] == "booted", out[-4000:]
+    return summary
 
 
 SuiteRun = Callable[[str], tuple[int, dict, str]]
