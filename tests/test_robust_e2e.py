@@ -169,6 +169,10 @@ def test_model_killed_on_timeout_continue_reads_all_ones(runs_dir: Path) -> None
 def test_guest_reboot_resets_the_model_and_dma_works_again(runs_dir: Path) -> None:
     with booted(runs_dir, edit=without_no_reboot) as run:
         assert run.qemu is not None
+        # An oops must end the run as a panic (launcher: oops=panic), not leave a test
+        # waiting on the killed task for its whole timeout.
+        out, status, state = run.run_command("cat /proc/sys/kernel/panic_on_oops", CMD_TIMEOUT_S)
+        assert state == "ok" and status == 0 and out.split()[-1:] == ["1"], out
         out, status, state = run.run_command("/tests/cosim_dma", CMD_TIMEOUT_S)
         assert state == "ok" and status == 0, out
         before = model_log(run)
