@@ -215,11 +215,12 @@ static int drv_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	if (ps->op == COSIM_DRV_OP_DOMAIN_INV)
 		return domain_inv_entry(ps, c, regs);
 	/*
-	 * Only now: a domain invalidation's argument 0 is a struct arm_smmu_domain, and the
-	 * module of bca917e read "its" dev->iommu->fwspec before this test, past the end of the
-	 * domain's allocation; a stray value there oopsed 7.2 once. A device that still cannot
-	 * be read is reported on the console with what called it (the launcher makes that line
-	 * a run error: a driver call the analysis would not see) and not traced.
+	 * Only now: a domain invalidation's argument 0 is a struct arm_smmu_domain (7.2: 232
+	 * bytes), and the module of bca917e read "its" dev->iommu (offset 456) and then
+	 * ->fwspec before this test, so from past the end of the domain's allocation: 7.2
+	 * oopsed once on a stray 0x40003c there. A device that still cannot be read is reported
+	 * on the console with what called it (the launcher makes that line a run error: a
+	 * driver call the analysis would not see) and not traced.
 	 */
 	r = device_sid(dev, &sid);
 	if (r < 0) {
