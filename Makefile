@@ -33,9 +33,15 @@ run: $(VENV)/.stamp
 # when neither part collected anything. The unit tests run on two pytest-xdist workers; the
 # guest-booting tests one after another (two guests on 2 cores only slow each other and
 # stretch their timeouts), with the slowest listed at the end.
+# The end-to-end tests on two workers: a guest run keeps about one of the two cores busy
+# (QEMU's vCPUs and the model take turns), so two at once use the machine; the tests that
+# read one kernel's shared suite run stay on one worker (tests/conftest.py). -v names each
+# test as it ends.
+E2E_XDIST = -n 2 --dist loadgroup -v
+
 test: $(VENV)/.stamp setup-all
 	@$(PY) -m pytest -ra -m "not e2e" -n 2 $(PYTEST_ARGS); u=$$?; \
-	  $(PY) -m pytest -ra -m e2e --durations=30 $(PYTEST_ARGS); e=$$?; \
+	  $(PY) -m pytest -ra -m e2e $(E2E_XDIST) --durations=30 $(PYTEST_ARGS); e=$$?; \
 	  if [ $$u -eq 5 ] && [ $$e -eq 5 ]; then echo "make test: pytest collected no tests"; exit 1; fi; \
 	  [ $$u -ne 5 ] || u=0; [ $$e -ne 5 ] || e=0; [ $$u -eq 0 ] || exit $$u; exit $$e
 
@@ -43,7 +49,7 @@ unit: $(VENV)/.stamp
 	@$(PY) -m pytest -ra -m "not e2e" -n 2 $(PYTEST_ARGS)
 
 e2e: $(VENV)/.stamp setup-all
-	@$(PY) -m pytest -ra -m e2e $(PYTEST_ARGS)
+	@$(PY) -m pytest -ra -m e2e $(E2E_XDIST) $(PYTEST_ARGS)
 
 # The driver mutant catalogues (mutants/linux-6.12, mutants/linux-7.2) on Debian's 6.12 and 7.2
 # sources: which mutants the trace analysis catches (docs/mutants.md). One incremental kernel

@@ -187,7 +187,7 @@ class Bench:
                         "µs/record", [1e6 / r for r in on], "the same emit call, tracing off",
                         [1e6 / r for r in off],
                         note=f"the trace's own cost {per_rec:.2f} µs a record (buffering, "
-                             "orjson with its Python callback for the domain object, zstd, "
+                             "orjson, zstd, "
                              "the write); the ATC-hit copy writes 5 records against "
                              f"{per_op:.1f} µs of model work untraced: a floor of "
                              f"{5 * per_rec / per_op:.0%} for that path at this record cost"))

@@ -120,3 +120,12 @@ def judge_kswitch(kernel: str, summary: dict) -> tuple[dict[str, dict], RunFacts
     new = {k: e for k, e in facts.findings.items() if k not in recorded}
     assert not new, f"findings beyond the recorded ones: {new} (run {summary['run_dir']})"
     return tests, facts
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs the end-to-end tests on two workers), every test
+    that reads a `suite_run` runs on one worker, so each kernel's whole suite boots once in the
+    session, not once per worker that happens to get one of its readers."""
+    for item in items:
+        if isinstance(item, pytest.Function) and "suite_run" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("suite-runs"))

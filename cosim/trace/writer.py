@@ -24,7 +24,8 @@ from .sink import checking
 
 Format = Literal["cst", "jsonl"]
 FORMATS: tuple[Format, ...] = ("cst", "jsonl")
-# orjson would write a Domain (a dataclass) field by field: `_default` writes its record.
+# orjson would write a Domain (a dataclass) field by field: `_default` writes its record
+# (the unchecked binary emitter hands orjson the record already encoded instead).
 _OPTS = orjson.OPT_PASSTHROUGH_DATACLASS
 
 
@@ -167,6 +168,10 @@ class BinaryTraceWriter(TraceWriter):
         flush = self.flush
 
         def emit(kind: str, **fields: Any) -> None:
+            dom = fields.get("dom")
+            if dom is not None:
+                # Encoded once per Domain: orjson then calls no `default` for this record.
+                fields["dom"] = dom._encoded or dom.encoded()
             append((mono(), kind, fields))
             if len(buf) >= limit:
                 flush()
@@ -261,6 +266,9 @@ def open_writer(path: str | os.PathLike[str] | None, format: Format = "cst",
 def _default(obj: Any) -> Any:
     if isinstance(obj, Domain):
         return obj.to_record()
+    if isinstance(obj, orjson.Fragment):
+        # A Domain the emitter encoded, met by the standard encoder (_wide): its JSON again.
+        return orjson.loads(orjson.dumps(obj))
     if isinstance(obj, bytes | bytearray):
         return obj.hex()
     if isinstance(obj, set | frozenset | tuple):
