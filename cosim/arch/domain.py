@@ -13,8 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-import orjson
-
 DomainKind = Literal["abort", "bypass", "s1", "s2", "nested"]
 KINDS: tuple[DomainKind, ...] = ("abort", "bypass", "s1", "s2", "nested")
 
@@ -30,11 +28,10 @@ class Domain:
     ttb: int | None = None      # stage 1: the TTB0/TTB1 base that walked the address
     vmid: int | None = None     # stage 2: STE.S2VMID
     s2ttb: int | None = None    # stage 2: STE.S2TTB
-    # `to_record` as JSON, made on first use (`encoded`): the model hands the same few
-    # Domains to the trace for record after record, and writing bytes already encoded costs
-    # the writer no Python call per record.
-    _encoded: orjson.Fragment | None = field(default=None, init=False, repr=False,
-                                              compare=False)
+    # What a trace writer made of `to_record()` (cosim/trace/writer.py: its JSON bytes), kept
+    # with the Domain by `keep_encoding`: the model hands the same few Domains to the trace
+    # record after record, and bytes encoded once cost the writer no Python call per record.
+    encoded: object = field(default=None, init=False, repr=False, compare=False)
 
     @staticmethod
     def stage1(asid: int, ttb: int) -> Domain:
@@ -71,12 +68,9 @@ class Domain:
             out["s2ttb"] = self.s2ttb if self.s2ttb is not None else 0
         return out
 
-    def encoded(self) -> orjson.Fragment:
-        """`to_record()` as JSON bytes orjson writes as they are (the trace's `dom`)."""
-        enc = self._encoded
-        if enc is None:
-            enc = orjson.Fragment(orjson.dumps(self.to_record()))
-            object.__setattr__(self, "_encoded", enc)
+    def keep_encoding(self, enc: object) -> object:
+        """Keep `enc` as `encoded` (set once: a Domain is otherwise immutable); returns it."""
+        object.__setattr__(self, "encoded", enc)
         return enc
 
     @staticmethod

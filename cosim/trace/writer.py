@@ -171,7 +171,7 @@ class BinaryTraceWriter(TraceWriter):
             dom = fields.get("dom")
             if dom is not None:
                 # Encoded once per Domain: orjson then calls no `default` for this record.
-                fields["dom"] = dom._encoded or dom.encoded()
+                fields["dom"] = dom.encoded or dom.keep_encoding(_fragment(dom))
             append((mono(), kind, fields))
             if len(buf) >= limit:
                 flush()
@@ -233,6 +233,11 @@ def _wide(buf: list[tuple[int, str, dict[str, Any]]]) -> tuple[bytes, int]:
     except orjson.JSONEncodeError:
         return (json.dumps(buf, separators=(",", ":"), default=_default).encode(),
                 framing.STANDARD)
+
+
+def _fragment(dom: Domain) -> orjson.Fragment:
+    """A Domain's record as JSON bytes orjson writes as they are."""
+    return orjson.Fragment(orjson.dumps(dom.to_record()))
 
 
 def _discard(kind: str, **fields: Any) -> None:
