@@ -122,6 +122,8 @@ def judge_kswitch(kernel: str, summary: dict) -> tuple[dict[str, dict], RunFacts
     return tests, facts
 
 
+# tryfirst: xdist's worker turns the marks into node ids in its own hook of this name.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test` runs the end-to-end tests on two workers), every test
     that reads a `suite_run` runs on one worker, so each kernel's whole suite boots once in the
