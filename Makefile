@@ -34,10 +34,10 @@ run: $(VENV)/.stamp
 # guest-booting tests one after another (two guests on 2 cores only slow each other and
 # stretch their timeouts), with the slowest listed at the end.
 # The end-to-end tests on two workers: a guest run keeps about one of the two cores busy
-# (QEMU's vCPUs and the model take turns), so two at once use the machine; the tests that
-# read one kernel's shared suite run stay on one worker (tests/conftest.py). -v names each
-# test as it ends.
-E2E_XDIST = -n 2 --dist loadgroup -v
+# (QEMU's vCPUs and the model take turns), so two at once use the machine; a kernel's shared
+# suite run is made once for both workers (tests/conftest.py, suite_run). -v names each test
+# as it ends.
+E2E_XDIST = -n 2 -v
 
 test: $(VENV)/.stamp setup-all
 	@$(PY) -m pytest -ra -m "not e2e" -n 2 $(PYTEST_ARGS); u=$$?; \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -90,14 +91,36 @@ def suite_run(tmp_path_factory: pytest.TempPathFactory) -> SuiteRun:
     """The whole suite (`cosim run --tests all`, the defaults) on a kernel, run once per
     session: the suite test judges it against the expectations, and the tests about one area
     of it (kswitch, probe) read the same run, which boots the same guest and runs the same
-    area with the same options as a run of that area alone would."""
+    area with the same options as a run of that area alone would.
+
+    Under pytest-xdist (`make test` runs the end-to-end tests on two workers) the run is
+    shared by the workers too: the first to need a kernel's suite runs it under a lock in
+    their common temporary directory, and a worker that needs it later reads its result."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent   # each worker's basetemp lies in the session's own directory
+
     def get(kernel: str) -> tuple[int, dict, str]:
         if kernel not in _suites:
-            _suites[kernel] = run_suite(kernel, tmp_path_factory.mktemp(f"suite-{kernel}"))
+            _suites[kernel] = _shared_suite(kernel, base)
         code, summary, out = _suites[kernel]
         assert summary["guest"] == "booted", out[-4000:]
         return _suites[kernel]
     return get
+
+
+def _shared_suite(kernel: str, base: Path) -> tuple[int, dict, str]:
+    done = base / f"suite-{kernel}.json"
+    with open(base / f"suite-{kernel}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            runs = base / f"suite-{kernel}"
+            runs.mkdir(exist_ok=True)
+            tmp = done.with_suffix(".tmp")
+            tmp.write_text(json.dumps(run_suite(kernel, runs)))
+            os.replace(tmp, done)
+    code, summary, out = json.loads(done.read_text())
+    return code, summary, out
 
 
 KSWITCH_CASES = ["dmaswitch_untranslated", "dmaswitch_ats", "identityswitch_untranslated",
@@ -120,14 +143,3 @@ def judge_kswitch(kernel: str, summary: dict) -> tuple[dict[str, dict], RunFacts
     new = {k: e for k, e in facts.findings.items() if k not in recorded}
     assert not new, f"findings beyond the recorded ones: {new} (run {summary['run_dir']})"
     return tests, facts
-
-
-# tryfirst: xdist's worker turns the marks into node ids in its own hook of this name.
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs the end-to-end tests on two workers), every test
-    that reads a `suite_run` runs on one worker, so each kernel's whole suite boots once in the
-    session, not once per worker that happens to get one of its readers."""
-    for item in items:
-        if isinstance(item, pytest.Function) and "suite_run" in item.fixturenames:
-            item.add_marker(pytest.mark.xdist_group("suite-runs"))
