@@ -30,13 +30,11 @@ run: $(VENV)/.stamp
 	@$(PY) -m cosim run --kernel $(KERNEL) --tests all
 
 # Every test, unit and end-to-end. pytest's exit 5 (nothing collected) is a failure here only
-# when neither part collected anything. The unit tests run on two pytest-xdist workers; the
-# guest-booting tests one after another (two guests on 2 cores only slow each other and
-# stretch their timeouts), with the slowest listed at the end.
-# The end-to-end tests on two workers: a guest run keeps about one of the two cores busy
-# (QEMU's vCPUs and the model take turns), so two at once use the machine; a kernel's shared
-# suite run is made once for both workers (tests/conftest.py, suite_run). -v names each test
-# as it ends.
+# when neither part collected anything. Both parts run on two pytest-xdist workers: a guest
+# run keeps only about one of the two cores busy (QEMU's vCPUs and the model take turns), so
+# two guest-booting tests at once use the machine; a kernel's shared suite run is made once
+# for both workers (tests/conftest.py, suite_run). -v names each end-to-end test as it ends,
+# and the slowest are listed at the end.
 E2E_XDIST = -n 2 -v
 
 test: $(VENV)/.stamp setup-all
