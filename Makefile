@@ -34,12 +34,15 @@ run: $(VENV)/.stamp
 # run keeps only about one of the two cores busy (QEMU's vCPUs and the model take turns), so
 # two guest-booting tests at once use the machine; a kernel's shared suite run is made once
 # for both workers (tests/conftest.py, suite_run). -v names each end-to-end test as it ends,
-# and the slowest are listed at the end.
-E2E_XDIST = -n 2 -v
+# and the slowest are listed at the end. E2E_ARGS goes to the end-to-end part only (`make bench
+# --make-test` asks it for a JUnit XML file, to tell what bounds the suite's time).
+E2E_WORKERS ?= 2
+E2E_XDIST = -n $(E2E_WORKERS) -v
+E2E_ARGS ?=
 
 test: $(VENV)/.stamp setup-all
 	@$(PY) -m pytest -ra -m "not e2e" -n 2 $(PYTEST_ARGS); u=$$?; \
-	  $(PY) -m pytest -ra -m e2e $(E2E_XDIST) --durations=30 $(PYTEST_ARGS); e=$$?; \
+	  $(PY) -m pytest -ra -m e2e $(E2E_XDIST) --durations=30 $(E2E_ARGS) $(PYTEST_ARGS); e=$$?; \
 	  if [ $$u -eq 5 ] && [ $$e -eq 5 ]; then echo "make test: pytest collected no tests"; exit 1; fi; \
 	  [ $$u -ne 5 ] || u=0; [ $$e -ne 5 ] || e=0; [ $$u -eq 0 ] || exit $$u; exit $$e
 
