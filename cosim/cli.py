@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model-arg", action="append", default=[], metavar="ARG",
                    help="pass ARG to the model (repeatable), e.g. --model-arg=--inv-ignore")
     r.add_argument("--quiet-setup", action="store_true", help="print set-up output only on failure")
+    r.add_argument("--analyze-after", action="store_true",
+                   help="analyse the trace once the run is over, not while the model writes "
+                        "it (the same verdict; the guest then has both cores to itself)")
 
     m = sub.add_parser("model", help="run the model process (the launcher starts it for you)")
     try:
@@ -233,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                                  interactive=args.interactive, runs_dir=args.runs_dir,
                                  smp=args.smp, model_args=args.model_arg, append=args.append,
                                  test_args=_area_args(args.replaces, args.test_args),
-                                 kernel_choice=args.kernel)
+                                 kernel_choice=args.kernel,
+                                 live_analysis=not args.analyze_after)
         try:
             out = launcher.execute(cfg)
         except launcher.RunError as e:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -71,6 +72,8 @@ class RunConfig:
     kernel_choice: str = ""  # the --kernel name, to find this kernel's recorded expectations
     link_timeout_ms: int = 30000  # QEMU gives up on a silent model after this long
     echo: bool = True  # print console progress lines
+    # Analyse the trace while the model writes it (LiveAnalysis), not after the run.
+    live_analysis: bool = True
 
 
 @dataclass
@@ -324,7 +327,11 @@ def trace_of(run_dir: Path) -> Path:
         else run_dir / OLD_TRACE_NAME
 
 
-def _analyze(run_dir: Path, say: Callable[[str], None] = print) -> dict | None:
+def _analyze(run_dir: Path, say: Callable[[str], None] = print,
+             progress: Callable[[int], None] | None = None,
+             ended: Callable[[], bool] | None = None) -> dict | None:
+    """The run's analysis summary (None: no trace). `ended`: the trace is still being written
+    until ended() is true; `progress`: told the records read (else printed every few seconds)."""
     trace = trace_of(run_dir)
     if not trace.exists():
         return None
@@ -332,22 +339,73 @@ def _analyze(run_dir: Path, say: Callable[[str], None] = print) -> dict | None:
         from .analyzer import analyze_path  # type: ignore[attr-defined]
     except ImportError:
         return {"verdict": "unavailable", "why": "cosim.analyzer is not installed"}
-    say(f"==> analysis: {trace} ({trace.stat().st_size / 1e6:.0f} MB)")
-    start = last = time.monotonic()
+    if progress is None:
+        say(f"==> analysis: {trace} ({trace.stat().st_size / 1e6:.0f} MB)")
+        start = last = time.monotonic()
 
-    def progress(n: int) -> None:
-        # A large trace (the strict mode writes tens of millions of records) takes minutes:
-        # say how far it got, every few seconds, rather than sit silent.
-        nonlocal last
-        now = time.monotonic()
-        if now - last >= PROGRESS_SECONDS:
-            last = now
-            say(f"    analysis: {n / 1e6:.0f}M records read ({now - start:.0f} s)")
+        def progress(n: int) -> None:
+            # A large trace (the strict mode writes tens of millions of records) takes
+            # minutes: say how far it got, every few seconds, rather than sit silent.
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= PROGRESS_SECONDS:
+                last = now
+                say(f"    analysis: {n / 1e6:.0f}M records read ({now - start:.0f} s)")
 
     try:
-        return analyze_path(trace, report_path=run_dir / "report.txt", progress=progress)
+        return analyze_path(trace, report_path=run_dir / "report.txt", progress=progress,
+                            ended=ended)
     except Exception as e:  # noqa: BLE001 - a broken analysis must not lose the run's results
         return {"verdict": "error", "why": f"{type(e).__name__}: {e}"}
+
+
+class LiveAnalysis:
+    """The run's trace analysed while the model writes it, in a thread of the launcher, so the
+    verdict is ready moments after the guest stops rather than one whole analysis later (a
+    guest run keeps about one of two cores busy). The thread follows the growing file
+    (cosim.trace.follow) until `model_gone`: it reads the records the finished file holds, so
+    its verdict is the one `cosim analyze` gives the trace afterwards."""
+
+    def __init__(self, run_dir: Path, say: Callable[[str], None]) -> None:
+        self.run_dir = run_dir
+        self._say = say
+        self._gone = threading.Event()
+        self._gone_at = 0.0
+        self._read = 0       # records read so far
+        self._last = 0.0
+        self._result: dict | None = None
+        self._thread = threading.Thread(target=self._work, name="cosim-live-analysis",
+                                        daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        self._result = _analyze(self.run_dir, self._say, self._progress, self._gone.is_set)
+
+    def _progress(self, n: int) -> None:
+        self._read = n
+        # Silent while the guest runs (its tests print then); every few seconds after.
+        if self._gone.is_set():
+            now = time.monotonic()
+            if now - self._last >= PROGRESS_SECONDS:
+                self._last = now
+                self._say(f"    analysis: {n / 1e6:.0f}M records read "
+                          f"({now - self._gone_at:.0f} s after the run)")
+
+    def model_gone(self) -> None:
+        """The model has exited: its trace is complete (idempotent)."""
+        if not self._gone.is_set():
+            self._gone_at = self._last = time.monotonic()
+            self._gone.set()
+
+    def result(self) -> dict | None:
+        """The summary, once the analysis has read the whole trace."""
+        self.model_gone()
+        trace = trace_of(self.run_dir)
+        size = trace.stat().st_size / 1e6 if trace.exists() else 0
+        self._say(f"==> analysis: {trace} ({size:.0f} MB), read while the model wrote it "
+                  f"({self._read / 1e6:.0f}M records by the end of the run)")
+        self._thread.join()
+        return self._result
 
 
 def execute(cfg: RunConfig) -> RunOutcome:
@@ -362,10 +420,13 @@ def execute(cfg: RunConfig) -> RunOutcome:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     say = print if cfg.echo else (lambda *a, **k: None)
+    live: LiveAnalysis | None = None
     try:
         if cfg.smmu == "cosim":
             say(f"==> model: starting (log {run.dir / 'model.log'})")
             run.start_model()
+            if cfg.live_analysis and trace_of(run.dir).exists():
+                live = LiveAnalysis(run.dir, say)
         say(f"==> guest: booting {cfg.products.kernel_version} "
             f"({'cosim SMMU + endpoint' if cfg.smmu == 'cosim' else 'QEMU built-in smmuv3'})")
         t0 = time.monotonic()
@@ -390,6 +451,8 @@ def execute(cfg: RunConfig) -> RunOutcome:
         guest = "interrupted"
     finally:
         run.stop()
+        if live is not None:
+            live.model_gone()
         for s, h in old.items():
             signal.signal(s, h)
 
@@ -397,7 +460,10 @@ def execute(cfg: RunConfig) -> RunOutcome:
         results += _kunit_results(run)
     if guest != "not-started":
         results += probe_losses(run.dir / "console.log")
-    analysis = _analyze(run.dir, say) if cfg.smmu == "cosim" else None
+    if live is not None:
+        analysis = live.result()
+    else:
+        analysis = _analyze(run.dir, say) if cfg.smmu == "cosim" else None
     failed = [r for r in results if r.status in ("fail", "error")]
     exit_code = 130 if interrupted else (1 if failed or guest != "booted" else 0)
     if analysis and analysis.get("verdict") == "violations":

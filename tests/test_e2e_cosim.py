@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import SuiteRun, products_for, run_suite
 
+from cosim.analyzer import analyze_path
 from cosim.launcher import TRACE_NAME
 from cosim.trace import read_trace
 
@@ -51,6 +52,11 @@ def test_ignored_atc_invalidation_fails_invariant_2(tmp_path: Path, suite_run: S
     # The report points at the ignored invalidation: the device's completion with ignored=true.
     assert "inv2-invalidated-atc" in report
     assert re.search(r"atc_inv_cpl .*ignored=true", report), report[:4000]
+    # The verdict was made while the model wrote the trace (launcher.LiveAnalysis), and it is
+    # the one the finished file gives afterwards.
+    assert "read while the model wrote it" in out, out[-3000:]
+    after = analyze_path(Path(bad["run_dir"]) / TRACE_NAME)
+    assert json.loads(json.dumps(after)) == bad["analysis"]
     # With a well-behaved endpoint no invariant-2 violation shows: the suite's run of 6.12
     # (replace among its areas).
     _, good, _ = suite_run("debian-6.12")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .attaches import Attach
-from .engine import Progress, analyze
+from .engine import Ended, Progress, analyze
 from .findings import RULES, Violation
 from .view import TraceView
 
@@ -56,10 +56,12 @@ class Analysis:
         return self.view.notes + [f"attach #{a.n}: {n}" for a in self.attaches for n in a.notes]
 
 
-def run(path: str | os.PathLike[str], progress: Progress | None = None) -> Analysis:
+def run(path: str | os.PathLike[str], progress: Progress | None = None,
+        ended: Ended | None = None) -> Analysis:
     """Analyze the trace at `path` (raises cosim.trace.TraceError if it is not one);
-    `progress` is told how many records were read, every million."""
-    p = analyze(path, progress)
+    `progress` is told how many records were read, every million; `ended`: the trace is
+    still being written until ended() is true."""
+    p = analyze(path, progress, ended)
     view, attaches = p.ctx.view, p.ctx.attaches.attaches
     violations = sorted(p.ctx.out.items, key=lambda v: (v.index, v.order))
     _attribute(attaches, violations)

@@ -9,21 +9,24 @@ from cosim.trace import TraceError
 
 from . import report
 from .analysis import Analysis, run
-from .engine import Progress
+from .engine import Ended, Progress
 
 
-def analyze_file(path: str | os.PathLike[str], progress: Progress | None = None) -> Analysis:
-    """Analyze one trace file; raises TraceError when it cannot be read as a trace."""
-    return run(path, progress)
+def analyze_file(path: str | os.PathLike[str], progress: Progress | None = None,
+                 ended: Ended | None = None) -> Analysis:
+    """Analyze one trace file; raises TraceError when it cannot be read as a trace. `ended`:
+    the file is still being written until ended() is true (the records are read as they come)."""
+    return run(path, progress, ended)
 
 
 def analyze_path(path: str | os.PathLike[str],
                  report_path: str | os.PathLike[str] | None = None,
-                 progress: Progress | None = None) -> dict[str, Any]:
+                 progress: Progress | None = None,
+                 ended: Ended | None = None) -> dict[str, Any]:
     """The JSON summary of a trace (verdict 'unreadable' with `why` if it is not one); writes
-    the text report to report_path when given."""
+    the text report to report_path when given. `ended`: as for analyze_file."""
     try:
-        an = analyze_file(path, progress)
+        an = analyze_file(path, progress, ended)
     except TraceError as e:
         return {"verdict": "unreadable", "why": str(e)}
     if an.view.problems:

@@ -64,12 +64,14 @@ class Pass:
 
 
 Progress = Callable[[int], None]   # told the number of records read, every PROGRESS_EVERY
+Ended = Callable[[], bool]         # true once the trace's writer is gone (cosim.trace.follow)
 PROGRESS_EVERY = 1 << 20
 
 
 def analyze_pass(path: str | os.PathLike[str], facts: Facts | None,
-                 progress: Progress | None = None) -> Pass:
-    reader = TraceReader(path)
+                 progress: Progress | None = None, ended: Ended | None = None) -> Pass:
+    """`ended`: the trace is still being written until ended() is true (followed as it grows)."""
+    reader = TraceReader(path, ended)
     view = TraceView(os.fspath(path), reader.header)
     sids = DeviceSids(reader.header)
     doms = DomainTracker()
@@ -335,9 +337,11 @@ def _guesses_hold(tracker: AttachTracker, facts: Facts) -> bool:
     return True
 
 
-def analyze(path: str | os.PathLike[str], progress: Progress | None = None) -> Pass:
-    """One pass, and a second one only when the first pass's guesses did not hold."""
-    p = analyze_pass(path, None, progress)
+def analyze(path: str | os.PathLike[str], progress: Progress | None = None,
+            ended: Ended | None = None) -> Pass:
+    """One pass, and a second one only when the first pass's guesses did not hold (the first
+    may follow a trace still being written; the second reads it whole)."""
+    p = analyze_pass(path, None, progress, ended)
     if not p.guess_ok:
         p = analyze_pass(path, p.facts, progress)
     return p

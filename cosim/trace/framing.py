@@ -27,7 +27,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import Protocol
 
 import zstandard
 
@@ -40,6 +40,12 @@ FRAME = struct.Struct("<II")
 WIDE, STANDARD = 1 << 31, 1 << 30
 COUNT = (1 << 30) - 1
 LEVEL = 1   # zstd level: level 3 is no smaller on trace frames of 256 records, and slower
+
+
+class Readable(Protocol):
+    """What the frames are read from: a file, or one still being written (follow.Growing)."""
+
+    def read(self, n: int, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ def compressor() -> zstandard.ZstdCompressor:
     return zstandard.ZstdCompressor(level=LEVEL, write_checksum=True)
 
 
-def frames(f: IO[bytes], offset: int) -> Iterator[Frame]:
+def frames(f: Readable, offset: int) -> Iterator[Frame]:
     """The frames from `offset` (just past the magic) to the end; a short last one is torn
     (its header may be short too: then its size and count are what could be read)."""
     read = f.read

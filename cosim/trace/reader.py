@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, Any
@@ -24,6 +24,7 @@ import zstandard
 from cosim.arch.domain import DomainError
 
 from . import framing
+from .follow import Growing
 from .schema import (
     BY_KIND,
     DOM_KINDS,
@@ -63,8 +64,11 @@ class TraceReader:
     describes the torn last frame, whose records are all lost.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str],
+                 ended: Callable[[], bool] | None = None) -> None:
+        # `ended`: the file is still being written until ended() is true (cosim.trace.follow).
         self.path = path
+        self._ended = ended
         self.problems: list[str] = []
         self.skipped_lines: list[int] = []  # line numbers of the records left out, in order
         self.torn: str | None = None
@@ -82,21 +86,27 @@ class TraceReader:
 
     def _read_header(self) -> dict[str, Any]:
         path = self.path
-        magic = self._f.read(len(framing.MAGIC))
+        source: framing.Readable = self._f
+        growing = None
+        if self._ended is not None:
+            source = growing = Growing(self._f, self._ended)
+        magic = source.read(len(framing.MAGIC))
         if magic[:len(framing.MAGIC_PREFIX)] == framing.MAGIC_PREFIX:
             if magic != framing.MAGIC:
                 raise TraceError(f"{path}: bad magic {magic!r}: not a cosim binary trace "
                                  "this cosim reads (framing version "
                                  f"{framing.MAGIC[len(framing.MAGIC_PREFIX)]})")
             self.binary = True
-            origin = self._f.read(framing.ORIGIN.size)
+            origin = source.read(framing.ORIGIN.size)
             if len(origin) < framing.ORIGIN.size:
                 raise TraceError(f"{path} is empty: not a cosim trace")
             (self._t0,) = framing.ORIGIN.unpack(origin)
             self._zd = zstandard.ZstdDecompressor()
-            self._frames = framing.frames(self._f, len(magic) + len(origin))
+            self._frames = framing.frames(source, len(magic) + len(origin))
             first = self._first_line(path)
         else:
+            if growing is not None:
+                growing.wait()   # JSON lines are read once they are all written
             self._f.seek(0)
             first = self._f.readline()
         return self._parse_header(first)
