@@ -405,6 +405,7 @@ class LiveAnalysis:
         self._say(f"==> analysis: {trace} ({size:.0f} MB), read while the model wrote it "
                   f"({self._read / 1e6:.0f}M records by the end of the run)")
         self._thread.join()
+        self._say(f"    analysis: done {time.monotonic() - self._gone_at:.1f} s after the run")
         return self._result
 
 
