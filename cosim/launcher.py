@@ -461,10 +461,13 @@ def execute(cfg: RunConfig) -> RunOutcome:
         results += _kunit_results(run)
     if guest != "not-started":
         results += probe_losses(run.dir / "console.log")
+    # What the user waits for once the run's processes are gone: the rest of the analysis.
+    t_verdict = time.monotonic()
     if live is not None:
         analysis = live.result()
     else:
         analysis = _analyze(run.dir, say) if cfg.smmu == "cosim" else None
+    analysis_wait = time.monotonic() - t_verdict
     failed = [r for r in results if r.status in ("fail", "error")]
     exit_code = 130 if interrupted else (1 if failed or guest != "booted" else 0)
     if analysis and analysis.get("verdict") == "violations":
@@ -484,6 +487,10 @@ def execute(cfg: RunConfig) -> RunOutcome:
         "counts": {s: sum(1 for r in results if r.status == s)
                    for s in ("pass", "fail", "skip", "unsupported", "error")},
         "analysis": analysis,
+        # Seconds from the end of the run to the verdict (LiveAnalysis read most of the trace
+        # while the model wrote it, unless --analyze-after).
+        "analysis_wait_s": round(analysis_wait, 2),
+        "analysis_live": live is not None,
         "exit_code": exit_code,
         "last_console_lines": run.last_console_lines() if guest != "booted" else [],
     }
