@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 import pexpect
 
 from . import expectations, tap
+from .live_analysis import LiveAnalysis
 from .setup import Products
 
 READY = "COSIM-GUEST-READY"
@@ -359,56 +359,6 @@ def _analyze(run_dir: Path, say: Callable[[str], None] = print,
         return {"verdict": "error", "why": f"{type(e).__name__}: {e}"}
 
 
-class LiveAnalysis:
-    """The run's trace analysed while the model writes it, in a thread of the launcher, so the
-    verdict is ready moments after the guest stops rather than one whole analysis later (a
-    guest run keeps about one of two cores busy). The thread follows the growing file
-    (cosim.trace.follow) until `model_gone`: it reads the records the finished file holds, so
-    its verdict is the one `cosim analyze` gives the trace afterwards."""
-
-    def __init__(self, run_dir: Path, say: Callable[[str], None]) -> None:
-        self.run_dir = run_dir
-        self._say = say
-        self._gone = threading.Event()
-        self._gone_at = 0.0
-        self._read = 0       # records read so far
-        self._last = 0.0
-        self._result: dict | None = None
-        self._thread = threading.Thread(target=self._work, name="cosim-live-analysis",
-                                        daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        self._result = _analyze(self.run_dir, self._say, self._progress, self._gone.is_set)
-
-    def _progress(self, n: int) -> None:
-        self._read = n
-        # Silent while the guest runs (its tests print then); every few seconds after.
-        if self._gone.is_set():
-            now = time.monotonic()
-            if now - self._last >= PROGRESS_SECONDS:
-                self._last = now
-                self._say(f"    analysis: {n / 1e6:.0f}M records read "
-                          f"({now - self._gone_at:.0f} s after the run)")
-
-    def model_gone(self) -> None:
-        """The model has exited: its trace is complete (idempotent)."""
-        if not self._gone.is_set():
-            self._gone_at = self._last = time.monotonic()
-            self._gone.set()
-
-    def result(self) -> dict | None:
-        """The summary, once the analysis has read the whole trace."""
-        self.model_gone()
-        trace = trace_of(self.run_dir)
-        size = trace.stat().st_size / 1e6 if trace.exists() else 0
-        self._say(f"==> analysis: {trace} ({size:.0f} MB), read while the model wrote it "
-                  f"({self._read / 1e6:.0f}M records by the end of the run)")
-        self._thread.join()
-        self._say(f"    analysis: done {time.monotonic() - self._gone_at:.1f} s after the run")
-        return self._result
-
-
 def execute(cfg: RunConfig) -> RunOutcome:
     """Perform one run; always writes summary.json; never leaves a process behind."""
     run = Run(cfg)
@@ -427,7 +377,8 @@ def execute(cfg: RunConfig) -> RunOutcome:
             say(f"==> model: starting (log {run.dir / 'model.log'})")
             run.start_model()
             if cfg.live_analysis and trace_of(run.dir).exists():
-                live = LiveAnalysis(run.dir, say)
+                live = LiveAnalysis(trace_of(run.dir), run.dir / "report.txt",
+                                    run.dir / "analysis.json", say, cfg.echo)
         say(f"==> guest: booting {cfg.products.kernel_version} "
             f"({'cosim SMMU + endpoint' if cfg.smmu == 'cosim' else 'QEMU built-in smmuv3'})")
         t0 = time.monotonic()
@@ -450,6 +401,10 @@ def execute(cfg: RunConfig) -> RunOutcome:
     except KeyboardInterrupt:
         interrupted = True
         guest = "interrupted"
+    except BaseException:
+        if live is not None:
+            live.stop()   # the run is abandoned: no verdict is wanted
+        raise
     finally:
         run.stop()
         if live is not None:
@@ -463,10 +418,9 @@ def execute(cfg: RunConfig) -> RunOutcome:
         results += probe_losses(run.dir / "console.log")
     # What the user waits for once the run's processes are gone: the rest of the analysis.
     t_verdict = time.monotonic()
-    if live is not None:
-        analysis = live.result()
-    else:
-        analysis = _analyze(run.dir, say) if cfg.smmu == "cosim" else None
+    analysis = live.result() if live is not None else None
+    if analysis is None and cfg.smmu == "cosim":
+        analysis = _analyze(run.dir, say)   # no live analysis, or it died without a verdict
     analysis_wait = time.monotonic() - t_verdict
     failed = [r for r in results if r.status in ("fail", "error")]
     exit_code = 130 if interrupted else (1 if failed or guest != "booted" else 0)
@@ -490,7 +444,7 @@ def execute(cfg: RunConfig) -> RunOutcome:
         # Seconds from the end of the run to the verdict (LiveAnalysis read most of the trace
         # while the model wrote it, unless --analyze-after).
         "analysis_wait_s": round(analysis_wait, 2),
-        "analysis_live": live is not None,
+        "analysis_live": live is not None and live.gave_result,
         "exit_code": exit_code,
         "last_console_lines": run.last_console_lines() if guest != "booted" else [],
     }

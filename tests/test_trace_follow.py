@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_analyzer_driver import Rig
 
-from cosim import launcher
+from cosim import launcher, live_analysis
 from cosim.analyzer import analyze_path
 from cosim.trace import BinaryTraceWriter, TraceReader, TraceWriter
 from cosim.trace.follow import Growing
@@ -123,19 +123,66 @@ def test_a_writer_killed_inside_a_frame_leaves_the_same_torn_end(tmp_path: Path)
     assert analyze_path(tmp_path / "live.cst")["verdict"] == analyze_path(short)["verdict"]
 
 
+def _live(run_dir: Path, said: list[str]) -> live_analysis.LiveAnalysis:
+    return live_analysis.LiveAnalysis(run_dir / launcher.TRACE_NAME, run_dir / "report.txt",
+                                      run_dir / "analysis.json", said.append, echo=True)
+
+
 def test_the_launcher_reports_the_live_verdict_once_the_model_is_gone(tmp_path: Path) -> None:
     whole = _real_trace(tmp_path, "cst", True)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     said: list[str] = []
     feed = Feeder(whole, run_dir / launcher.TRACE_NAME, chunk=500)
-    live = launcher.LiveAnalysis(run_dir, said.append)
+    live = _live(run_dir, said)
     with feed:
         pass
     live.model_gone()
     got = live.result()
-    assert got is not None and got["verdict"] == "violations"
+    assert got is not None and got["verdict"] == "violations" and live.gave_result
     assert json.dumps(got, sort_keys=True) == \
         json.dumps(analyze_path(run_dir / launcher.TRACE_NAME), sort_keys=True)
     assert (run_dir / "report.txt").read_text().count("inv1-old-domain") > 0
     assert any("read while the model wrote it" in s for s in said), said
+    assert not (run_dir / "analysis.json").exists()   # its content is the summary's now
+
+
+def _nice(pid: int) -> int | None:
+    try:
+        return os.getpriority(os.PRIO_PROCESS, pid)
+    except OSError:
+        return None
+
+
+def test_the_live_analysis_takes_only_idle_cpu_while_the_run_goes_on(tmp_path: Path) -> None:
+    whole = _real_trace(tmp_path, "cst", False)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    # Only the prologue yet: the child waits for the rest, as during a run.
+    (run_dir / launcher.TRACE_NAME).write_bytes(whole.read_bytes()[:12])
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    live = _live(run_dir, [])
+    low = min(base + live_analysis.LIVE_NICE, 19)
+    for _ in range(500):
+        if _nice(live.proc.pid) == low:
+            break
+        time.sleep(0.01)
+    assert _nice(live.proc.pid) == low
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base      # the launcher itself is untouched
+    with open(run_dir / launcher.TRACE_NAME, "ab") as f:
+        f.write(whole.read_bytes()[12:])
+    live.model_gone()
+    if os.geteuid() == 0 and live.proc.poll() is None:  # raising it back needs privilege
+        assert _nice(live.proc.pid) in (base, None)     # None: it finished meanwhile
+    got = live.result()
+    assert got is not None and got["verdict"] == "clean"
+
+
+def test_a_live_analysis_that_dies_gives_no_verdict(tmp_path: Path) -> None:
+    whole = _real_trace(tmp_path, "cst", False)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / launcher.TRACE_NAME).write_bytes(whole.read_bytes()[:12])
+    live = _live(run_dir, [])
+    live.proc.kill()
+    assert live.result() is None and not live.gave_result   # the launcher analyses it then
