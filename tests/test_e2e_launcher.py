@@ -4,6 +4,7 @@ guest said, and leaves no process behind on success, failure, hang or Ctrl-C."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -78,6 +79,46 @@ def test_sigint_leaves_no_process(products_612, runs_dir: Path) -> None:
     assert cosim_processes(tag) == [], "a process outlived cosim run after SIGINT"
     summary = json.loads((runs_dir / "latest" / "summary.json").read_text())
     assert summary["guest"] == "interrupted"
+
+
+def _naming(marker: str) -> list[str]:
+    """Command lines of live processes other than this one that mention marker."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmd and int(pid) != os.getpid():
+            found.append(f"{pid}: {cmd}")
+    return found
+
+
+def test_sigint_during_a_cosim_run_leaves_no_model_nor_analysis(products_612,
+                                                                 runs_dir: Path) -> None:
+    # The model and the live analysis child name the run's directory on their command lines.
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "cosim", "run", "--quiet-setup",
+                             "--tests", "replace", "--runs-dir", str(runs_dir)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:   # the replaces under traffic have begun: the trace grows
+        lines.append(line)
+        if "guest test: cosim_replace" in line:
+            break
+    assert _naming(str(runs_dir)), "".join(lines)
+    assert any("cosim.live_analysis" in p for p in _naming(str(runs_dir)))
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    out = "".join(lines) + out
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out
+    assert _naming(str(runs_dir)) == [], "a process outlived cosim run after SIGINT"
+    summary = json.loads((runs_dir / "latest" / "summary.json").read_text())
+    assert summary["guest"] == "interrupted"
+    # What the trace holds up to the interruption is still judged, by the live analysis.
+    assert summary["analysis_live"] and summary["analysis"]["counts"]["records"] > 0, out
 
 
 def test_interactive_leaves_the_user_at_the_guest_shell(products_612, runs_dir: Path) -> None:
