@@ -195,6 +195,22 @@ def measure_dma(addr: str, ram_path: str, seconds: float) -> dict[tuple[str, str
     return results
 
 
+def bare_copy_rate(size: int, seconds: float) -> float:
+    """Copies/s of `size` bytes out of a large buffer into a new bytes object, in this process:
+    what a read through the shared mapping cannot beat (memory bandwidth, Python's copy)."""
+    buf = memoryview(bytearray(os.urandom(1 << 20)) * 64)
+    span = len(buf) - size
+    n, off = 0, 0
+    t0 = time.perf_counter()
+    t_end = t0 + seconds
+    while time.perf_counter() < t_end:
+        for _ in range(16):
+            bytes(buf[off:off + size])
+            off = (off + size) % span
+            n += 1
+    return n / (time.perf_counter() - t0)
+
+
 def measure(iters: int = 5000, seconds: float = 0.5) -> dict:
     """One measurement: `raw` and `link` (lists of round-trip µs, warm-up dropped) and `dma`
     (ops/s keyed by (path, direction, size), path 'shared' or 'socket')."""
