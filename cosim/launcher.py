@@ -327,11 +327,7 @@ def trace_of(run_dir: Path) -> Path:
         else run_dir / OLD_TRACE_NAME
 
 
-def _analyze(run_dir: Path, say: Callable[[str], None] = print,
-             progress: Callable[[int], None] | None = None,
-             ended: Callable[[], bool] | None = None) -> dict | None:
-    """The run's analysis summary (None: no trace). `ended`: the trace is still being written
-    until ended() is true; `progress`: told the records read (else printed every few seconds)."""
+def _analyze(run_dir: Path, say: Callable[[str], None] = print) -> dict | None:
     trace = trace_of(run_dir)
     if not trace.exists():
         return None
@@ -339,22 +335,20 @@ def _analyze(run_dir: Path, say: Callable[[str], None] = print,
         from .analyzer import analyze_path  # type: ignore[attr-defined]
     except ImportError:
         return {"verdict": "unavailable", "why": "cosim.analyzer is not installed"}
-    if progress is None:
-        say(f"==> analysis: {trace} ({trace.stat().st_size / 1e6:.0f} MB)")
-        start = last = time.monotonic()
+    say(f"==> analysis: {trace} ({trace.stat().st_size / 1e6:.0f} MB)")
+    start = last = time.monotonic()
 
-        def progress(n: int) -> None:
-            # A large trace (the strict mode writes tens of millions of records) takes
-            # minutes: say how far it got, every few seconds, rather than sit silent.
-            nonlocal last
-            now = time.monotonic()
-            if now - last >= PROGRESS_SECONDS:
-                last = now
-                say(f"    analysis: {n / 1e6:.0f}M records read ({now - start:.0f} s)")
+    def progress(n: int) -> None:
+        # A large trace (the strict mode writes tens of millions of records) takes minutes:
+        # say how far it got, every few seconds, rather than sit silent.
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= PROGRESS_SECONDS:
+            last = now
+            say(f"    analysis: {n / 1e6:.0f}M records read ({now - start:.0f} s)")
 
     try:
-        return analyze_path(trace, report_path=run_dir / "report.txt", progress=progress,
-                            ended=ended)
+        return analyze_path(trace, report_path=run_dir / "report.txt", progress=progress)
     except Exception as e:  # noqa: BLE001 - a broken analysis must not lose the run's results
         return {"verdict": "error", "why": f"{type(e).__name__}: {e}"}
 
