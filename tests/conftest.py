@@ -48,7 +48,8 @@ def runs_dir(tmp_path: Path) -> Path:
 
 
 def cosim_processes(marker: str) -> list[str]:
-    """Command lines of live processes whose command line mentions marker."""
+    """Command lines of live processes other than this one whose command line mentions
+    marker (a run's tag, or its directory: under pytest that path itself says "pytest")."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -57,7 +58,7 @@ def cosim_processes(marker: str) -> list[str]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if marker in cmd and "pytest" not in cmd:
+        if marker in cmd and int(pid) != os.getpid():
             found.append(f"{pid}: {cmd}")
     return found
 
