@@ -109,14 +109,17 @@ class Rig:
                 self.d.sync()
         self.drv(DrvPhase.END)
 
-    def analyze(self, tmp_path: Path, name: str = "t.jsonl"):
-        path = tmp_path / name
-        w = TraceWriter(path, cache_mode=self.d.opt.cache_mode)
+    def write(self, path: Path, writer: type[TraceWriter] = TraceWriter, **kw: int) -> Path:
+        """The records the models emitted, in their order, as a trace file at `path`."""
+        w = writer(path, cache_mode=self.d.opt.cache_mode, **kw)
         for rec in self.d.trace.records:
             fields = {k: v for k, v in rec.items() if k != "k"}
             w.emit(rec["k"], **fields)
         w.close()
-        return analyze_file(path)
+        return path
+
+    def analyze(self, tmp_path: Path, name: str = "t.jsonl"):
+        return analyze_file(self.write(tmp_path / name))
 
 
 def rules(an) -> set[str]:

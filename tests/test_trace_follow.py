@@ -29,13 +29,8 @@ def _real_trace(tmp_path: Path, fmt: str, mutated: bool) -> Path:
     rig.dma()
     rig.attach(2)
     rig.dma()
-    path = tmp_path / f"whole.{fmt}"
-    cls = BinaryTraceWriter if fmt == "cst" else TraceWriter
-    w = cls(path, flush_every=3, cache_mode=rig.d.opt.cache_mode)
-    for rec in rig.d.trace.records:
-        w.emit(rec["k"], **{k: v for k, v in rec.items() if k != "k"})
-    w.close()
-    return path
+    return rig.write(tmp_path / f"whole.{fmt}",
+                     BinaryTraceWriter if fmt == "cst" else TraceWriter, flush_every=3)
 
 
 class Feeder:
